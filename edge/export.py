@@ -1,0 +1,158 @@
+"""ONNX export derived entirely from a family's signature.
+
+`export_onnx(model, out_dir)` writes one `<graph>.onnx` per graph (opset 17,
+TorchScript exporter, fixed shapes), embeds the signature in every file's
+metadata, and checks that the file's I/O names, shapes and dtypes are exactly
+the declared ones. `torch_runner` and `onnx_runner` turn a graph into the
+`run(feeds) -> dict` callable the shared state loop drives, so parity is
+checked with the same loop the client uses.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from runtime_py.stateloop import initial_states
+from .families.base import StreamingModel
+from .signature import GraphSpec, Signature
+
+OPSET = 17
+METADATA_KEY = "edge.signature"
+_ONNX_DTYPES = {"float32": onnx.TensorProto.FLOAT, "int64": onnx.TensorProto.INT64,
+                "int32": onnx.TensorProto.INT32}
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def _random_input(t, vocab_size: int, rng: np.random.Generator) -> np.ndarray:
+    if t.dtype.startswith("int"):
+        return rng.integers(0, vocab_size, size=t.shape).astype(t.dtype)
+    return rng.standard_normal(t.shape).astype(np.float32)
+
+
+def example_inputs(graph: GraphSpec, signature: Signature, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs of the declared shapes (features ~ N(0, 1), tokens from
+    the vocabulary) with every state at its initial value."""
+    rng = np.random.default_rng(seed)
+    feeds = {t.name: _random_input(t, signature.vocab_size, rng) for t in graph.inputs}
+    feeds.update(initial_states(graph))
+    return feeds
+
+
+def random_chunks(graph: GraphSpec, signature: Signature, n: int, seed: int = 0) -> list[dict]:
+    """n seeded chunks of the graph's non-state inputs, for rollouts."""
+    rng = np.random.default_rng(seed)
+    return [{t.name: _random_input(t, signature.vocab_size, rng) for t in graph.inputs} for _ in range(n)]
+
+
+def torch_runner(model: StreamingModel, graph: GraphSpec):
+    module = model.graph_module(graph.name).eval()
+    names = graph.input_names
+    out_names = graph.output_names
+
+    @torch.no_grad()
+    def run(feeds: dict) -> dict:
+        outs = module(*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names])
+        return {n: o.numpy() for n, o in zip(out_names, outs)}
+    return run
+
+
+def onnx_runner(path: Path | str, graph: GraphSpec, threads: int = 1, session_options=None):
+    import onnxruntime as ort
+
+    opts = session_options or ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    out_names = graph.output_names
+
+    def run(feeds: dict) -> dict:
+        return dict(zip(out_names, sess.run(out_names, {n: feeds[n] for n in graph.input_names})))
+    run.session = sess
+    return run
+
+
+def _check_io(model_proto: onnx.ModelProto, graph: GraphSpec) -> None:
+    def describe(values):
+        out = []
+        for v in values:
+            tt = v.type.tensor_type
+            out.append((v.name, tuple(d.dim_value for d in tt.shape.dim), tt.elem_type))
+        return out
+
+    init_names = {i.name for i in model_proto.graph.initializer}
+    got_in = [x for x in describe(model_proto.graph.input) if x[0] not in init_names]
+    want_in = [(t.name, t.shape, _ONNX_DTYPES[t.dtype]) for t in graph.all_inputs()]
+    got_out = describe(model_proto.graph.output)
+    want_out = [(t.name, t.shape, _ONNX_DTYPES[t.dtype]) for t in graph.all_outputs()]
+    if got_in != want_in or got_out != want_out:
+        raise ExportError(
+            f"graph {graph.name!r}: exported I/O differs from the signature\n"
+            f"  inputs  got {got_in}\n          want {want_in}\n"
+            f"  outputs got {got_out}\n          want {want_out}\n"
+            "An input the step does not use is dropped by the exporter; a state must flow to its *_next.")
+
+
+def embed_metadata(model_proto: onnx.ModelProto, signature: Signature, graph: GraphSpec,
+                   extra: dict | None = None) -> None:
+    meta = {METADATA_KEY: signature.to_json(), "edge.graph": graph.name, "edge.family": signature.family,
+            "edge.schema_version": str(signature.schema_version)}
+    meta.update({k: str(v) for k, v in (extra or {}).items()})
+    existing = {p.key: p for p in model_proto.metadata_props}
+    for key in sorted(meta):
+        if key in existing:
+            existing[key].value = meta[key]
+        else:
+            model_proto.metadata_props.add(key=key, value=meta[key])
+
+
+def read_signature(path: Path | str) -> Signature:
+    """The signature embedded in an exported ONNX file."""
+    m = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in m.metadata_props}
+    if METADATA_KEY not in props:
+        raise ExportError(f"{path}: no {METADATA_KEY!r} metadata; it was not exported by edge-export")
+    return Signature.from_json(props[METADATA_KEY])
+
+
+def export_graph(model: StreamingModel, graph: GraphSpec, path: Path, signature: Signature,
+                 extra_metadata: dict | None = None) -> Path:
+    module = model.graph_module(graph.name).eval()
+    feeds = example_inputs(graph, signature)
+    args = tuple(torch.from_numpy(feeds[n]) for n in graph.input_names)
+    buf = io.BytesIO()
+    try:
+        with torch.no_grad():
+            torch.onnx.export(module, args, buf, input_names=graph.input_names,
+                              output_names=graph.output_names, opset_version=OPSET,
+                              dynamo=False, do_constant_folding=True)
+    except Exception as e:  # the exporter's own message names the op; add where it happened
+        raise ExportError(f"exporting graph {graph.name!r} of family {signature.family!r} failed: "
+                          f"{type(e).__name__}: {e}") from e
+    proto = onnx.load_from_string(buf.getvalue())
+    _check_io(proto, graph)
+    embed_metadata(proto, signature, graph, extra_metadata)
+    onnx.checker.check_model(proto)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
+def export_onnx(model: StreamingModel, out_dir: Path | str, extra_metadata: dict | None = None) -> dict[str, Path]:
+    """Export every graph of the model's signature to `out_dir/<graph>.onnx`."""
+    out_dir = Path(out_dir)
+    model = model.eval()
+    signature = model.signature()
+    paths = {}
+    for graph in signature.graphs:
+        paths[graph.name] = export_graph(model, graph, out_dir / f"{graph.name}.onnx", signature, extra_metadata)
+    (out_dir / "signature.json").write_text(json.dumps(signature.to_dict(), indent=2, sort_keys=True) + "\n")
+    return paths

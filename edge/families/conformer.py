@@ -1,0 +1,272 @@
+"""Chunked Conformer with a CTC head.
+
+Streaming design (each choice keeps streaming == offline exact):
+- Subsampling: two causal Conv1d (kernel 3, stride 2). Each keeps its last
+  input frame as a cache, which is what a zero left pad gives offline.
+- Attention: a query sees its whole chunk plus `left_context` earlier encoder
+  frames. Each layer caches the normalised inputs of those frames
+  (`attn_cache`), and `attn_valid` marks which cache slots hold real frames
+  (zeros at the start of an utterance), applied as an additive bias.
+- Positions: a learned bias per head indexed by the *relative* distance
+  between query and key, which is bounded by the window. No absolute frame
+  index exists anywhere, so nothing can overflow after hours of streaming.
+- Convolution module: causal depthwise conv; each layer caches its last
+  kernel-1 inputs (`conv_cache`).
+- Attention is written as per-head 3-D matmuls (no nn.MultiheadAttention,
+  no 4-D tensors), which onnx2tf and coremltools convert cleanly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..signature import FrontendSpec, GraphSpec, Signature, StateSpec, TensorSpec
+from .base import NEG_BIAS, GlobalCMVN, StreamingModel, graph_call, register
+
+
+@dataclass(frozen=True)
+class ConformerConfig:
+    vocab_size: int = 47
+    num_mel_bins: int = 80
+    d_model: int = 128
+    num_heads: int = 4
+    ffn_dim: int = 512
+    num_layers: int = 4
+    conv_kernel: int = 15
+    chunk_frames: int = 32  # feature frames per step (320 ms) -> 8 encoder frames
+    left_context: int = 32  # encoder frames of attention history (1.28 s)
+    dropout: float = 0.1
+
+
+SUBSAMPLING = 4
+
+
+class CausalSubsampling(nn.Module):
+    """Two causal Conv1d(k=3, s=2) + ReLU over time; 4x fewer frames."""
+
+    def __init__(self, idim: int, odim: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(idim, odim, 3, stride=2)
+        self.conv2 = nn.Conv1d(odim, odim, 3, stride=2)
+
+    @staticmethod
+    def _conv(conv: nn.Conv1d, x: torch.Tensor, cache: torch.Tensor):
+        # x [B, T, C], cache [B, 1, C]: the previous input frame (zeros at start).
+        xin = torch.cat([cache, x], dim=1)
+        y = torch.relu(conv(xin.transpose(1, 2))).transpose(1, 2)
+        return y, xin[:, -1:, :]
+
+    def forward(self, x, cache1, cache2):
+        y, cache1 = self._conv(self.conv1, x, cache1)
+        y, cache2 = self._conv(self.conv2, y, cache2)
+        return y, cache1, cache2
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d: int, hidden: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.w1 = nn.Linear(d, hidden)
+        self.w2 = nn.Linear(hidden, d)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.dropout(self.w2(self.dropout(nn.functional.silu(self.w1(self.norm(x))))))
+
+
+class ChunkAttention(nn.Module):
+    """Multi-head self-attention over [left cache | chunk] with a learned
+    relative-position bias. Inputs are [B, T, D]; heads are sliced, not reshaped
+    to 4-D, so every tensor stays 3-D."""
+
+    def __init__(self, d: int, heads: int, chunk: int, left: int, dropout: float):
+        super().__init__()
+        self.heads, self.dk = heads, d // heads
+        self.chunk, self.left = chunk, left
+        self.q = nn.Linear(d, d)
+        self.k = nn.Linear(d, d)
+        self.v = nn.Linear(d, d)
+        self.out = nn.Linear(d, d)
+        # distance (query - key) ranges over [-(chunk-1), left + chunk - 1]
+        self.pos_bias = nn.Parameter(torch.zeros(heads, left + 2 * chunk - 1))
+        self.dropout = nn.Dropout(dropout)
+
+    def _rel_index(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        dist = q_pos[:, None] - k_pos[None, :] + (self.chunk - 1)
+        return dist.clamp(0, self.pos_bias.shape[1] - 1)
+
+    def attend(self, q_in, kv_in, bias):
+        """q_in [B, Tq, D], kv_in [B, Tk, D], bias [B or 1, Tq, Tk] per head list."""
+        q, k, v = self.q(q_in), self.k(kv_in), self.v(kv_in)
+        scale = self.dk ** -0.5
+        heads = []
+        for h in range(self.heads):
+            sl = slice(h * self.dk, (h + 1) * self.dk)
+            scores = torch.matmul(q[:, :, sl] * scale, k[:, :, sl].transpose(1, 2)) + bias[h]
+            att = self.dropout(torch.softmax(scores, dim=-1))
+            heads.append(torch.matmul(att, v[:, :, sl]))
+        return self.out(torch.cat(heads, dim=-1))
+
+    def step_bias(self, valid: torch.Tensor) -> list[torch.Tensor]:
+        # Positions are constants of the fixed chunk shape: traced as constants.
+        q_pos = torch.arange(self.chunk) + self.left
+        k_pos = torch.arange(self.left + self.chunk)
+        idx = self._rel_index(q_pos, k_pos)  # [C, K+C]
+        kv_valid = torch.cat([valid, torch.ones_like(valid[:, :1]).expand(valid.shape[0], self.chunk)], dim=1)
+        mask = ((kv_valid - 1.0) * -NEG_BIAS).unsqueeze(1)  # [B, 1, K+C]: 0 or NEG_BIAS
+        return [self.pos_bias[h][idx].unsqueeze(0) + mask for h in range(self.heads)]
+
+    def offline_bias(self, t: int, lengths: torch.Tensor) -> list[torch.Tensor]:
+        pos = torch.arange(t, device=lengths.device)
+        chunk_id = torch.div(pos, self.chunk, rounding_mode="floor")
+        lo = chunk_id * self.chunk - self.left  # first key a query may see
+        hi = (chunk_id + 1) * self.chunk  # one past the last
+        allowed = (pos[None, :] >= lo[:, None]) & (pos[None, :] < hi[:, None])  # [T, T]
+        key_ok = pos[None, :] < lengths[:, None]  # [B, T]
+        ok = allowed[None] & key_ok[:, None, :]
+        mask = torch.where(ok, 0.0, NEG_BIAS)
+        idx = self._rel_index(pos, pos)
+        return [self.pos_bias[h][idx].unsqueeze(0) + mask for h in range(self.heads)]
+
+
+class ConvModule(nn.Module):
+    def __init__(self, d: int, kernel: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.pw1 = nn.Linear(d, 2 * d)
+        self.dw = nn.Conv1d(d, d, kernel, groups=d)
+        self.dw_norm = nn.LayerNorm(d)
+        self.pw2 = nn.Linear(d, d)
+        self.dropout = nn.Dropout(dropout)
+        self.kernel = kernel
+
+    def forward(self, x, cache):
+        # cache [B, kernel-1, D]: the last inputs of the depthwise conv.
+        y = nn.functional.glu(self.pw1(self.norm(x)), dim=-1)
+        yin = torch.cat([cache, y], dim=1)
+        y = self.dw(yin.transpose(1, 2)).transpose(1, 2)
+        y = self.pw2(nn.functional.silu(self.dw_norm(y)))
+        return self.dropout(y), yin[:, yin.shape[1] - (self.kernel - 1):, :]
+
+
+class ConformerBlock(nn.Module):
+    def __init__(self, c: ConformerConfig, chunk_out: int):
+        super().__init__()
+        self.ff1 = FeedForward(c.d_model, c.ffn_dim, c.dropout)
+        self.att_norm = nn.LayerNorm(c.d_model)
+        self.att = ChunkAttention(c.d_model, c.num_heads, chunk_out, c.left_context, c.dropout)
+        self.conv = ConvModule(c.d_model, c.conv_kernel, c.dropout)
+        self.ff2 = FeedForward(c.d_model, c.ffn_dim, c.dropout)
+        self.norm = nn.LayerNorm(c.d_model)
+        self.dropout = nn.Dropout(c.dropout)
+
+    def step(self, x, bias, att_cache, conv_cache):
+        x = x + 0.5 * self.ff1(x)
+        xn = self.att_norm(x)
+        kv = torch.cat([att_cache, xn], dim=1)
+        x = x + self.att.attend(xn, kv, bias)
+        att_cache = kv[:, kv.shape[1] - att_cache.shape[1]:, :]
+        y, conv_cache = self.conv(x, conv_cache)
+        x = x + y
+        x = x + 0.5 * self.ff2(x)
+        return self.norm(x), att_cache, conv_cache
+
+    def offline(self, x, bias, conv_zero):
+        x = x + 0.5 * self.ff1(x)
+        xn = self.att_norm(x)
+        x = x + self.dropout(self.att.attend(xn, xn, bias))
+        y, _ = self.conv(x, conv_zero)
+        x = x + y
+        x = x + 0.5 * self.ff2(x)
+        return self.norm(x)
+
+
+class ConformerEncoder(nn.Module):
+    def __init__(self, c: ConformerConfig):
+        super().__init__()
+        if c.chunk_frames % SUBSAMPLING:
+            raise ValueError(f"chunk_frames={c.chunk_frames} must be a multiple of the subsampling factor {SUBSAMPLING}")
+        if c.d_model % c.num_heads:
+            raise ValueError(f"d_model={c.d_model} must be divisible by num_heads={c.num_heads}")
+        self.c = c
+        self.chunk_out = c.chunk_frames // SUBSAMPLING
+        self.cmvn = GlobalCMVN(c.num_mel_bins)
+        self.subsampling = CausalSubsampling(c.num_mel_bins, c.d_model)
+        self.layers = nn.ModuleList(ConformerBlock(c, self.chunk_out) for _ in range(c.num_layers))
+
+    def state_specs(self) -> tuple[StateSpec, ...]:
+        c = self.c
+        return (
+            StateSpec("sub1_cache", (1, 1, c.num_mel_bins), doc="last input frame of subsampling conv 1"),
+            StateSpec("sub2_cache", (1, 1, c.d_model), doc="last input frame of subsampling conv 2"),
+            StateSpec("attn_cache", (c.num_layers, 1, c.left_context, c.d_model), batch_axis=1,
+                      doc="per layer: normalised attention inputs of the last left_context frames"),
+            StateSpec("attn_valid", (1, c.left_context),
+                      doc="1 where the attention cache holds a real frame of this utterance"),
+            StateSpec("conv_cache", (c.num_layers, 1, c.conv_kernel - 1, c.d_model), batch_axis=1,
+                      doc="per layer: last kernel-1 inputs of the depthwise convolution"),
+        )
+
+    def step(self, x, sub1, sub2, att_cache, att_valid, conv_cache):
+        y, sub1, sub2 = self.subsampling(self.cmvn(x), sub1, sub2)
+        bias = self.layers[0].att.step_bias(att_valid)
+        att_out, conv_out = [], []
+        for i, layer in enumerate(self.layers):
+            y, a, cv = layer.step(y, bias, att_cache[i], conv_cache[i])
+            att_out.append(a)
+            conv_out.append(cv)
+        left = att_valid.shape[1]
+        valid = torch.cat([att_valid, torch.ones_like(att_valid[:, :1]).expand(att_valid.shape[0], self.chunk_out)], 1)
+        return (y, sub1, sub2, torch.stack(att_out), valid[:, valid.shape[1] - left:],
+                torch.stack(conv_out))
+
+    def offline(self, feats, lengths):
+        b, t, _ = feats.shape
+        x = self.cmvn(feats)
+        zeros1 = x.new_zeros(b, 1, x.shape[2])
+        zeros2 = x.new_zeros(b, 1, self.c.d_model)
+        y, _, _ = self.subsampling(x[:, : t - t % SUBSAMPLING], zeros1, zeros2)
+        out_lens = torch.div(lengths, SUBSAMPLING, rounding_mode="floor")
+        bias = self.layers[0].att.offline_bias(y.shape[1], out_lens)
+        conv_zero = y.new_zeros(b, self.c.conv_kernel - 1, self.c.d_model)
+        for layer in self.layers:
+            y = layer.offline(y, bias, conv_zero)
+        return y, out_lens
+
+
+@register("conformer", ConformerConfig, "chunked Conformer encoder, CTC head, attention and conv caches")
+class ConformerCtc(StreamingModel):
+    def __init__(self, config: ConformerConfig):
+        super().__init__(config)
+        self.encoder = ConformerEncoder(config)
+        self.ctc = nn.Linear(config.d_model, config.vocab_size)
+        self.encoder_cmvn = self.encoder.cmvn
+
+    def signature(self) -> Signature:
+        c = self.config
+        encoder = GraphSpec(
+            "encoder",
+            inputs=(TensorSpec("x", (1, c.chunk_frames, c.num_mel_bins), doc="fbank frames of one chunk"),),
+            outputs=(TensorSpec("log_probs", (1, c.chunk_frames // SUBSAMPLING, c.vocab_size),
+                                doc="CTC log-probabilities"),),
+            states=self.encoder.state_specs(),
+        )
+        return Signature("conformer", FrontendSpec(num_mel_bins=c.num_mel_bins), c.chunk_frames,
+                         c.chunk_frames, SUBSAMPLING, (encoder,), c.vocab_size, decoder="ctc",
+                         extra={"left_context": c.left_context})
+
+    def step(self, x, *states):
+        y, *next_states = self.encoder.step(x, *states)
+        return (torch.log_softmax(self.ctc(y), dim=-1), *next_states)
+
+    def graph_module(self, name: str) -> nn.Module:
+        if name != "encoder":
+            raise KeyError(f"conformer has only an 'encoder' graph, not {name!r}")
+        return graph_call(self, self.step)
+
+    def forward(self, feats, lengths):
+        y, out_lens = self.encoder.offline(feats, lengths)
+        return torch.log_softmax(self.ctc(y), dim=-1), out_lens

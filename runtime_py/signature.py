@@ -1,0 +1,199 @@
+"""The signature: the one declaration of a streaming model's contract.
+
+A family declares its signature once; the ONNX export (names, shapes), the
+manifest, the model card and the runtime's state allocation are all derived
+from it. It is plain data (JSON-serialisable, torch-free) so the torch-free
+client can read it back from `manifest.json` or from ONNX metadata.
+
+Conventions
+- Every graph is called with its `inputs` followed by its `states`, and
+  returns its `outputs` followed by one `<state>_next` per state, in the same
+  order. Shapes are fixed (batch 1, fixed chunk): mobile targets need that.
+- A state's `reset` scope says when the client returns it to `initial`:
+  "utterance" at every endpoint (silence), "session" only when a new stream
+  starts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+SCHEMA_VERSION = 1
+DTYPES = ("float32", "int64", "int32")
+RESET_SCOPES = ("utterance", "session")
+NEXT_SUFFIX = "_next"
+
+
+class SignatureError(ValueError):
+    """A signature (or a manifest holding one) is malformed."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    doc: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if self.dtype not in DTYPES:
+            raise SignatureError(f"tensor {self.name!r}: dtype {self.dtype!r} not in {DTYPES}")
+        if any(d <= 0 for d in self.shape):
+            raise SignatureError(f"tensor {self.name!r}: shape {self.shape} must be positive and fixed")
+
+
+@dataclass(frozen=True)
+class StateSpec(TensorSpec):
+    initial: float = 0.0
+    batch_axis: int = 0
+    reset: str = "utterance"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.reset not in RESET_SCOPES:
+            raise SignatureError(f"state {self.name!r}: reset {self.reset!r} not in {RESET_SCOPES}")
+        if not 0 <= self.batch_axis < len(self.shape):
+            raise SignatureError(f"state {self.name!r}: batch_axis {self.batch_axis} outside shape {self.shape}")
+
+    @property
+    def next_name(self) -> str:
+        return self.name + NEXT_SUFFIX
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    states: tuple[StateSpec, ...] = ()
+    doc: str = ""
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs] + [s.name for s in self.states]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs] + [s.next_name for s in self.states]
+
+    def all_inputs(self) -> list[TensorSpec]:
+        return list(self.inputs) + list(self.states)
+
+    def all_outputs(self) -> list[TensorSpec]:
+        nxt = [TensorSpec(s.next_name, s.shape, s.dtype, f"next value of {s.name}") for s in self.states]
+        return list(self.outputs) + nxt
+
+
+@dataclass(frozen=True)
+class FrontendSpec:
+    """Kaldi-compatible features. Defaults match sherpa-onnx / icefall models."""
+
+    kind: str = "fbank"  # "fbank" or "mfcc"
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    num_ceps: int = 13  # mfcc only
+    frame_length: int = 400  # samples (25 ms)
+    frame_shift: int = 160  # samples (10 ms)
+    window: str = "povey"
+    preemphasis: float = 0.97
+    remove_dc_offset: bool = True
+    dither: float = 0.0
+    snip_edges: bool = False
+    low_freq: float = 20.0
+    high_freq: float = -400.0  # <= 0 means Nyquist + high_freq (kaldi)
+    sample_scale: float = 32768.0  # float samples in [-1, 1] are scaled to int16 range
+    # Global mean/variance normalisation lives inside the model graph.
+    normalisation: str = "in-model"
+
+    def __post_init__(self):
+        if self.kind not in ("fbank", "mfcc"):
+            raise SignatureError(f"frontend kind {self.kind!r} must be 'fbank' or 'mfcc'")
+
+    @property
+    def feature_dim(self) -> int:
+        return self.num_mel_bins if self.kind == "fbank" else self.num_ceps
+
+
+@dataclass(frozen=True)
+class Signature:
+    family: str
+    frontend: FrontendSpec
+    chunk_frames: int  # feature frames fed per encoder step
+    shift_frames: int  # feature frames consumed per step; right context = chunk - shift
+    subsampling: int  # feature frames per encoder output frame
+    graphs: tuple[GraphSpec, ...]
+    vocab_size: int
+    blank_id: int = 0
+    decoder: str = "ctc"  # "ctc" or "transducer"
+    context_size: int = 0  # transducer prediction network context (tokens)
+    schema_version: int = SCHEMA_VERSION
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.shift_frames <= 0 or self.chunk_frames < self.shift_frames:
+            raise SignatureError(
+                f"chunk_frames={self.chunk_frames} must be >= shift_frames={self.shift_frames} > 0")
+        if self.shift_frames % self.subsampling:
+            raise SignatureError(
+                f"shift_frames={self.shift_frames} is not a multiple of subsampling={self.subsampling}")
+        if self.decoder not in ("ctc", "transducer"):
+            raise SignatureError(f"decoder {self.decoder!r} must be 'ctc' or 'transducer'")
+        names = [g.name for g in self.graphs]
+        if "encoder" not in names:
+            raise SignatureError("a signature needs an 'encoder' graph")
+        if len(set(names)) != len(names):
+            raise SignatureError(f"duplicate graph names in {names}")
+        if self.decoder == "transducer" and not {"decoder", "joiner"} <= set(names):
+            raise SignatureError("a transducer signature needs 'decoder' and 'joiner' graphs")
+
+    @property
+    def right_context(self) -> int:
+        return self.chunk_frames - self.shift_frames
+
+    def graph(self, name: str) -> GraphSpec:
+        for g in self.graphs:
+            if g.name == name:
+                return g
+        raise KeyError(f"no graph {name!r} in signature of {self.family!r}; have {[g.name for g in self.graphs]}")
+
+    # -- serialisation -----------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for g in d["graphs"]:
+            for key in ("inputs", "outputs", "states"):
+                for t in g[key]:
+                    t["shape"] = list(t["shape"])
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Signature":
+        try:
+            if d.get("schema_version") != SCHEMA_VERSION:
+                raise SignatureError(
+                    f"signature schema_version {d.get('schema_version')!r} is not {SCHEMA_VERSION}; "
+                    "rebuild the bundle with this version of the tools")
+            graphs = tuple(
+                GraphSpec(
+                    name=g["name"],
+                    inputs=tuple(TensorSpec(**t) for t in g["inputs"]),
+                    outputs=tuple(TensorSpec(**t) for t in g["outputs"]),
+                    states=tuple(StateSpec(**s) for s in g.get("states", ())),
+                    doc=g.get("doc", ""),
+                )
+                for g in d["graphs"]
+            )
+            rest = {k: v for k, v in d.items() if k not in ("graphs", "frontend")}
+            return cls(frontend=FrontendSpec(**d["frontend"]), graphs=graphs, **rest)
+        except SignatureError:
+            raise
+        except (KeyError, TypeError) as e:
+            raise SignatureError(f"malformed signature: {e}") from None
+
+    @classmethod
+    def from_json(cls, s: str) -> "Signature":
+        return cls.from_dict(json.loads(s))
