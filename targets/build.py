@@ -1,0 +1,331 @@
+"""edge-build: one command from a model to a verified bundle for a device.
+
+    edge-build --target rpi                       # shipped conformer -> dist/demo-conformer-rpi/
+    edge-build --target android --family transducer
+    edge-build --list                             # targets, files and options
+
+Every artifact is rolled out against PyTorch on speech features and the result
+is written into the bundle's manifest; a failed parity fails the build unless
+--keep-failed is given (the manifest then says failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import UserError, fail
+
+DEFAULT_FAMILY = "conformer"
+PARITY_CHUNKS = 200
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    default: tuple[tuple[str, str], ...]  # (backend, precision) built by default
+    allowed: tuple[tuple[str, str], ...]
+    runtime: str
+
+
+TARGETS = {
+    "rpi": Target("rpi", "Raspberry Pi (64-bit OS): ONNX Runtime, optionally LiteRT",
+                  default=(("ort", "fp32"), ("ort", "int8"), ("tflite", "fp32")),
+                  allowed=(("ort", "fp32"), ("ort", "int8"), ("tflite", "fp32"), ("tflite", "fp16"),
+                           ("tflite", "int8"), ("onnx", "fp32")),
+                  runtime="edge-demo BUNDLE --wav FILE (pip install 'edge-speech[runtime]')"),
+    "android": Target("android", "Android: LiteRT (TFLite) and ONNX Runtime Mobile",
+                      default=(("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("ort", "fp32"),
+                               ("ort", "int8")),
+                      allowed=(("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("ort", "fp32"),
+                               ("ort", "int8"), ("onnx", "fp32")),
+                      runtime="org.tensorflow:tensorflow-lite Interpreter / onnxruntime-android OrtSession"),
+    "ios": Target("ios", "iOS: CoreML ML program and ONNX Runtime Mobile",
+                  default=(("coreml", "fp16"), ("coreml", "fp32"), ("ort", "fp32"), ("ort", "int8")),
+                  allowed=(("coreml", "fp16"), ("coreml", "fp32"), ("ort", "fp32"), ("ort", "int8"),
+                           ("onnx", "fp32")),
+                  runtime="CoreML MLModel.prediction / onnxruntime-objc ORTSession"),
+}
+
+SUFFIX = {"ort": ".ort", "tflite": ".tflite", "coreml": ".mlpackage", "onnx": ".onnx"}
+
+
+def get_target(name: str) -> Target:
+    if name not in TARGETS:
+        close = difflib.get_close_matches(name, TARGETS, n=1, cutoff=0.3)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"unknown target {name!r}.{hint} Targets: {', '.join(TARGETS)} (see edge-build --list)")
+    return TARGETS[name]
+
+
+def parse_quant(target: Target, quant: str | None) -> tuple[tuple[str, str], ...]:
+    """--quant fp32,int8 keeps those precisions of the target's defaults;
+    'tflite:fp16' names one backend/precision pair explicitly."""
+    if not quant:
+        return target.default
+    chosen = []
+    for item in [q.strip() for q in quant.split(",") if q.strip()]:
+        if ":" in item:
+            pair = tuple(item.split(":", 1))
+            if pair not in target.allowed:
+                raise UserError(f"--quant {item!r} is not available for target {target.name}; allowed: "
+                                + ", ".join(f"{b}:{p}" for b, p in target.allowed))
+            chosen.append(pair)
+        else:
+            pairs = [bp for bp in target.default if bp[1] == item]
+            if not pairs:
+                raise UserError(f"--quant {item!r}: target {target.name} builds precisions "
+                                f"{sorted({p for _, p in target.default})} by default; name a pair like "
+                                "tflite:fp16 for others")
+            chosen += pairs
+    return tuple(dict.fromkeys(chosen))
+
+
+def _tokens_for(info: dict, vocab_size: int) -> list[str]:
+    tokens = list(info.get("tokens") or [])
+    if not tokens:
+        try:
+            from edge.data.corpus import tokens as corpus_tokens
+            tokens = corpus_tokens()
+        except ImportError:
+            tokens = []
+    if len(tokens) != vocab_size:
+        tokens = ["<blk>"] + [f"\u2581t{i}" for i in range(1, vocab_size)]
+    return tokens
+
+
+def _convert(backend: str, precision: str, model, signature, onnx_paths: dict, work: Path,
+             out_dir: Path, calibration: list[np.ndarray]) -> dict[str, Path]:
+    """Convert every graph for one (backend, precision); returns graph -> file."""
+    out = {}
+    if backend == "onnx":
+        import shutil
+        for g, p in onnx_paths.items():
+            out[g] = Path(shutil.copy(p, out_dir / f"{g}.fp32.onnx"))
+    elif backend == "ort":
+        from . import ort
+        for g, p in onnx_paths.items():
+            out[g] = ort.to_ort(p, out_dir, precision)
+    elif backend == "tflite":
+        from . import tflite
+        for g, p in onnx_paths.items():
+            graph = signature.graph(g)
+            calib = [{graph.inputs[0].name: c} for c in calibration] if g == "encoder" else None
+            made = tflite.onnx_to_tflite(p, graph, work / f"tflite-{g}-{precision}", precisions=(precision,),
+                                         calibration=calib)
+            dst = out_dir / f"{g}.{precision}.tflite"
+            made[precision].replace(dst)
+            out[g] = dst
+    elif backend == "coreml":
+        from . import coreml
+        for g in onnx_paths:
+            out[g] = coreml.to_coreml(model, signature.graph(g), signature, out_dir, precision)
+    else:
+        raise UserError(f"unknown backend {backend!r}")
+    return out
+
+
+def _runners(backend: str, files: dict[str, Path], signature) -> dict:
+    if backend in ("onnx", "ort"):
+        from . import ort
+        return {g: ort.runner(p, signature.graph(g)) for g, p in files.items()}
+    if backend == "tflite":
+        from . import tflite
+        return {g: tflite.runner(p, signature.graph(g)) for g, p in files.items()}
+    raise ValueError(f"backend {backend!r} cannot run on this host")
+
+
+def build_bundle(family: str = DEFAULT_FAMILY, target: str = "rpi", out_dir: Path | str | None = None, *,
+                 model=None, checkpoint: Path | str | None = None, name: str = "demo",
+                 backends=None, quant: str | None = None, keep_failed: bool = False,
+                 parity_chunks: int = PARITY_CHUNKS, progress=None) -> Path:
+    """Build dist/<name>-<family>-<target>/ and return its path."""
+    from edge.checkpoint import load_or_init
+    from edge.export import export_onnx, torch_runner
+    from edge.families import get_family
+    from runtime_py.frontend import compute_features
+    from runtime_py.decoding import tokens_to_text
+
+    from . import golden as gold
+    from .bundle import BundleWriter, tool_versions
+    from .modelcard import model_card
+    from .parity import check_set, decode_tokens
+
+    say = progress or (lambda msg: None)
+    tgt = get_target(target)
+    try:
+        get_family(family)
+    except KeyError as e:
+        raise UserError(e.args[0]) from None
+    pairs = tuple(backends) if backends else parse_quant(tgt, quant)
+    if model is None:
+        model, info = load_or_init(family, checkpoint)
+    else:
+        info = {"source": "in-memory model", "tokens": [], "meta": {"trained": False}}
+    model = model.eval()
+    signature = model.signature()
+    if signature.family != family:
+        raise UserError(f"model is a {signature.family!r}, not {family!r}")
+    tokens = _tokens_for(info, signature.vocab_size)
+    trained = bool(info.get("meta", {}).get("trained", checkpoint is not None))
+    out = Path(out_dir) if out_dir else Path("dist") / f"{name}-{family}-{target}"
+
+    reference = {g.name: torch_runner(model, g) for g in signature.graphs}
+    speech = gold.parity_stream(signature, parity_chunks)
+    ref_tokens = decode_tokens(signature, reference, speech)
+    say(f"model {family} ({info['source']}); parity stream {len(speech)} chunks, "
+        f"PyTorch decodes {len(ref_tokens)} tokens")
+
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="edge-build-") as work_s, BundleWriter(out) as bw:
+        work = Path(work_s)
+        onnx_paths = export_onnx(model, work / "onnx")
+        for backend, precision in pairs:
+            t0 = time.perf_counter()
+            say(f"{backend} {precision}: converting {len(onnx_paths)} graph(s)...")
+            files = _convert(backend, precision, model, signature, onnx_paths, work, bw.tmp, speech[:50])
+            if backend == "coreml":
+                from . import coreml
+                for g, p in files.items():
+                    bw.add_artifact(p.name, g, backend, precision, coreml.inspect_mlpackage(p, signature.graph(g)))
+                say(f"{backend} {precision}: spec verified, numerics not run (CoreML does not execute on Linux) "
+                    f"[{time.perf_counter() - t0:.1f}s]")
+                continue
+            records = check_set(signature, reference, _runners(backend, files, signature), precision,
+                                speech, parity_chunks, ref_tokens)
+            for g, p in files.items():
+                bw.add_artifact(p.name, g, backend, precision, records[g])
+                if not records[g]["passed"]:
+                    failed.append(f"{p.name}: {_describe(records[g])}")
+            say(f"{backend} {precision}: " + "; ".join(f"{g} {_describe(r)}" for g, r in records.items())
+                + f" [{time.perf_counter() - t0:.1f}s]")
+        if any(b == "ort" for b, _ in pairs):
+            from . import ort
+            ort_files = sorted(bw.tmp.glob("*.ort"))
+            ort.required_operators_config(ort_files, bw.path("required_operators.config"))
+            bw.add_file("required_operators.config")
+        if failed and not keep_failed:
+            raise UserError("parity failed, bundle not written (use --keep-failed to keep it, marked failed):\n  "
+                            + "\n  ".join(failed))
+
+        # golden files: a short utterance, its features, encoder chunks and PyTorch's outputs
+        from runtime_py.audio import write_wav
+        from runtime_py.stateloop import StateLoop
+        gname, audio = gold.golden_audio(signature)
+        rate = signature.frontend.sample_rate
+        write_wav(bw.path("golden/audio.wav"), audio, rate)
+        feats = compute_features(gold.with_tail(audio, rate), signature.frontend)
+        np.save(bw.path("golden/features.npy"), feats)
+        chunks = gold.feature_chunks(feats, signature)
+        enc = signature.graph("encoder")
+        loop = StateLoop(enc, reference["encoder"])
+        outputs = [loop.step({enc.inputs[0].name: c}) for c in chunks]
+        _savez(bw.path("golden/encoder_inputs.npz"), {f"{enc.inputs[0].name}_{i:04d}": c for i, c in enumerate(chunks)})
+        _savez(bw.path("golden/encoder_outputs.npz"),
+               {f"{k}_{i:04d}": v for i, o in enumerate(outputs) for k, v in o.items()})
+        text = tokens_to_text(decode_tokens(signature, reference, chunks), tokens)
+        bw.write_text("golden/transcript.txt", text + "\n")
+        for rel in ("golden/audio.wav", "golden/features.npy", "golden/encoder_inputs.npz",
+                    "golden/encoder_outputs.npz"):
+            bw.add_file(rel)
+        bw.write_text("tokens.txt", "".join(f"{t} {i}\n" for i, t in enumerate(tokens)))
+
+        manifest = {
+            "name": name, "family": family, "target": target,
+            "signature": signature.to_dict(),
+            "model": {"source": info["source"], "trained": trained,
+                      "note": "" if trained else "UNTRAINED: seeded random weights; outputs are meaningless"},
+            "tokens": "tokens.txt",
+            "tools": tool_versions(),
+            "golden": {"audio": "golden/audio.wav", "utterance": gname, "features": "golden/features.npy",
+                       "inputs": {"encoder": "golden/encoder_inputs.npz"},
+                       "outputs": {"encoder": "golden/encoder_outputs.npz"},
+                       "transcript": "golden/transcript.txt", "chunks": len(chunks)},
+            "parity_stream": {"chunks": parity_chunks, "reference_tokens": len(ref_tokens),
+                              "source": "shipped sample utterances with seeded gain/noise"
+                              if gold.sample_utterances(rate) else "synthetic harmonic signal"},
+        }
+        bw.write_text("README.md", model_card(manifest, bw.artifacts, tgt))
+        bw.commit(manifest)
+    return out
+
+
+def _describe(rec: dict) -> str:
+    if rec.get("tolerance") is None:
+        return (f"decoded agreement {rec['decoded_agreement']:.3f} (bar {rec['agreement_bar']}), "
+                f"max|diff| {rec['max_abs_diff']:.2e}{'' if rec['passed'] else ' FAILED'}")
+    return f"max|diff| {rec['max_abs_diff']:.2e} <= {rec['tolerance']:.0e}{'' if rec['passed'] else ' FAILED'}"
+
+
+def _savez(path: Path, arrays: dict) -> None:
+    # np.savez writes zip entries with a fixed date, so the bytes are reproducible.
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def list_targets() -> str:
+    lines = []
+    for t in TARGETS.values():
+        lines.append(f"{t.name:8s} {t.description}")
+        lines.append("         default: " + ", ".join(f"<graph>.{p}{SUFFIX[b]}" for b, p in t.default))
+        lines.append("         --quant: " + ", ".join(f"{b}:{p}" for b, p in t.allowed))
+        lines.append(f"         run with: {t.runtime}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-build", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--list", action="store_true", help="print targets, their files and options, and exit")
+    g = p.add_argument_group("what to build")
+    g.add_argument("--target", help="rpi | android | ios")
+    g.add_argument("--family", default=DEFAULT_FAMILY, help="lstm | conformer | transducer (default: %(default)s)")
+    g.add_argument("--checkpoint", type=Path, help="checkpoint .pt (default: the shipped demo model)")
+    g.add_argument("--quant", help="precisions to build, e.g. fp32,int8 or tflite:fp16 (default: the target's set)")
+    g.add_argument("--name", default="demo", help="bundle name (default: %(default)s)")
+    o = p.add_argument_group("output and checks")
+    o.add_argument("-o", "--output", type=Path, help="bundle folder (default: dist/<name>-<family>-<target>)")
+    o.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS,
+                   help="chunks in each parity rollout (default: %(default)s)")
+    o.add_argument("--keep-failed", action="store_true", help="write the bundle even if parity fails (marked failed)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print(list_targets())
+        return 0
+    if not args.target:
+        return fail("--target is required (rpi | android | ios); see edge-build --list")
+    if args.parity_chunks < 1:
+        return fail("--parity-chunks must be at least 1")
+    from edge.checkpoint import CheckpointError
+    from edge.export import ExportError
+    t0 = time.perf_counter()
+    try:
+        out = build_bundle(args.family, args.target, args.output, checkpoint=args.checkpoint, name=args.name,
+                           quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
+                           progress=lambda m: print(f"  {m}", flush=True))
+    except (UserError, CheckpointError, ExportError) as e:
+        return fail(str(e))
+    except KeyboardInterrupt:
+        return fail("interrupted; no partial bundle was left and any previous bundle is intact", 130)
+    from runtime_py.manifest import load_bundle
+    bundle = load_bundle(out)
+    size = sum(a.bytes for a in bundle.artifacts)
+    print(f"built {out}/ : {len(bundle.artifacts)} model files, {size / 1e6:.1f} MB, "
+          f"{time.perf_counter() - t0:.0f}s. Next: edge-verify {out} && edge-demo {out} --wav FILE")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

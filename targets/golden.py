@@ -1,0 +1,78 @@
+"""Speech used for the golden files and the parity rollouts.
+
+Parity is checked on real speech features, not random numbers: a trained
+model's int8 errors only show on inputs like the ones it will see. The shipped
+sample utterances (edge/checkpoints/samples/*.wav, from the synthetic corpus)
+are the source; a long parity stream is made by concatenating them with
+seeded gain changes and low noise until it covers the requested chunks. With
+no samples present, a deterministic synthetic signal stands in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runtime_py.audio import read_wav
+from runtime_py.frontend import compute_features
+from runtime_py.signature import Signature
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "edge" / "checkpoints" / "samples"
+TAIL_PADDING_S = 0.3  # zeros after an utterance so its last frames fill a chunk
+
+
+def sample_utterances(rate: int) -> list[tuple[str, np.ndarray]]:
+    out = []
+    for p in sorted(SAMPLES_DIR.glob("*.wav")):
+        audio, sr = read_wav(p)
+        if sr == rate:
+            out.append((p.stem, audio))
+    return out
+
+
+def synthetic_signal(rate: int, seconds: float, seed: int) -> np.ndarray:
+    """Harmonic chirps in noise: speech-like spectra without a recording."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    f0 = 120 + 60 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 2.5 * t) ** 2
+    return (0.1 * voiced * envelope + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def golden_audio(signature: Signature) -> tuple[str, np.ndarray]:
+    rate = signature.frontend.sample_rate
+    samples = sample_utterances(rate)
+    if samples:
+        return samples[0]
+    return "synthetic", synthetic_signal(rate, 2.0, seed=0)
+
+
+def with_tail(audio: np.ndarray, rate: int) -> np.ndarray:
+    return np.concatenate([audio, np.zeros(int(TAIL_PADDING_S * rate), np.float32)])
+
+
+def feature_chunks(features: np.ndarray, signature: Signature) -> list[np.ndarray]:
+    """[frames, dim] -> encoder inputs [1, chunk_frames, dim], stepping by shift."""
+    c, s = signature.chunk_frames, signature.shift_frames
+    return [features[None, i:i + c] for i in range(0, features.shape[0] - c + 1, s)]
+
+
+def parity_stream(signature: Signature, n_chunks: int, seed: int = 0) -> list[np.ndarray]:
+    """At least n_chunks encoder chunks of speech features."""
+    rate = signature.frontend.sample_rate
+    rng = np.random.default_rng(seed)
+    utts = [a for _, a in sample_utterances(rate)] or [synthetic_signal(rate, 3.0, seed)]
+    need_s = (n_chunks + 2) * signature.shift_frames * signature.frontend.frame_shift / rate
+    pieces, total, i = [], 0.0, 0
+    while total < need_s:
+        a = utts[i % len(utts)] * np.float32(10 ** rng.uniform(-0.5, 0.2))
+        a = a + np.float32(10 ** rng.uniform(-4, -2.5)) * rng.standard_normal(a.size).astype(np.float32)
+        gap = np.zeros(int(rng.uniform(0.1, 0.5) * rate), np.float32)
+        pieces += [a, gap]
+        total += (a.size + gap.size) / rate
+        i += 1
+    feats = compute_features(np.clip(np.concatenate(pieces), -1, 1), signature.frontend)
+    return feature_chunks(feats, signature)[:n_chunks]

@@ -1,0 +1,141 @@
+"""The bundle's README.md, generated from the manifest (never hand-written,
+so it cannot drift from the files)."""
+
+from __future__ import annotations
+
+from runtime_py.signature import Signature
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _shape(s) -> str:
+    return "[" + ", ".join(str(d) for d in s) + "]"
+
+
+def _parity_cell(p: dict) -> str:
+    if p.get("verified") is False:
+        return "not run: " + p.get("reason", "").split(";")[0]
+    mark = "pass" if p.get("passed") else "FAILED"
+    if p.get("tolerance") is None:
+        return (f"{mark}: decoded tokens agree {p['decoded_agreement']:.3f} (bar {p['agreement_bar']}), "
+                f"max abs diff {p['max_abs_diff']:.2e}, {p['chunks']} chunks")
+    return f"{mark}: max abs diff {p['max_abs_diff']:.2e} <= {p['tolerance']:g}, {p['chunks']} chunks"
+
+
+def _snippets(sig: Signature, target: str, artifacts: list[dict]) -> str:
+    enc = sig.graph("encoder")
+    x = enc.inputs[0]
+    first = {b: next((a["path"] for a in artifacts if a["backend"] == b and a["graph"] == "encoder"), None)
+             for b in ("ort", "tflite", "coreml")}
+    state_names = ", ".join(s.name for s in enc.states) or "(none)"
+    py = f"""```python
+# pip install 'edge-speech[runtime]'   (numpy + onnxruntime; no torch)
+from runtime_py.recognizer import transcribe_file
+print(transcribe_file("path/to/this/bundle", "speech.wav"))
+
+# or the state loop by hand, for the encoder:
+import json, numpy as np, onnxruntime as ort
+m = json.load(open("manifest.json"))
+g = next(g for g in m["signature"]["graphs"] if g["name"] == "encoder")
+sess = ort.InferenceSession("{first['ort'] or 'encoder.fp32.ort'}")
+states = {{s["name"]: np.full(s["shape"], s["initial"], s["dtype"]) for s in g["states"]}}
+for chunk in chunks:                      # each [{', '.join(map(str, x.shape))}] fbank frames
+    outs = sess.run(None, {{"{x.name}": chunk, **states}})
+    names = [o["name"] for o in g["outputs"]] + [s["name"] + "_next" for s in g["states"]]
+    res = dict(zip(names, outs))
+    states = {{s["name"]: res[s["name"] + "_next"] for s in g["states"]}}
+```"""
+    kt = f"""```kotlin
+// ONNX Runtime Mobile (com.microsoft.onnxruntime:onnxruntime-android)
+val env = OrtEnvironment.getEnvironment()
+val session = env.createSession(assets.open("{first['ort'] or 'encoder.fp32.ort'}").readBytes())
+// allocate each state from manifest.json: shape, dtype, initial value ({state_names})
+var states: Map<String, OnnxTensor> = initialStatesFromManifest(env)
+for (chunk in chunks) {{               // FloatArray of {'x'.join(map(str, x.shape))} fbank values
+    val x = OnnxTensor.createTensor(env, FloatBuffer.wrap(chunk), longArrayOf({', '.join(f'{d}L' for d in x.shape)}))
+    session.run(mapOf("{x.name}" to x) + states).use {{ out ->
+        states = stateNames.associateWith {{ n -> (out.get(n + "_next").get() as OnnxTensor).cloneTensor(env) }}
+        decode(out.get("{enc.outputs[0].name}").get())
+    }}
+}}
+```"""
+    sw = f"""```swift
+// CoreML ({first['coreml'] or 'encoder.fp16.mlpackage'}, compiled by Xcode) — or onnxruntime-objc with the .ort file
+let model = try MLModel(contentsOf: compiledURL)
+var states: [String: MLMultiArray] = try initialStates(manifest)   // {state_names}
+for chunk in chunks {{                      // MLMultiArray shape {_shape(x.shape)}
+    var feeds = states; feeds["{x.name}"] = chunk
+    let out = try model.prediction(from: MLDictionaryFeatureProvider(dictionary: feeds))
+    for name in states.keys {{ states[name] = out.featureValue(for: name + "_next")!.multiArrayValue! }}
+    decode(out.featureValue(for: "{enc.outputs[0].name}")!.multiArrayValue!)
+}}
+```"""
+    return "\n\n".join([py, kt, sw])
+
+
+def model_card(manifest: dict, artifacts: list[dict], target) -> str:
+    sig = Signature.from_dict(manifest["signature"])
+    fe = sig.frontend
+    model = manifest["model"]
+    parts = [f"# {manifest['name']} — {sig.family} streaming model for {target.name}", ""]
+    if not model.get("trained"):
+        parts += ["> **This bundle holds an UNTRAINED model** (seeded random weights). Its files, contract and",
+                  "> parity checks are real; its transcripts are not. Build from a trained checkpoint for use.", ""]
+    parts += [f"{target.description}. Source: `{model['source']}`. Decoder: {sig.decoder} greedy. "
+              f"Run on this host with: `{target.runtime}`.", "",
+              "## Files", "",
+              _table(["file", "graph", "backend", "precision", "bytes", "parity vs PyTorch"],
+                     [[f"`{a['path']}`", a["graph"], a["backend"], a["precision"], a["bytes"],
+                       _parity_cell(a["parity"])] for a in sorted(artifacts, key=lambda a: a["path"])]),
+              "", "sha256 of every file is in `manifest.json`; `edge-verify .` re-checks them and re-runs the golden "
+              "check on every artifact this host can execute.", ""]
+    unverified = [a["path"] for a in artifacts if a["parity"].get("verified") is False]
+    if unverified:
+        parts += ["**Not verified numerically here:** " + ", ".join(f"`{p}`" for p in unverified)
+                  + ". CoreML models cannot execute on Linux; their spec (I/O names, shapes, dtypes, ops, "
+                  "deployment target, metadata) was checked. Run the golden check on a Mac or device.", ""]
+    parts += ["## Audio frontend", "",
+              f"{fe.kind} with {fe.feature_dim} bins, {fe.sample_rate} Hz mono, window {fe.frame_length} samples "
+              f"({fe.window}), hop {fe.frame_shift} samples, preemphasis {fe.preemphasis}, dither {fe.dither}, "
+              f"snip_edges={fe.snip_edges}, mel range {fe.low_freq}..{fe.high_freq} Hz (kaldi convention), "
+              f"float samples scaled by {fe.sample_scale:g}. Normalisation is inside the model. "
+              "This is kaldi's / kaldi-native-fbank's fbank with these options.", "",
+              "## Streaming", "",
+              f"Feed {sig.chunk_frames} feature frames per encoder call ({sig.chunk_frames * fe.frame_shift / fe.sample_rate * 1000:.0f} ms), "
+              f"advance by {sig.shift_frames} (right context {sig.right_context}); subsampling {sig.subsampling}. "
+              f"At the end of an utterance append {0.3:g} s of zero samples so its last frames fill a chunk.", ""]
+    for g in sig.graphs:
+        parts += [f"### Graph `{g.name}`", "",
+                  _table(["input", "shape", "dtype", "meaning"],
+                         [[f"`{t.name}`", _shape(t.shape), t.dtype, t.doc] for t in g.inputs]), "",
+                  _table(["output", "shape", "dtype", "meaning"],
+                         [[f"`{t.name}`", _shape(t.shape), t.dtype, t.doc] for t in g.outputs]), ""]
+        if g.states:
+            parts += [_table(["state in", "state out", "shape", "dtype", "initial", "batch axis", "reset", "meaning"],
+                             [[f"`{s.name}`", f"`{s.next_name}`", _shape(s.shape), s.dtype, s.initial, s.batch_axis,
+                               s.reset, s.doc] for s in g.states]), ""]
+    parts += ["## The state loop", "",
+              "1. Allocate every state with its shape, dtype and initial value (table above).",
+              "2. For each chunk, call the encoder with the chunk and all states, by name.",
+              "3. Replace each state by the matching `*_next` output.",
+              "4. Decode the encoder output: " + (
+                  "CTC greedy (argmax per frame, collapse repeats, drop blank id "
+                  f"{sig.blank_id})." if sig.decoder == "ctc" else
+                  f"transducer greedy: the decoder takes the last {sig.context_size} tokens "
+                  f"(blank {sig.blank_id} before any); for each encoder frame run the joiner, emit non-blank "
+                  "argmax tokens (re-running the decoder after each), move on at blank."),
+              "5. At an endpoint (e.g. 600 ms of silence) reset the states whose reset scope is `utterance`.",
+              "", "Tokens: `tokens.txt` (`symbol id`); `▁` marks a word start.", "",
+              "## Code", "", _snippets(sig, target.name, artifacts), "",
+              "## Golden check", "",
+              f"`golden/audio.wav` (utterance `{manifest['golden']['utterance']}`) gives `golden/features.npy`; its "
+              f"{manifest['golden']['chunks']} encoder chunks are in `golden/encoder_inputs.npz` and PyTorch's "
+              "outputs (states carried) in `golden/encoder_outputs.npz`; the text is `golden/transcript.txt`. "
+              "Your integration is right when your outputs match within the tolerance of the file's precision.", "",
+              "## Tool versions", "",
+              _table(["tool", "version"], [[k, v] for k, v in sorted(manifest["tools"].items())]), ""]
+    return "\n".join(parts)
