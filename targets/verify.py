@@ -1,0 +1,132 @@
+"""edge-verify BUNDLE: re-check a bundle where it landed.
+
+1. every file's sha256 and size against the manifest;
+2. the golden check on every artifact this host can execute: the encoder
+   re-run on golden/encoder_inputs.npz (states carried) against PyTorch's
+   golden/encoder_outputs.npz within the tolerance of its precision, and the
+   decoded golden utterance against golden/transcript.txt;
+3. artifacts this host cannot execute (CoreML on Linux) are listed as such.
+
+Torch-free: it uses the client's own runners, so it runs on a Raspberry Pi.
+Exit status 0 when everything checkable passed, 1 on any mismatch, 2 on a
+bundle that cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from runtime_py.decoding import edit_distance, make_decoder, tokens_to_text
+from runtime_py.manifest import Bundle, ManifestError, confined, sha256_path, size_of
+from runtime_py.stateloop import StateLoop
+
+TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2}
+INT8_AGREEMENT_BAR = 0.95  # same bar as the build's parity (targets/parity.py)
+
+
+def check_files(bundle: Bundle) -> list[str]:
+    problems = []
+    records = [(a.path, a.sha256, a.bytes) for a in bundle.artifacts]
+    records += [(f["path"], f["sha256"], f["bytes"]) for f in bundle.files]
+    for rel, sha, nbytes in records:
+        p = confined(bundle.root, rel)
+        if not p.exists():
+            problems.append(f"{rel}: missing")
+            continue
+        got = sha256_path(p)
+        if got != sha:
+            problems.append(f"{rel}: sha256 {got[:16]}… does not match the manifest's {sha[:16]}… "
+                            f"(size {size_of(p)} vs {nbytes} bytes): the file is corrupted or was changed")
+    return problems
+
+
+def _load_npz(bundle: Bundle, rel: str) -> dict:
+    with np.load(bundle.path(rel)) as z:
+        return {k: z[k] for k in z.files}
+
+
+def golden_check(bundle: Bundle, backend: str, precision: str) -> tuple[bool, str]:
+    from runtime_py.backends import open_runner
+
+    sig = bundle.signature
+    runs = {g.name: open_runner(bundle.path(bundle.find(g.name, backend, precision).path), g, backend)
+            for g in sig.graphs}
+    enc = sig.graph("encoder")
+    golden = bundle.manifest["golden"]
+    inputs = _load_npz(bundle, golden["inputs"]["encoder"])
+    expected = _load_npz(bundle, golden["outputs"]["encoder"])
+    x_name = enc.inputs[0].name
+    n = len([k for k in inputs if k.startswith(x_name + "_")])
+    loop = StateLoop(enc, runs["encoder"])
+    decoder = make_decoder(sig, runs)
+    worst = 0.0
+    for i in range(n):
+        out = loop.step({x_name: inputs[f"{x_name}_{i:04d}"]})
+        for name, value in out.items():
+            worst = max(worst, float(np.max(np.abs(value - expected[f"{name}_{i:04d}"]))))
+        decoder.accept(out[enc.outputs[0].name])
+    tokens = bundle.tokens()
+    want = bundle.path(golden["transcript"]).read_text(encoding="utf-8").split()
+    got_text = tokens_to_text(decoder.tokens, tokens)
+    got = got_text.split()
+    if precision == "int8":
+        agree = 1.0 - edit_distance(want, got) / max(1, len(want)) if want else float(not got)
+        ok = agree >= INT8_AGREEMENT_BAR
+        return ok, f"{n} chunks, max|diff| {worst:.2e} (int8: not bounded), transcript agreement {agree:.2f} " \
+                   f"(bar {INT8_AGREEMENT_BAR}) {got_text!r}"
+    tol = TOLERANCES[precision]
+    ok = worst <= tol and got == want
+    return ok, f"{n} chunks, max|diff| {worst:.2e} (tolerance {tol:g}), transcript {got_text!r}" + \
+        ("" if got == want else f" != golden {' '.join(want)!r}")
+
+
+def verify(bundle_dir: Path | str, out=print) -> int:
+    try:
+        bundle = Bundle(bundle_dir, verify=False)
+    except ManifestError as e:
+        out(f"error: {e}")
+        return 2
+    failures = 0
+    problems = check_files(bundle)
+    for p in problems:
+        out(f"  [x] {p}")
+    failures += len(problems)
+    n_files = len(bundle.artifacts) + len(bundle.files)
+    if not problems:
+        out(f"  [✓] sha256 of {n_files} files match the manifest")
+    for backend, precision in bundle.backends():
+        label = f"{backend} {precision}"
+        if backend == "coreml":
+            out(f"  [-] {label}: not executable on this host (CoreML runs on Apple platforms); "
+                "spec was checked at build time")
+            continue
+        if problems:
+            out(f"  [-] {label}: golden check skipped (files do not match the manifest)")
+            continue
+        try:
+            ok, msg = golden_check(bundle, backend, precision)
+        except ImportError as e:
+            out(f"  [-] {label}: not checked, runtime missing here ({e})")
+            continue
+        except (ManifestError, KeyError, ValueError) as e:
+            ok, msg = False, f"{type(e).__name__}: {e}"
+        out(f"  [{'✓' if ok else 'x'}] {label} golden: {msg}")
+        failures += not ok
+    out(f"{'FAILED' if failures else 'OK'}: {bundle.root}" + (f" ({failures} problem(s))" if failures else ""))
+    return 1 if failures else 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="edge-verify", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", type=Path, help="bundle folder made by edge-build")
+    args = p.parse_args(argv)
+    return verify(args.bundle)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
