@@ -143,16 +143,82 @@ def _runners(backend: str, files: dict[str, Path], signature) -> dict:
     raise ValueError(f"backend {backend!r} cannot run on this host")
 
 
+@dataclass
+class Source:
+    """What a bundle is built from: the signature, the reference each artifact
+    is checked against, and how to get the ONNX graphs."""
+
+    signature: object
+    reference: dict  # graph name -> run(feeds) -> dict
+    reference_name: str
+    onnx: callable  # work dir -> {graph: Path}
+    info: dict
+    torch_model: object = None  # needed for CoreML (coremltools converts from PyTorch)
+
+    @classmethod
+    def from_model(cls, model, info: dict) -> "Source":
+        from edge.export import export_onnx, torch_runner
+
+        model = model.eval()
+        sig = model.signature()
+        return cls(sig, {g.name: torch_runner(model, g) for g in sig.graphs}, "pytorch",
+                   lambda work: export_onnx(model, work / "onnx"), info, model)
+
+    @classmethod
+    def from_onnx(cls, onnx_path: Path, spec: dict, work: Path) -> "Source":
+        from . import ort, thirdparty
+
+        path, sig = thirdparty.normalise(onnx_path, spec, work / "source" / "encoder.onnx")
+        info = {"source": f"onnx:{Path(onnx_path).name}", "tokens": spec.get("tokens_list", []),
+                "meta": {"trained": True, "thirdparty": True}}
+        return cls(sig, {"encoder": ort.runner(path, sig.graph("encoder"))}, "source-onnx (onnxruntime)",
+                   lambda _work: {"encoder": path}, info)
+
+
 def build_bundle(family: str = DEFAULT_FAMILY, target: str = "rpi", out_dir: Path | str | None = None, *,
-                 model=None, checkpoint: Path | str | None = None, name: str = "demo",
-                 backends=None, quant: str | None = None, keep_failed: bool = False,
-                 parity_chunks: int = PARITY_CHUNKS, progress=None) -> Path:
-    """Build dist/<name>-<family>-<target>/ and return its path."""
+                 model=None, checkpoint: Path | str | None = None, onnx_model: Path | str | None = None,
+                 spec: dict | None = None, name: str = "demo", backends=None, quant: str | None = None,
+                 keep_failed: bool = False, parity_chunks: int = PARITY_CHUNKS, progress=None) -> Path:
+    """Build dist/<name>-<family>-<target>/ and return its path. The model is
+    `model` (in memory), else `onnx_model` + `spec` (third-party ONNX with
+    state ports), else `checkpoint`, else the shipped one for `family`."""
     from edge.checkpoint import load_or_init
-    from edge.export import export_onnx, torch_runner
     from edge.families import get_family
-    from runtime_py.frontend import compute_features
+
+    tgt = get_target(target)
+    pairs = tuple(backends) if backends else parse_quant(tgt, quant)
+    with tempfile.TemporaryDirectory(prefix="edge-build-") as work_s:
+        work = Path(work_s)
+        if onnx_model is not None:
+            source = Source.from_onnx(Path(onnx_model), spec or {}, work)
+            family = source.signature.family
+            if any(b == "coreml" for b, _ in pairs):
+                if backends or quant:
+                    raise UserError("CoreML converts from PyTorch only; a third-party ONNX model can go to "
+                                    "ort and tflite (use --quant ort:fp32,...)")
+                pairs = tuple(bp for bp in pairs if bp[0] != "coreml")
+        else:
+            try:
+                get_family(family)
+            except KeyError as e:
+                raise UserError(e.args[0]) from None
+            if model is None:
+                model, info = load_or_init(family, checkpoint)
+            else:
+                info = {"source": "in-memory model", "tokens": [], "meta": {"trained": False}}
+            if model.signature().family != family:
+                raise UserError(f"model is a {model.signature().family!r}, not {family!r}")
+            source = Source.from_model(model, info)
+        out = Path(out_dir) if out_dir else Path("dist") / f"{name}-{family}-{target}"
+        return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress)
+
+
+def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str, keep_failed: bool,
+           parity_chunks: int, progress) -> Path:
+    from runtime_py.audio import write_wav
     from runtime_py.decoding import tokens_to_text
+    from runtime_py.frontend import compute_features
+    from runtime_py.stateloop import StateLoop
 
     from . import golden as gold
     from .bundle import BundleWriter, tool_versions
@@ -160,38 +226,22 @@ def build_bundle(family: str = DEFAULT_FAMILY, target: str = "rpi", out_dir: Pat
     from .parity import check_set, decode_tokens
 
     say = progress or (lambda msg: None)
-    tgt = get_target(target)
-    try:
-        get_family(family)
-    except KeyError as e:
-        raise UserError(e.args[0]) from None
-    pairs = tuple(backends) if backends else parse_quant(tgt, quant)
-    if model is None:
-        model, info = load_or_init(family, checkpoint)
-    else:
-        info = {"source": "in-memory model", "tokens": [], "meta": {"trained": False}}
-    model = model.eval()
-    signature = model.signature()
-    if signature.family != family:
-        raise UserError(f"model is a {signature.family!r}, not {family!r}")
+    signature, reference, info = source.signature, source.reference, source.info
     tokens = _tokens_for(info, signature.vocab_size)
-    trained = bool(info.get("meta", {}).get("trained", checkpoint is not None))
-    out = Path(out_dir) if out_dir else Path("dist") / f"{name}-{family}-{target}"
-
-    reference = {g.name: torch_runner(model, g) for g in signature.graphs}
+    trained = bool(info.get("meta", {}).get("trained", False))
     speech = gold.parity_stream(signature, parity_chunks)
     ref_tokens = decode_tokens(signature, reference, speech)
-    say(f"model {family} ({info['source']}); parity stream {len(speech)} chunks, "
-        f"PyTorch decodes {len(ref_tokens)} tokens")
+    say(f"model {signature.family} ({info['source']}); parity stream {len(speech)} chunks, "
+        f"{source.reference_name} decodes {len(ref_tokens)} tokens")
 
     failed = []
-    with tempfile.TemporaryDirectory(prefix="edge-build-") as work_s, BundleWriter(out) as bw:
-        work = Path(work_s)
-        onnx_paths = export_onnx(model, work / "onnx")
+    with BundleWriter(out) as bw:
+        onnx_paths = source.onnx(work)
         for backend, precision in pairs:
             t0 = time.perf_counter()
             say(f"{backend} {precision}: converting {len(onnx_paths)} graph(s)...")
-            files = _convert(backend, precision, model, signature, onnx_paths, work, bw.tmp, speech[:50])
+            files = _convert(backend, precision, source.torch_model, signature, onnx_paths, work, bw.tmp,
+                             speech[:50])
             if backend == "coreml":
                 from . import coreml
                 for g, p in files.items():
@@ -202,6 +252,7 @@ def build_bundle(family: str = DEFAULT_FAMILY, target: str = "rpi", out_dir: Pat
             records = check_set(signature, reference, _runners(backend, files, signature), precision,
                                 speech, parity_chunks, ref_tokens)
             for g, p in files.items():
+                records[g]["reference"] = source.reference_name
                 bw.add_artifact(p.name, g, backend, precision, records[g])
                 if not records[g]["passed"]:
                     failed.append(f"{p.name}: {_describe(records[g])}")
@@ -209,16 +260,13 @@ def build_bundle(family: str = DEFAULT_FAMILY, target: str = "rpi", out_dir: Pat
                 + f" [{time.perf_counter() - t0:.1f}s]")
         if any(b == "ort" for b, _ in pairs):
             from . import ort
-            ort_files = sorted(bw.tmp.glob("*.ort"))
-            ort.required_operators_config(ort_files, bw.path("required_operators.config"))
+            ort.required_operators_config(sorted(bw.tmp.glob("*.ort")), bw.path("required_operators.config"))
             bw.add_file("required_operators.config")
         if failed and not keep_failed:
             raise UserError("parity failed, bundle not written (use --keep-failed to keep it, marked failed):\n  "
                             + "\n  ".join(failed))
 
-        # golden files: a short utterance, its features, encoder chunks and PyTorch's outputs
-        from runtime_py.audio import write_wav
-        from runtime_py.stateloop import StateLoop
+        # golden files: a short utterance, its features, encoder chunks and the reference's outputs
         gname, audio = gold.golden_audio(signature)
         rate = signature.frontend.sample_rate
         write_wav(bw.path("golden/audio.wav"), audio, rate)
@@ -239,9 +287,9 @@ def build_bundle(family: str = DEFAULT_FAMILY, target: str = "rpi", out_dir: Pat
         bw.write_text("tokens.txt", "".join(f"{t} {i}\n" for i, t in enumerate(tokens)))
 
         manifest = {
-            "name": name, "family": family, "target": target,
+            "name": name, "family": signature.family, "target": tgt.name,
             "signature": signature.to_dict(),
-            "model": {"source": info["source"], "trained": trained,
+            "model": {"source": info["source"], "trained": trained, "reference": source.reference_name,
                       "note": "" if trained else "UNTRAINED: seeded random weights; outputs are meaningless"},
             "tokens": "tokens.txt",
             "tools": tool_versions(),
@@ -289,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--target", help="rpi | android | ios")
     g.add_argument("--family", default=DEFAULT_FAMILY, help="lstm | conformer | transducer (default: %(default)s)")
     g.add_argument("--checkpoint", type=Path, help="checkpoint .pt (default: the shipped demo model)")
+    g.add_argument("--onnx", type=Path, help="third-party streaming ONNX model with explicit state ports")
+    g.add_argument("--spec", type=Path, help="JSON spec for --onnx (states, chunk, frontend; see targets/thirdparty.py)")
+    g.add_argument("--state", action="append", default=[], metavar="IN=OUT",
+                   help="a state port pair of the --onnx model (repeatable)")
     g.add_argument("--quant", help="precisions to build, e.g. fp32,int8 or tflite:fp16 (default: the target's set)")
     g.add_argument("--name", default="demo", help="bundle name (default: %(default)s)")
     o = p.add_argument_group("output and checks")
@@ -312,7 +364,14 @@ def main(argv=None) -> int:
     from edge.export import ExportError
     t0 = time.perf_counter()
     try:
+        spec = None
+        if args.onnx or args.spec or args.state:
+            from .thirdparty import load_spec
+            if not args.onnx:
+                return fail("--spec/--state describe a third-party model given with --onnx FILE")
+            spec = load_spec(args.spec, args.state)
         out = build_bundle(args.family, args.target, args.output, checkpoint=args.checkpoint, name=args.name,
+                           onnx_model=args.onnx, spec=spec,
                            quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
                            progress=lambda m: print(f"  {m}", flush=True))
     except (UserError, CheckpointError, ExportError) as e:
