@@ -215,7 +215,7 @@ def build_bundle(family: str = DEFAULT_FAMILY, target: str = "rpi", out_dir: Pat
 
 def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str, keep_failed: bool,
            parity_chunks: int, progress) -> Path:
-    from runtime_py.audio import write_wav
+    from runtime_py.audio import read_wav, write_wav
     from runtime_py.decoding import tokens_to_text
     from runtime_py.frontend import compute_features
     from runtime_py.stateloop import StateLoop
@@ -270,6 +270,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
         gname, audio = gold.golden_audio(signature)
         rate = signature.frontend.sample_rate
         write_wav(bw.path("golden/audio.wav"), audio, rate)
+        audio, _ = read_wav(bw.path("golden/audio.wav"))  # features of what the file holds (16-bit)
         feats = compute_features(gold.with_tail(audio, rate), signature.frontend)
         np.save(bw.path("golden/features.npy"), feats)
         chunks = gold.feature_chunks(feats, signature)

@@ -1,0 +1,172 @@
+"""The client's model runners: one `run(feeds) -> dict` per bundle artifact.
+
+`open_runner(path, graph, backend, threads)` returns the callable the state
+loop drives (see `runtime_py.stateloop`), keyed by the signature's names:
+
+- "onnx" / "ort": an onnxruntime InferenceSession on the CPU provider
+  (`.onnx` and `.ort` files load the same way);
+- "tflite": an ai_edge_litert Interpreter through its signature runner.
+  Converters (onnx2tf) may rename the I/O: names are matched exactly, then
+  after normalisation (lower case, non-alphanumerics -> "_"), then by a unique
+  element count, and finally by position when the counts agree; anything else
+  is a clear error listing both sides. Inputs are cast to the dtype the model
+  declares and outputs reshaped to the signature's shapes.
+
+The runtime packages are optional imports: a missing one is an ImportError
+naming the pip command. Torch-free.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .signature import GraphSpec
+
+BACKENDS = ("onnx", "ort", "tflite")
+PIP_NAMES = {"onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert"}
+
+
+class BackendError(RuntimeError):
+    """An artifact cannot be opened or does not match its signature."""
+
+
+def _require(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        pip = PIP_NAMES.get(module.split(".")[0], module)
+        raise ImportError(f"{module} is not installed; install it with: pip install {pip}") from e
+
+
+def backend_available(backend: str) -> bool:
+    """Whether the Python package a backend needs can be imported."""
+    module = "ai_edge_litert" if backend == "tflite" else "onnxruntime"
+    return importlib.util.find_spec(module) is not None
+
+
+def open_runner(path: Path, graph: GraphSpec, backend: str, threads: int = 1):
+    """`run(feeds) -> dict[name, ndarray]` over one model file."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if backend in ("onnx", "ort"):
+        return _ort_runner(Path(path), graph, threads)
+    if backend == "tflite":
+        return _tflite_runner(Path(path), graph, threads)
+    if backend == "coreml":
+        raise BackendError("CoreML packages run only on Apple devices (iOS/macOS); "
+                           "use an ort, onnx or tflite artifact here")
+    raise BackendError(f"unknown backend {backend!r}; use one of {BACKENDS}")
+
+
+# -- ONNX Runtime ---------------------------------------------------------------
+
+def _ort_runner(path: Path, graph: GraphSpec, threads: int):
+    ort = _require("onnxruntime")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+        raise BackendError(f"{path.name}: onnxruntime cannot load it: {e}") from None
+    have_in = [i.name for i in sess.get_inputs()]
+    have_out = [o.name for o in sess.get_outputs()]
+    if sorted(have_in) != sorted(graph.input_names) or not set(graph.output_names) <= set(have_out):
+        raise BackendError(f"{path.name}: I/O {have_in} -> {have_out} differs from the signature's "
+                           f"{graph.input_names} -> {graph.output_names}")
+    in_specs = graph.all_inputs()
+    out_names = graph.output_names
+
+    def run(feeds: dict) -> dict:
+        x = {t.name: np.asarray(feeds[t.name], dtype=t.dtype) for t in in_specs}
+        return dict(zip(out_names, sess.run(out_names, x)))
+
+    run.session = sess
+    return run
+
+
+# -- LiteRT ---------------------------------------------------------------------
+
+def _norm(name: str) -> str:
+    """onnx2tf / TF sanitise names: 'sub1_cache:0', 'serving_default_X:0' ..."""
+    name = name.split(":")[0].lower()
+    for prefix in ("serving_default_",):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    return re.sub(r"[^0-9a-z]+", "_", name).strip("_")
+
+
+def match_names(want: list[tuple[str, int]], have: list[tuple[str, int]], what: str) -> dict[str, str]:
+    """Map each wanted (name, size) to a model name: exact, normalised,
+    unique size, then position. Raises BackendError when it cannot."""
+    if len(want) != len(have):
+        raise BackendError(f"{what}: the model has {len(have)} tensors {[h for h, _ in have]}, "
+                           f"the signature declares {len(want)} {[w for w, _ in want]}")
+    have_names = [h for h, _ in have]
+    sizes = dict(have)
+    out: dict[str, str] = {}
+    left = []
+    for name, size in want:
+        if name in sizes:
+            out[name] = name
+            continue
+        hits = [h for h in have_names if _norm(h) == _norm(name)]
+        if len(hits) == 1:
+            out[name] = hits[0]
+        else:
+            left.append((name, size))
+    free = [h for h in have_names if h not in out.values()]
+    for name, size in list(left):
+        same = [h for h in free if sizes[h] == size]
+        if len(same) == 1 and sum(1 for _, s in left if s == size) == 1:
+            out[name] = same[0]
+            free.remove(same[0])
+            left.remove((name, size))
+    if left:
+        # Last resort: the declared order. Sizes must still agree.
+        if all(sizes[h] == s for h, (_, s) in zip(free, left)):
+            out.update({n: h for (n, _), h in zip(left, free)})
+        else:
+            raise BackendError(f"{what}: cannot match {[n for n, _ in left]} to the model's {free} "
+                               "by name, size or order; rebuild the artifact")
+    return out
+
+
+def _tflite_runner(path: Path, graph: GraphSpec, threads: int):
+    litert = _require("ai_edge_litert.interpreter")
+    try:
+        interp = litert.Interpreter(model_path=str(path), num_threads=threads)
+    except Exception as e:
+        raise BackendError(f"{path.name}: LiteRT cannot load it: {e}") from None
+    sigs = interp.get_signature_list()
+    if not sigs:
+        raise BackendError(f"{path.name}: the .tflite file has no signature; convert it with a signature")
+    key = "serving_default" if "serving_default" in sigs else sorted(sigs)[0]
+    runner = interp.get_signature_runner(key)
+    in_details = runner.get_input_details()
+    out_details = runner.get_output_details()
+    size = lambda d: int(np.prod(d["shape"]))  # noqa: E731
+    in_map = match_names([(t.name, int(np.prod(t.shape))) for t in graph.all_inputs()],
+                         [(n, size(d)) for n, d in in_details.items()], f"{path.name} inputs")
+    out_specs = graph.all_outputs()
+    out_map = match_names([(t.name, int(np.prod(t.shape))) for t in out_specs],
+                          [(n, size(d)) for n, d in out_details.items()], f"{path.name} outputs")
+    in_specs = graph.all_inputs()
+
+    def run(feeds: dict) -> dict:
+        kwargs = {}
+        for t in in_specs:
+            d = in_details[in_map[t.name]]
+            kwargs[in_map[t.name]] = np.asarray(feeds[t.name]).astype(d["dtype"], copy=False).reshape(d["shape"])
+        res = runner(**kwargs)
+        return {t.name: np.asarray(res[out_map[t.name]]).astype(t.dtype, copy=False).reshape(t.shape)
+                for t in out_specs}
+
+    run.interpreter = interp
+    return run
