@@ -88,7 +88,9 @@ class GraphSpec:
 
 @dataclass(frozen=True)
 class FrontendSpec:
-    """Kaldi-compatible features. Defaults match sherpa-onnx / icefall models."""
+    """Kaldi-compatible features. The defaults are kaldi-native-fbank's options
+    as sherpa-onnx / icefall use them, with samples scaled to int16 range; in
+    sherpa-onnx that scaling is `normalize_samples=False` (see docs/interop.md)."""
 
     kind: str = "fbank"  # "fbank" or "mfcc"
     sample_rate: int = 16000

@@ -1,0 +1,200 @@
+"""sherpa-onnx interop: the sherpa flavour of the transducer is loaded by
+`sherpa_onnx.OnlineRecognizer.from_transducer` and decodes exactly what our
+own client decodes from the same files and audio.
+
+With an untrained model the tokens are arbitrary (it emits one token nearly
+every frame), which makes the comparison sharp: any difference in features,
+chunking, decoder context or search rule changes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+sherpa_onnx = pytest.importorskip("sherpa_onnx")
+onnx = pytest.importorskip("onnx")
+
+from edge.checkpoint import load_or_init, shipped_checkpoint  # noqa: E402
+from edge.data import corpus  # noqa: E402
+from runtime_py.frontend import num_frames  # noqa: E402
+from targets import sherpa as S  # noqa: E402
+
+UTTERANCES = ("one two three", "stop music", "open lights volume up")
+
+
+def _have_espeak() -> bool:
+    try:
+        corpus.check_tools()
+        return True
+    except RuntimeError:
+        return False
+
+
+needs_espeak = pytest.mark.skipif(not _have_espeak(), reason="espeak-ng/sox not installed (corpus.synthesize)")
+
+
+@pytest.fixture(scope="module")
+def untrained():
+    """The default transducer config, seeded, never the shipped weights."""
+    import torch
+
+    from edge.families import get_family
+
+    torch.manual_seed(0)
+    return get_family("transducer").build().eval()
+
+
+@pytest.fixture(scope="module", params=S.INPUT_RANGES)
+def export_dir(request, untrained, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"sherpa-{request.param}")
+    S.export_sherpa(untrained, out, corpus.tokens(), request.param)
+    return out
+
+
+@pytest.fixture(scope="module")
+def speech():
+    if not _have_espeak():
+        pytest.skip("espeak-ng/sox not installed (corpus.synthesize)")
+    speakers = corpus.speaker_split()["test"]
+    return [(t, corpus.synthesize(t, speakers[(7 * i) % len(speakers)])) for i, t in enumerate(UTTERANCES)]
+
+
+def test_export_layout_and_metadata(export_dir):
+    sig, tokens, input_range = S.read_sherpa_dir(export_dir)
+    assert tokens == corpus.tokens()
+    lines = (export_dir / "tokens.txt").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "<blk> 0" and lines[1] == "\u2581zero 1" and len(lines) == sig.vocab_size
+    enc = onnx.load(str(export_dir / "encoder.onnx"))
+    meta = {p.key: p.value for p in enc.metadata_props}
+    h, c = sig.graph("encoder").states
+    assert meta["model_type"] == "lstm"
+    assert int(meta["T"]) == sig.chunk_frames and int(meta["decode_chunk_len"]) == sig.shift_frames
+    assert int(meta["num_encoder_layers"]) == h.shape[0]
+    assert int(meta["d_model"]) == h.shape[2] and int(meta["rnn_hidden_size"]) == c.shape[2]
+    dec_meta = {p.key: p.value for p in onnx.load(str(export_dir / "decoder.onnx")).metadata_props}
+    assert int(dec_meta["vocab_size"]) == sig.vocab_size and int(dec_meta["context_size"]) == sig.context_size
+    # positional I/O as sherpa-onnx runs it, batch axes dynamic
+    ins = [(i.name, [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]) for i in enc.graph.input]
+    assert ins == [("x", ["N", sig.chunk_frames, 80]), ("h", [h.shape[0], "N", h.shape[2]]),
+                   ("c", [c.shape[0], "N", c.shape[2]])]
+    assert [o.name for o in enc.graph.output] == ["encoder_out", "h_next", "c_next"]
+    assert input_range in S.INPUT_RANGES
+    assert sig.frontend.sample_scale == (32768.0 if input_range == "int16" else 1.0)
+
+
+def test_decoder_treats_sherpa_start_context_as_blank(export_dir):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(export_dir / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    a = sess.run(None, {"y": np.array([[-1, 0], [0, 5]], dtype=np.int64)})[0]
+    b = sess.run(None, {"y": np.array([[0, 0], [0, 5]], dtype=np.int64)})[0]
+    assert a.shape == (2, 256)
+    np.testing.assert_array_equal(a, b)
+
+
+@needs_espeak
+def test_sherpa_decodes_same_tokens_as_our_client(export_dir, speech):
+    ours = S.OurTransducerClient(export_dir)
+    rec = S.sherpa_recognizer(export_dir)
+    for _, audio in speech:
+        want = ours.decode(audio)
+        got = S.decode_sherpa(rec, audio, ours.signature, ours.tokens)
+        assert len(want) > 0
+        assert got == want
+        assert ours.text(got) == ours.text(want)
+
+
+@needs_espeak
+def test_batched_streams_match(export_dir, speech):
+    """decode_streams stacks streams along the batch axis (states on axis 1)."""
+    ours = S.OurTransducerClient(export_dir)
+    sig = ours.signature
+    rec = S.sherpa_recognizer(export_dir)
+    streams = []
+    for _, audio in speech:
+        s = rec.create_stream()
+        s.accept_waveform(16000, audio)
+        s.accept_waveform(16000, np.zeros(S.sherpa_tail_padding(len(audio), sig), dtype=np.float32))
+        s.input_finished()
+        streams.append(s)
+    while True:
+        ready = [s for s in streams if rec.is_ready(s)]
+        if not ready:
+            break
+        rec.decode_streams(ready)
+    for s, (_, audio) in zip(streams, speech):
+        assert S._sherpa_ids(list(rec.get_result_all(s).tokens), ours.tokens) == ours.decode(audio)
+
+
+@needs_espeak
+def test_tail_padding_rule_at_chunk_boundary(export_dir, speech):
+    """When the padded features are a whole number of chunks, sherpa-onnx
+    (IsReady: processed + T < ready) skips the last chunk unless it gets one
+    more frame; sherpa_tail_padding gives it that frame."""
+    ours = S.OurTransducerClient(export_dir)
+    sig = ours.signature
+    audio = speech[0][1]
+    for cut in range(0, 16 * 160, 160):
+        a = audio[: len(audio) - cut]
+        total = num_frames(len(a) + S.tail_padding(len(a), sig), sig.frontend)
+        if total % sig.chunk_frames == 0:
+            break
+    else:
+        pytest.fail("no cut gives a whole number of chunks")
+    rec = S.sherpa_recognizer(export_dir)
+    want = ours.decode(a)
+    assert S.decode_sherpa(rec, a, sig, ours.tokens) == want
+    stream = rec.create_stream()
+    stream.accept_waveform(16000, np.concatenate([a, np.zeros(S.tail_padding(len(a), sig), np.float32)]))
+    stream.input_finished()
+    while rec.is_ready(stream):
+        rec.decode_stream(stream)
+    short = S._sherpa_ids(list(rec.get_result_all(stream).tokens), ours.tokens)
+    assert short != want  # the last chunk was not run
+
+
+@needs_espeak
+def test_normalize_samples_matters(tmp_path, untrained, speech):
+    """The int16 flavour needs normalize_samples=False: with sherpa's default
+    the features are off by ln(32768^2) and the tokens differ."""
+    S.export_sherpa(untrained, tmp_path, corpus.tokens(), "int16")
+    ours = S.OurTransducerClient(tmp_path)
+    wrong = sherpa_onnx.OnlineRecognizer.from_transducer(
+        tokens=str(tmp_path / "tokens.txt"), encoder=str(tmp_path / "encoder.onnx"),
+        decoder=str(tmp_path / "decoder.onnx"), joiner=str(tmp_path / "joiner.onnx"),
+        num_threads=1, sample_rate=16000, feature_dim=80, decoding_method="greedy_search")
+    audio = speech[0][1]
+    assert S.decode_sherpa(wrong, audio, ours.signature, ours.tokens) != ours.decode(audio)
+
+
+def test_refuses_non_transducer_and_bad_tokens(untrained, tmp_path):
+    from edge.families import get_family
+
+    with pytest.raises(S.SherpaExportError, match="transducer"):
+        S.export_sherpa(get_family("lstm").build().eval(), tmp_path, corpus.tokens())
+    with pytest.raises(S.SherpaExportError, match="tokens"):
+        S.export_sherpa(untrained, tmp_path, corpus.tokens()[:-1])
+    bad = corpus.tokens()
+    bad[3] = "two words"
+    with pytest.raises(S.SherpaExportError, match="whitespace"):
+        S.export_sherpa(untrained, tmp_path, bad)
+
+
+@needs_espeak
+@pytest.mark.skipif(shipped_checkpoint("transducer") is None,
+                    reason="edge/checkpoints/transducer/model.pt not trained/shipped yet")
+def test_trained_model_sherpa_and_ours_agree_and_are_right(tmp_path):
+    model, info = load_or_init("transducer")
+    tokens = list(info.get("tokens") or corpus.tokens())
+    S.export_sherpa(model, tmp_path, tokens)
+    ours = S.OurTransducerClient(tmp_path)
+    rec = S.sherpa_recognizer(tmp_path)
+    speakers = corpus.speaker_split()["test"]
+    # held out: a test-split voice; "one two three" must be right, all must agree
+    for i, text in enumerate(("one two three", "stop music", "open lights volume up")):
+        audio = corpus.synthesize(text, speakers[(5 * i) % len(speakers)])
+        a = S.decode_sherpa(rec, audio, ours.signature, tokens)
+        b = ours.decode(audio)
+        assert a == b, (text, ours.text(a), ours.text(b))
+        if i == 0:
+            assert ours.text(a) == text
