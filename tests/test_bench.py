@@ -1,0 +1,97 @@
+"""edge-bench on a tiny model: the output is well-formed (no wall-clock bars)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.bench import ROW_KEYS, format_table, main, parse_backends, run_bench
+from tests.test_families import build
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    res = run_bench(model=build("conformer"), backends=["pytorch", "ort:fp32", "ort:int8"], seconds=3,
+                    repeats=1, threads=[1], json_path=out / "bench.json", png_path=out / "bench.png",
+                    parity_chunks=8, progress=None)
+    return res, out
+
+
+def test_rows_have_every_key_and_ordered_latencies(result):
+    res, _ = result
+    assert [r["label"] for r in res["rows"]] == ["pytorch", "ort:fp32", "ort:int8"]
+    for row in res["rows"]:
+        assert set(ROW_KEYS) <= set(row)
+        assert row["status"] == "ok", row["error"]
+        assert row["threads"] == 1 and row["family"] == "conformer"
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["mean_ms"] > 0 and row["compute_s"] > 0
+        assert row["size_bytes"] > 0
+        assert row["cold_start_ms"] > 0 and row["peak_rss_mb"] > 0
+        assert row["calls"]["encoder"] == row["chunks"]
+        assert row["flops_per_pass"] > 0 and row["gflops"] > 0
+
+
+def test_rtf_is_compute_over_audio(result):
+    res, _ = result
+    audio = res["workload"]["audio_s"]
+    assert 2.5 <= audio <= 3.5
+    for row in res["rows"]:
+        assert row["audio_s"] == pytest.approx(audio)
+        assert row["rtf"] == pytest.approx(row["compute_s"] / audio, rel=1e-9)
+        # the total of a pass bounds its mean per chunk
+        assert row["compute_s"] == pytest.approx(row["mean_ms"] * row["chunks"] / 1e3, rel=0.5)
+
+
+def test_speedup_is_relative_to_pytorch_same_threads(result):
+    res, _ = result
+    rows = {r["label"]: r for r in res["rows"]}
+    assert rows["pytorch"]["speedup_vs_pytorch"] == pytest.approx(1.0)
+    for r in rows.values():
+        assert r["speedup_vs_pytorch"] == pytest.approx(rows["pytorch"]["p50_ms"] / r["p50_ms"])
+
+
+def test_backend_children_are_separate(result):
+    res, _ = result
+    rows = {r["label"]: r for r in res["rows"]}
+    assert rows["pytorch"]["torch_imported"] is True
+    assert rows["ort:fp32"]["torch_imported"] is False
+    assert rows["ort:int8"]["torch_imported"] is False
+
+
+def test_json_png_and_table(result):
+    res, out = result
+    data = json.loads((out / "bench.json").read_text())
+    assert data["machine"]["cores"] >= 1 and data["machine"]["cpu"]
+    assert data["machine"]["versions"]["onnxruntime"] and data["machine"]["versions"]["torch"]
+    assert data["models"]["conformer"]["macs_per_call"]["encoder"] > 0
+    assert data["models"]["conformer"]["flops_per_audio_s"] > 0
+    assert len(data["rows"]) == 3
+    assert (out / "bench.png").read_bytes()[:8] == PNG_MAGIC
+    table = format_table(res)
+    for label in ("pytorch", "ort:fp32", "ort:int8"):
+        assert label in table
+
+
+def test_missing_artifact_is_a_failed_row_not_a_crash(tmp_path):
+    from tests.bundle_fixtures import tiny_bundle
+
+    bundle, model = tiny_bundle("lstm", tmp_path)  # ort:fp32 only
+    res = run_bench(model=model, bundle=bundle, backends=["ort:fp32", "tflite:fp16"], seconds=1, repeats=1,
+                    subprocesses=False, peak_matmul=False, progress=None)
+    rows = {r["label"]: r for r in res["rows"]}
+    assert rows["ort:fp32"]["status"] == "ok"
+    assert rows["tflite:fp16"]["status"] == "failed" and "tflite" in rows["tflite:fp16"]["error"]
+    assert rows["ort:fp32"]["speedup_vs_pytorch"] is None  # no pytorch row to compare with
+    assert "FAILED" in format_table(res)
+
+
+def test_backend_names():
+    assert parse_backends("pytorch, ort:fp32,ORT:int8,tflite") == ["pytorch", "ort:fp32", "ort:int8", "tflite:fp32"]
+    with pytest.raises(Exception):
+        parse_backends("tensorrt:fp32")
+    assert main(["--backends", "nope"]) == 2
