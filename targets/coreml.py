@@ -1,0 +1,215 @@
+"""Core ML target: one ML program (`.mlpackage`) per graph.
+
+- `to_coreml(model, graph, signature, out_dir, precision)` traces
+  `model.graph_module(graph.name)` and converts it with coremltools
+  (PyTorch source; coremltools 9 no longer converts ONNX). I/O are declared
+  explicitly with the signature's names and shapes. Core ML has no int64
+  tensors: an int64 input (the transducer's `y`) is declared int32, which is
+  the one dtype mapping (`COREML_DTYPES`) `inspect_mlpackage` accepts.
+- The package is made reproducible: coremltools names the two package items
+  with random UUIDs in `Manifest.json`; they are replaced by UUIDs derived
+  from the item paths, so converting twice gives identical bytes.
+- `inspect_mlpackage(path, graph)`: what can be verified on Linux, where Core
+  ML cannot execute: I/O names/shapes/dtypes, the MIL op set, deployment
+  target, metadata. Raises `CoremlSpecError` when something differs.
+- `mlpackage_sha256(path)`: the bundle's folder hash.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from runtime_py.signature import GraphSpec
+from runtime_py.manifest import sha256_path
+
+from .common import require
+
+PRECISIONS = ("fp16", "fp32")
+METADATA_KEY = "edge.signature"
+DEPLOYMENT_TARGET = "iOS16"  # ML program + fp16 I/O support; ~all devices in use
+# Core ML specification version per deployment target (coremltools' table).
+SPEC_VERSIONS = {"iOS15": 6, "iOS16": 7, "iOS17": 8, "iOS18": 9}
+# signature dtype -> Core ML multi-array dtype
+COREML_DTYPES = {"float32": "FLOAT32", "int32": "INT32", "int64": "INT32"}
+_UUID_NAMESPACE = uuid.UUID("6b1f0d2e-2c1a-4f43-9d59-7f0e2b8a5e10")
+
+
+class CoremlSpecError(ValueError):
+    """An .mlpackage does not match the signature it is meant to implement."""
+
+
+def _ct():
+    return require("coremltools", "coreml")
+
+
+def to_coreml(model, graph: GraphSpec, signature, out_dir: Path | str, precision: str = "fp16") -> Path:
+    """Write `<out_dir>/<graph>.<precision>.mlpackage` (ML program, iOS 16)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Core ML precision {precision!r} must be one of {PRECISIONS}")
+    ct = _ct()
+    import torch
+
+    from edge.export import example_inputs
+
+    module = model.graph_module(graph.name).eval()
+    feeds = example_inputs(graph, signature)
+    args = tuple(torch.from_numpy(feeds[n]) for n in graph.input_names)
+    with torch.no_grad():
+        traced = torch.jit.trace(module, args, check_trace=False)
+    np_dtypes = {"FLOAT32": np.float32, "INT32": np.int32}
+    inputs = [ct.TensorType(name=t.name, shape=t.shape, dtype=np_dtypes[COREML_DTYPES[t.dtype]])
+              for t in graph.all_inputs()]
+    # Explicit output dtypes: with fp16 compute coremltools would otherwise
+    # make float outputs FLOAT16 (iOS16+); the states stay fp32 across calls.
+    outputs = [ct.TensorType(name=t.name, dtype=np_dtypes[COREML_DTYPES[t.dtype]]) for t in graph.all_outputs()]
+    mlmodel = ct.convert(
+        traced, inputs=inputs, outputs=outputs, convert_to="mlprogram",
+        minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
+        compute_precision=(ct.transform.FP16ComputePrecision(op_selector=_fp16_op)
+                           if precision == "fp16" else ct.precision.FLOAT32),
+        skip_model_load=True)
+    mlmodel.author = "edge-speech"
+    mlmodel.short_description = (f"{signature.family} streaming model, graph {graph.name!r} "
+                                 f"({precision}); explicit states, see {METADATA_KEY}")
+    mlmodel.version = f"schema {signature.schema_version}"
+    mlmodel.user_defined_metadata[METADATA_KEY] = signature.to_json()
+    mlmodel.user_defined_metadata["edge.graph"] = graph.name
+    mlmodel.user_defined_metadata["edge.precision"] = precision
+    for t in graph.all_inputs():
+        if t.doc:
+            mlmodel.input_description[t.name] = t.doc
+    for t in graph.all_outputs():
+        if t.doc:
+            mlmodel.output_description[t.name] = t.doc
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{graph.name}.{precision}.mlpackage"
+    if path.exists():
+        import shutil
+        shutil.rmtree(path)
+    mlmodel.save(str(path))
+    _deterministic_manifest(path)
+    return path
+
+
+def _fp16_op(op) -> bool:
+    """fp16 everywhere except log-softmax (coremltools lowers it to softmax then
+    log): in fp16 a small probability underflows to 0 and its log to -inf."""
+    if op.op_type == "log":
+        return False
+    if op.op_type == "softmax":
+        return not any(child.op_type == "log" for out in op.outputs for child in out.child_ops)
+    return True
+
+
+def _deterministic_manifest(package: Path) -> None:
+    """Replace the random item UUIDs of Manifest.json by ones derived from each
+    item's path, and write it with sorted keys."""
+    manifest = package / "Manifest.json"
+    data = json.loads(manifest.read_text())
+    entries = data.get("itemInfoEntries", {})
+    mapping = {old: str(uuid.uuid5(_UUID_NAMESPACE, info["path"])).upper() for old, info in entries.items()}
+    data["itemInfoEntries"] = {mapping[old]: info for old, info in entries.items()}
+    if data.get("rootModelIdentifier") in mapping:
+        data["rootModelIdentifier"] = mapping[data["rootModelIdentifier"]]
+    manifest.write_text(json.dumps(data, indent=4, sort_keys=True) + "\n")
+
+
+def mlpackage_sha256(path: Path | str) -> str:
+    """sha256 over the sorted `relpath\\0sha256\\n` lines of the package's files."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not an .mlpackage folder")
+    return sha256_path(root)  # the manifest's folder rule, so both agree
+
+
+# -- inspection ---------------------------------------------------------------
+
+def _load_spec(path: Path):
+    _ct()
+    from coremltools.proto import Model_pb2
+
+    manifest = json.loads((path / "Manifest.json").read_text())
+    root = manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]
+    spec = Model_pb2.Model()
+    spec.ParseFromString((path / "Data" / root["path"]).read_bytes())
+    return spec
+
+
+def _ops(block, acc: list) -> None:
+    for op in block.operations:
+        acc.append(op.type)
+        for inner in op.blocks:
+            _ops(inner, acc)
+
+
+def inspect_mlpackage(path: Path | str, graph: GraphSpec) -> dict:
+    """Check an .mlpackage's spec against the graph's signature, without
+    running it. Returns a report; raises CoremlSpecError on a mismatch."""
+    from coremltools.proto import FeatureTypes_pb2
+
+    path = Path(path)
+    spec = _load_spec(path)
+    dt_names = {v: k for k, v in FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.items()}
+
+    def describe(features):
+        out = []
+        for f in features:
+            arr = f.type.multiArrayType
+            out.append((f.name, tuple(int(d) for d in arr.shape), dt_names.get(arr.dataType, str(arr.dataType))))
+        return out
+
+    problems = []
+    want_in = [(t.name, t.shape, COREML_DTYPES[t.dtype]) for t in graph.all_inputs()]
+    want_out = [(t.name, t.shape, COREML_DTYPES[t.dtype]) for t in graph.all_outputs()]
+    got_in, got_out = describe(spec.description.input), describe(spec.description.output)
+    if got_in != want_in:
+        problems.append(f"inputs {got_in} != signature {want_in}")
+    if got_out != want_out:
+        problems.append(f"outputs {got_out} != signature {want_out}")
+    if spec.WhichOneof("Type") != "mlProgram":
+        problems.append(f"model type is {spec.WhichOneof('Type')!r}, not an ML program")
+    want_version = SPEC_VERSIONS[DEPLOYMENT_TARGET]
+    if spec.specificationVersion < want_version:
+        problems.append(f"specification version {spec.specificationVersion} < {want_version} ({DEPLOYMENT_TARGET})")
+    meta = spec.description.metadata
+    user = dict(meta.userDefined)
+    if METADATA_KEY not in user:
+        problems.append(f"user_defined_metadata lacks {METADATA_KEY!r}")
+    else:
+        from runtime_py.signature import Signature
+
+        embedded = Signature.from_json(user[METADATA_KEY])
+        if embedded.graph(graph.name) != graph:
+            problems.append(f"embedded signature's graph {graph.name!r} differs from the expected one")
+    if not meta.author or not meta.shortDescription:
+        problems.append("author/short description missing")
+
+    ops: list[str] = []
+    if spec.WhichOneof("Type") == "mlProgram":
+        for fn in spec.mlProgram.functions.values():
+            for block in fn.block_specializations.values():
+                _ops(block, ops)
+    if not ops:
+        problems.append("the ML program has no operations")
+    if problems:
+        raise CoremlSpecError(f"{path.name} does not implement graph {graph.name!r}:\n  " + "\n  ".join(problems))
+
+    target = next((k for k, v in sorted(SPEC_VERSIONS.items(), key=lambda kv: kv[1])
+                   if v == spec.specificationVersion), f"spec {spec.specificationVersion}")
+    checks = {"inputs": got_in, "outputs": got_out, "ml_program": True,
+              "specification_version": spec.specificationVersion, "deployment_target": target,
+              "metadata": sorted(user), "author": meta.author, "op_count": len(ops)}
+    return {
+        "verified": False,
+        "reason": (f"CoreML cannot execute on Linux; verified spec: I/O names, shapes and dtypes equal "
+                   f"the signature (int64 declared as int32), ML program for {target}, "
+                   f"{len(ops)} MIL ops, {METADATA_KEY} metadata embedded"),
+        "spec_checks": checks,
+        "ops": sorted(set(ops)),
+    }

@@ -1,0 +1,220 @@
+"""ONNX Runtime target: `.ort` files (fp32 and dynamic int8) for a reduced
+operator ORT build, e.g. on a Raspberry Pi.
+
+- `to_ort(onnx_path, out_dir, precision)` writes `<graph>.<precision>.ort`.
+  int8 is dynamic quantisation (int8 weights, activations quantised per call)
+  of MatMul, Gemm and LSTM (see INT8_OP_TYPES). The graph
+  is optimised offline at the "extended" level (see OPTIMIZATION_LEVEL) and
+  saved in ORT format, so the device does not redo the fusions.
+- `optimisation_report(before_onnx, after)`: op-type counts before and after,
+  i.e. what ORT fused.
+- `required_operators_config(ort_paths, out_path)`: one merged, reproducible
+  `required_operators.config` for `--include_ops_by_config`.
+- `runner(path, graph)`: the `run(feeds) -> dict` callable of the state loop.
+
+Nothing here imports torch: the runner is what the device client uses.
+"""
+
+from __future__ import annotations
+
+import collections
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from runtime_py.signature import GraphSpec
+from .common import require
+
+PRECISIONS = ("fp32", "int8")
+# Quantised op types, chosen by measurement (untrained default configs, 200
+# chunks vs PyTorch, argmax agreement): MatMul/Gemm carry the conformer's
+# weights (6.5 MB -> 2.2 MB, agreement 0.977); the LSTM weights are 95% of
+# the LSTM model and only quantising LSTM itself (DynamicQuantizeLSTM)
+# shrinks it (6.7 MB -> 1.75 MB, agreement 0.9925 vs 0.99 without).
+# Per-channel vs per-tensor weights gave the same agreement within noise on
+# untrained models; per-channel is kept because trained weight rows differ
+# in range and it costs a few kB.
+INT8_OP_TYPES = ("MatMul", "Gemm", "LSTM")
+INT8_PER_CHANNEL = True
+# "extended" applies the fusions that are not hardware specific (LayerNorm,
+# Gelu, MatMul+Add, MatMul+scale, DynamicQuantizeMatMul ...). "all" adds
+# layout transforms tied to the build machine's CPU (NCHWc on x86), which a
+# file for an ARM device must not bake in.
+OPTIMIZATION_LEVEL = "extended"
+
+
+def _ort():
+    return require("onnxruntime", "runtime")
+
+
+def _level(ort, name: str):
+    return {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[name]
+
+
+def quantize_int8(onnx_path: Path | str, out_path: Path | str, op_types=INT8_OP_TYPES,
+                  per_channel: bool = INT8_PER_CHANNEL) -> Path:
+    """Dynamic int8 (QInt8 weights, the signed type ARM's int8 dot products
+    use). The result holds ORT-only ops: it is for the ORT branch only."""
+    require("onnxruntime.quantization", "runtime")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(onnx_path), str(out_path), op_types_to_quantize=list(op_types),
+                     per_channel=per_channel, weight_type=QuantType.QInt8)
+    return Path(out_path)
+
+
+# Serialising to ORT format walks containers keyed by pointers, so the bytes of
+# a .ort file change from run to run with address-space randomisation. The
+# conversion therefore runs in a fresh interpreter with randomisation off
+# (setarch -R), a fixed environment and fixed relative file names: then the
+# same model gives the same bytes (tests/test_build.py::test_build_is_reproducible).
+_SAVE_ORT = """
+import sys
+import onnxruntime as ort
+so = ort.SessionOptions()
+so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, sys.argv[1])
+so.optimized_model_filepath = "out.ort"
+so.add_session_config_entry("session.save_model_format", "ORT")
+so.intra_op_num_threads = 1
+so.inter_op_num_threads = 1
+ort.InferenceSession("in.onnx", so, providers=["CPUExecutionProvider"], disabled_optimizers=["NchwcTransformer"])
+"""
+_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+           "all": "ORT_ENABLE_ALL"}
+
+
+def _save_ort(onnx_path: Path, ort_path: Path, level: str = OPTIMIZATION_LEVEL) -> Path:
+    """Optimise offline and serialise in ORT format: what onnxruntime's
+    convert_onnx_models_to_ort does for one model (fixed optimisation style),
+    without its console output and its per-directory side files."""
+    _ort()  # a clear error if onnxruntime is missing
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [sys.executable, "-c", _SAVE_ORT, _LEVELS[level]]
+    setarch = shutil.which("setarch")
+    with tempfile.TemporaryDirectory(prefix="edge-ortfmt-") as tmp:
+        shutil.copyfile(onnx_path, Path(tmp) / "in.onnx")
+        attempts = ([[setarch, platform.machine(), "-R"] + cmd] if setarch else []) + [cmd]
+        for attempt in attempts:  # setarch may be refused in a sandbox; then bytes may vary
+            r = subprocess.run(attempt, cwd=tmp, env=env, capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+        else:
+            raise RuntimeError(f"ONNX Runtime could not optimise/serialise {Path(onnx_path).name}:\n"
+                               + r.stderr.strip()[-2000:])
+        shutil.copyfile(Path(tmp) / "out.ort", ort_path)
+    return ort_path
+
+
+def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32") -> Path:
+    """Write `<out_dir>/<graph>.<precision>.ort` from `<graph>.onnx`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"ORT precision {precision!r} must be one of {PRECISIONS}")
+    onnx_path = Path(onnx_path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{onnx_path.stem}.{precision}.ort"
+    with tempfile.TemporaryDirectory(prefix="edge-ort-") as tmp:
+        src = onnx_path
+        if precision == "int8":
+            src = quantize_int8(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx")
+        _save_ort(src, target)
+    return target
+
+
+# -- inspection ---------------------------------------------------------------
+
+def _ort_fbs():
+    # ort_format_model puts its generated flatbuffers package on sys.path.
+    require("onnxruntime.tools.ort_format_model", "runtime")
+    import ort_flatbuffers_py.fbs as fbs  # noqa: E402
+    return fbs
+
+
+def op_counts(path: Path | str) -> dict[str, int]:
+    """Op-type counts of an .onnx or .ort file; contrib ops as `domain.Op`."""
+    path = Path(path)
+    counts: collections.Counter = collections.Counter()
+
+    def key(domain: str, op: str) -> str:
+        return op if domain in ("", "ai.onnx") else f"{domain}.{op}"
+
+    if path.suffix == ".ort":
+        fbs = _ort_fbs()
+        buf = bytearray(path.read_bytes())
+        if not fbs.InferenceSession.InferenceSession.InferenceSessionBufferHasIdentifier(buf, 0):
+            raise ValueError(f"{path} is not an ORT format model")
+        graph = fbs.InferenceSession.InferenceSession.GetRootAsInferenceSession(buf, 0).Model().Graph()
+        for i in range(graph.NodesLength()):
+            node = graph.Nodes(i)
+            counts[key(node.Domain().decode(), node.OpType().decode())] += 1
+    else:
+        onnx = require("onnx", "export")
+        for node in onnx.load(str(path), load_external_data=False).graph.node:
+            counts[key(node.domain, node.op_type)] += 1
+    return dict(sorted(counts.items()))
+
+
+def optimisation_report(before_onnx: Path | str, after: Path | str) -> dict:
+    """What the conversion did: op counts before/after, and the op types that
+    appeared (fused kernels) or disappeared (folded into them)."""
+    before, aft = op_counts(before_onnx), op_counts(after)
+    return {
+        "before": before,
+        "after": aft,
+        "nodes_before": sum(before.values()),
+        "nodes_after": sum(aft.values()),
+        "added": sorted(set(aft) - set(before)),
+        "removed": sorted(set(before) - set(aft)),
+    }
+
+
+def required_operators_config(ort_paths, out_path: Path | str) -> Path:
+    """One `required_operators.config` for all .ort files of a bundle. The
+    tool's header lists absolute model paths; it is replaced by the sorted
+    file names, so the same models give the same bytes wherever they live."""
+    require("onnxruntime.tools.ort_format_model", "runtime")
+    from onnxruntime.tools.ort_format_model import create_config_from_models
+
+    paths = sorted((Path(p) for p in ort_paths), key=lambda p: p.name)
+    if not paths:
+        raise ValueError("required_operators_config needs at least one .ort file")
+    names = [p.name for p in paths]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate .ort file names: {names}")
+    with tempfile.TemporaryDirectory(prefix="edge-ortcfg-") as tmp:
+        raw = Path(tmp) / "required_operators.config"
+        create_config_from_models(paths, raw, enable_type_reduction=False)
+        body = [ln for ln in raw.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    header = ["# Generated from models:"] + [f"# - {n}" for n in names]
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_path, "w", newline="\n") as f:
+        f.write("\n".join(header + body) + "\n")
+    return out_path
+
+
+# -- running ------------------------------------------------------------------
+
+def runner(path: Path | str, graph: GraphSpec, threads: int = 1):
+    """`run(feeds) -> dict` over an .ort (or .onnx) file, by signature names."""
+    ort = _ort()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    in_names, out_names = graph.input_names, graph.output_names
+    have = [i.name for i in sess.get_inputs()]
+    if have != in_names:
+        raise ValueError(f"{path}: inputs {have} differ from the signature's {in_names}")
+
+    def run(feeds: dict) -> dict:
+        return dict(zip(out_names, sess.run(out_names, {n: feeds[n] for n in in_names})))
+    run.session = sess
+    return run

@@ -1,0 +1,312 @@
+"""LiteRT (TFLite) target via onnx2tf.
+
+`onnx_to_tflite(onnx_path, graph, out_dir)` writes `<graph>.<precision>.tflite`
+whose one signature ("serving_default") has exactly the GraphSpec's input and
+output names, shapes and dtypes, so a client feeds it by name without any map.
+
+How: in a subprocess (TensorFlow stays out of the caller, and its console
+output is captured), the ONNX graph is simplified with onnxsim, onnx2tf builds
+the Keras model (every input kept as is: `keep_shape_absolutely_input_names`),
+and a thin tf.function wraps it: inputs by signature name and dtype, outputs
+returned by signature name. onnx2tf may hand some outputs back in another
+layout (e.g. the LSTM states batch-major); the permutation is found by
+running onnxruntime and the Keras model on the same random inputs, and the
+wrapper transposes back. The TFLite converter then writes each precision:
+- fp32: plain;
+- fp16: weights stored in float16 (dequantised on CPU, native on GPU);
+- int8: dynamic-range quantisation (int8 weights, float activations). It
+  needs no calibration, keeps the float I/O and states, and runs on every
+  LiteRT CPU build; full-integer quantisation of recurrent states would put
+  quantisation error into the state loop itself.
+
+`runner(path, graph)` drives a file through its signature runner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from runtime_py.signature import GraphSpec
+from .common import ensure_installed, require
+
+PRECISIONS = ("fp32", "fp16", "int8")
+SIGNATURE_KEY = "serving_default"
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TfliteConversionError(RuntimeError):
+    pass
+
+
+def onnx_to_tflite(onnx_path: Path | str, graph: GraphSpec, out_dir: Path | str,
+                   precisions=PRECISIONS, calibration: list[dict] | None = None) -> dict[str, Path]:
+    """Convert `<graph>.onnx` to `<out_dir>/<graph>.<precision>.tflite`.
+
+    `calibration` is accepted for API symmetry with full-integer schemes but
+    not needed: int8 here is dynamic-range quantisation (see module doc).
+    Returns {precision: path}; the conversion time is in `.timings`."""
+    for mod in ("onnx2tf", "tensorflow", "onnxsim"):
+        ensure_installed(mod, "tflite")  # imported in the worker, not here
+    bad = [p for p in precisions if p not in PRECISIONS]
+    if bad:
+        raise ValueError(f"TFLite precisions {bad} not in {PRECISIONS}")
+    del calibration  # dynamic-range int8 needs none
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job = {
+        "onnx": str(Path(onnx_path).resolve()),
+        "graph": {"name": graph.name,
+                  "inputs": [[t.name, list(t.shape), t.dtype] for t in graph.all_inputs()],
+                  "outputs": [[t.name, list(t.shape), t.dtype] for t in graph.all_outputs()]},
+        "out": {p: str((out_dir / f"{graph.name}.{p}.tflite").resolve()) for p in precisions},
+    }
+    with tempfile.TemporaryDirectory(prefix="edge-tflite-") as tmp:
+        job["tmp"] = tmp
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(_REPO_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        env.setdefault("OMP_NUM_THREADS", "1")
+        # onnx2tf shells out to tools installed next to the interpreter.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "targets.tflite", json.dumps(job)],
+                              cwd=tmp, env=env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - t0
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr)[-4000:]
+            raise TfliteConversionError(f"onnx2tf conversion of graph {graph.name!r} failed:\n{tail}")
+        report = json.loads((Path(tmp) / "result.json").read_text())
+    result = _PathDict({p: Path(job["out"][p]) for p in precisions})
+    result.timings = {"total_s": round(elapsed, 2), **report["timings"]}
+    result.permutations = report["permutations"]
+    return result
+
+
+class _PathDict(dict):
+    timings: dict = {}
+    permutations: dict = {}
+
+
+# -- running ------------------------------------------------------------------
+
+def runner(path: Path | str, graph: GraphSpec, threads: int = 1):
+    """`run(feeds) -> dict` by the signature's names; casts int inputs to the
+    dtype the file declares and returns outputs in the signature's dtypes."""
+    interp_mod = require("ai_edge_litert.interpreter", "litert")
+    interp = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
+    sigs = interp.get_signature_list()
+    if SIGNATURE_KEY not in sigs:
+        raise ValueError(f"{path}: no {SIGNATURE_KEY!r} signature (have {sorted(sigs)}); "
+                         "it was not written by targets.tflite")
+    sig_runner = interp.get_signature_runner(SIGNATURE_KEY)
+    in_details = sig_runner.get_input_details()
+    out_details = sig_runner.get_output_details()
+    missing = ([t.name for t in graph.all_inputs() if t.name not in in_details]
+               + [t.name for t in graph.all_outputs() if t.name not in out_details])
+    if missing:
+        raise ValueError(f"{path}: signature lacks {missing}; has inputs {sorted(in_details)}, "
+                         f"outputs {sorted(out_details)}")
+    for t in graph.all_inputs():
+        got = tuple(int(d) for d in in_details[t.name]["shape"])
+        if got != t.shape:
+            raise ValueError(f"{path}: input {t.name!r} has shape {got}, signature says {t.shape}")
+    in_dtypes = {t.name: in_details[t.name]["dtype"] for t in graph.all_inputs()}
+    outs = graph.all_outputs()
+
+    def run(feeds: dict) -> dict:
+        res = sig_runner(**{n: np.ascontiguousarray(feeds[n], dtype=d) for n, d in in_dtypes.items()})
+        return {t.name: np.asarray(res[t.name]).astype(t.dtype, copy=False).reshape(t.shape) for t in outs}
+    run.interpreter = interp
+    return run
+
+
+# -- the conversion worker (runs in a subprocess) ------------------------------
+
+_TF_DTYPES = {"float32": "float32", "int64": "int64", "int32": "int32"}
+
+
+def _find_permutation(got: np.ndarray, want: np.ndarray):
+    """Axes permutation p with transpose(got, p) == want (numerically)."""
+    import itertools
+
+    if got.shape == want.shape and np.allclose(got, want, rtol=1e-3, atol=1e-3):
+        return None
+    if got.ndim == want.ndim:
+        for p in itertools.permutations(range(got.ndim)):
+            if tuple(got.shape[i] for i in p) == want.shape and np.allclose(
+                    np.transpose(got, p), want, rtol=1e-3, atol=1e-3):
+                return list(p)
+    if got.size == want.size and np.allclose(got.reshape(want.shape), want, rtol=1e-3, atol=1e-3):
+        return "reshape"
+    raise TfliteConversionError(
+        f"no layout of onnx2tf's output {got.shape} matches the ONNX output {want.shape}")
+
+
+def _set_signature(flatbuffer: bytes, g: dict, feeds: dict, ref: list) -> bytes:
+    """Write the "serving_default" SignatureDef with the signature's names.
+    The converter keeps its own for some graphs (inputs re-sorted, named
+    `serving_default_<name>:0`, outputs `output_<k>`) and drops it for others
+    (the conformer's). Inputs are mapped by name, outputs by the wrapper's
+    tuple order, and the result is checked numerically against ONNX."""
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    sub = model.subgraphs[0]
+
+    def tensor_name(i: int) -> str:
+        n = sub.tensors[i].name
+        n = n.decode() if isinstance(n, bytes) else n
+        n = n.split(":")[0]
+        return n[len(SIGNATURE_KEY) + 1:] if n.startswith(SIGNATURE_KEY + "_") else n
+
+    by_name = {tensor_name(i): int(i) for i in sub.inputs}
+    want = [n for n, _, _ in g["inputs"]]
+    if sorted(by_name) != sorted(want):
+        raise TfliteConversionError(f"TFLite inputs {sorted(by_name)} are not the signature's {want}")
+    n_out = len(g["outputs"])
+    if len(sub.outputs) != n_out:
+        raise TfliteConversionError(f"TFLite has {len(sub.outputs)} outputs, signature {n_out}")
+    out_idx = [int(i) for i in sub.outputs]  # the wrapper's tuple order
+    if model.signatureDefs:  # the converter's own: outputs named output_<k>
+        kept = {(tm.name.decode() if isinstance(tm.name, bytes) else tm.name): tm.tensorIndex
+                for tm in model.signatureDefs[0].outputs}
+        if sorted(kept) != sorted(f"output_{k}" for k in range(n_out)):
+            raise TfliteConversionError(f"unexpected converter signature outputs {sorted(kept)}")
+        out_idx = [int(kept[f"output_{k}"]) for k in range(n_out)]
+    sig = schema.SignatureDefT()
+    sig.signatureKey = SIGNATURE_KEY
+    sig.subgraphIndex = 0
+    sig.inputs = [schema.TensorMapT() for _ in want]
+    for tm, name in zip(sig.inputs, want):
+        tm.name, tm.tensorIndex = name, by_name[name]
+    sig.outputs = [schema.TensorMapT() for _ in g["outputs"]]
+    for tm, (name, _, _), idx in zip(sig.outputs, g["outputs"], out_idx):
+        tm.name, tm.tensorIndex = name, idx
+    model.signatureDefs = [sig]
+    data = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    # Outputs are matched by position: prove it on the probe inputs (loose
+    # tolerance, this also runs for fp16/int8; a swap is off by O(1)).
+    it = Interpreter(model_content=data, num_threads=1)
+    res = it.get_signature_runner(SIGNATURE_KEY)(**{n: feeds[n] for n in want})
+    for (name, shape, _), r in zip(g["outputs"], ref):
+        got = np.asarray(res[name])
+        if got.shape != tuple(shape) or not np.allclose(got, r, atol=0.1, rtol=0.1):
+            raise TfliteConversionError(f"TFLite output {name!r} does not match ONNX on the probe input")
+    return data
+
+
+def _worker(job: dict) -> dict:
+    import contextlib
+    import io
+
+    import onnx
+    import onnxruntime as ort
+    import onnxsim
+
+    timings = {}
+    g = job["graph"]
+    tmp = Path(job["tmp"])
+    log = io.StringIO()
+    t0 = time.perf_counter()
+    model = onnx.load(job["onnx"])
+    simplified, ok = onnxsim.simplify(model)
+    if not ok:
+        raise TfliteConversionError("onnxsim could not validate the simplified graph")
+    sim_path = tmp / f"{g['name']}.onnx"
+    onnx.save(simplified, str(sim_path))
+    timings["onnxsim_s"] = round(time.perf_counter() - t0, 2)
+
+    with contextlib.redirect_stdout(log):
+        import onnx2tf
+        import tensorflow as tf
+
+        t0 = time.perf_counter()
+        keras_model = onnx2tf.convert(
+            input_onnx_file_path=str(sim_path), output_folder_path=str(tmp / "onnx2tf"),
+            keep_shape_absolutely_input_names=[n for n, _, _ in g["inputs"]],
+            not_use_onnxsim=True, disable_model_save=True, non_verbose=True, verbosity="error")
+        timings["onnx2tf_s"] = round(time.perf_counter() - t0, 2)
+
+    # Random inputs (states too, so every axis carries distinct values) to
+    # find how onnx2tf laid out each output.
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for name, shape, dtype in g["inputs"]:
+        feeds[name] = (rng.integers(0, 2, size=shape).astype(dtype) if dtype.startswith("int")
+                       else rng.standard_normal(shape).astype(np.float32))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(sim_path), so, providers=["CPUExecutionProvider"])
+    ref = sess.run([n for n, _, _ in g["outputs"]], feeds)
+
+    k_inputs = keras_model.inputs
+    if len(k_inputs) != len(g["inputs"]):
+        raise TfliteConversionError(f"onnx2tf model has {len(k_inputs)} inputs, signature {len(g['inputs'])}")
+    k_dtypes = [t.dtype for t in k_inputs]
+    got = keras_model([tf.constant(feeds[n], dtype=d) for (n, _, _), d in zip(g["inputs"], k_dtypes)])
+    got = [np.asarray(o) for o in (got if isinstance(got, (list, tuple)) else [got])]
+    if len(got) != len(g["outputs"]):
+        raise TfliteConversionError(f"onnx2tf model has {len(got)} outputs, signature {len(g['outputs'])}")
+    perms = {name: _find_permutation(o, r) for (name, _, _), o, r in zip(g["outputs"], got, ref)}
+
+    specs = [tf.TensorSpec(shape, getattr(tf, _TF_DTYPES[dtype]), name=name) for name, shape, dtype in g["inputs"]]
+    out_specs = g["outputs"]
+
+    class Wrapped(tf.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        @tf.function(input_signature=specs, autograph=False)
+        def serve(self, *args):
+            xs = [tf.cast(a, d) if a.dtype != d else a for a, d in zip(args, k_dtypes)]
+            ys = self.m(xs)
+            ys = ys if isinstance(ys, (list, tuple)) else [ys]
+            result = []
+            for (name, shape, dtype), y in zip(out_specs, ys):
+                p = perms[name]
+                if p == "reshape":
+                    y = tf.reshape(y, shape)
+                elif p is not None:
+                    y = tf.transpose(y, p)
+                want = getattr(tf, _TF_DTYPES[dtype])
+                result.append(tf.identity(tf.cast(y, want) if y.dtype != want else y, name=name))
+            return tuple(result)  # signature order: the subgraph's outputs keep it
+
+    wrapped = Wrapped(keras_model)
+    with contextlib.redirect_stdout(log):
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        # Freeze: onnx2tf creates some tf.Variables outside any Keras layer
+        # (e.g. the depthwise conv kernel, named "/conv/..."), which neither
+        # a SavedModel nor the converter's signature export can track.
+        frozen = convert_variables_to_constants_v2(wrapped.serve.get_concrete_function())
+        for precision, out in job["out"].items():
+            t0 = time.perf_counter()
+            # With a trackable object the converter writes the function as the
+            # "serving_default" signature, with its input and output names.
+            conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen], wrapped)
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            if precision == "fp16":
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                conv.target_spec.supported_types = [tf.float16]
+            elif precision == "int8":
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            Path(out).write_bytes(_set_signature(conv.convert(), g, feeds, ref))
+            timings[f"tflite_{precision}_s"] = round(time.perf_counter() - t0, 2)
+    return {"timings": timings, "permutations": {k: v for k, v in perms.items() if v is not None}}
+
+
+if __name__ == "__main__":
+    _job = json.loads(sys.argv[1])
+    (Path(_job["tmp"]) / "result.json").write_text(json.dumps(_worker(_job)))

@@ -1,0 +1,74 @@
+"""Core ML target: conversion and the spec checks possible on Linux.
+
+Core ML cannot execute here, so there is no numeric parity: what is checked
+is the contract (I/O names, shapes, dtypes, ML program, deployment target,
+metadata), that a wrong expectation is caught, and reproducibility.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("coremltools")
+
+from runtime_py.signature import Signature  # noqa: E402
+from targets import coreml as C  # noqa: E402
+from test_families import build  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def conformer_fp16(tmp_path_factory):
+    model = build("conformer")
+    sig = model.signature()
+    return model, sig, C.to_coreml(model, sig.graph("encoder"), sig, tmp_path_factory.mktemp("cm"), "fp16")
+
+
+def test_conformer_encoder_spec(conformer_fp16):
+    model, sig, path = conformer_fp16
+    assert path.name == "encoder.fp16.mlpackage" and (path / "Manifest.json").is_file()
+    info = C.inspect_mlpackage(path, sig.graph("encoder"))
+    assert info["verified"] is False and info["reason"].startswith("CoreML cannot execute on Linux")
+    assert info["spec_checks"]["deployment_target"] == "iOS16"
+    assert [n for n, _, _ in info["spec_checks"]["inputs"]] == sig.graph("encoder").input_names
+    assert {"softmax", "layer_norm", "conv", "matmul"} <= set(info["ops"]), info["ops"]
+    assert "cast" in info["ops"]  # fp16 compute: casts between fp32 I/O and fp16 body
+
+
+def test_transducer_decoder_int64_input_is_int32(tmp_path):
+    model = build("transducer")
+    sig = model.signature()
+    g = sig.graph("decoder")
+    path = C.to_coreml(model, g, sig, tmp_path, "fp32")
+    info = C.inspect_mlpackage(path, g)
+    assert info["spec_checks"]["inputs"] == [("y", (1, 2), "INT32")]
+    assert info["spec_checks"]["outputs"] == [("decoder_out", (1, 32), "FLOAT32")]
+    assert "gather" in info["ops"]
+
+
+def test_tampered_expectation_is_caught(conformer_fp16):
+    model, sig, path = conformer_fp16
+    g = sig.graph("encoder")
+    wrong_x = dataclasses.replace(g.inputs[0], shape=(1, 32, 80))
+    with pytest.raises(C.CoremlSpecError, match="inputs"):
+        C.inspect_mlpackage(path, dataclasses.replace(g, inputs=(wrong_x,)))
+    wrong_state = dataclasses.replace(g.states[2], shape=(3, 1, 8, 32))
+    states = (*g.states[:2], wrong_state, *g.states[3:])
+    with pytest.raises(C.CoremlSpecError):
+        C.inspect_mlpackage(path, dataclasses.replace(g, states=states))
+
+
+def test_metadata_and_reproducible_bytes(conformer_fp16, tmp_path):
+    model, sig, path = conformer_fp16
+    spec = C._load_spec(path)
+    assert Signature.from_json(spec.description.metadata.userDefined[C.METADATA_KEY]) == sig
+    assert spec.description.metadata.author and spec.description.metadata.shortDescription
+    again = C.to_coreml(model, sig.graph("encoder"), sig, tmp_path, "fp16")
+    assert C.mlpackage_sha256(again) == C.mlpackage_sha256(path)
+    manifest = json.loads((path / "Manifest.json").read_text())
+    assert manifest["rootModelIdentifier"] in manifest["itemInfoEntries"]

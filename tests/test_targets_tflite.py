@@ -1,0 +1,94 @@
+"""LiteRT target: onnx2tf conversion, driven through the file's signature.
+
+Tolerances: fp32 TFLite vs PyTorch: kernels and summation order only (1e-6
+measured), so 1e-4 as for ONNX. fp16 stores weights in float16 (relative
+error ~5e-4 per weight); on O(1) outputs that gives ~1e-3 (measured 4e-4 on
+the LSTM, 2.4e-3 on the conformer), so 1e-2. int8 (dynamic range) is judged
+by argmax token agreement over the rollout, bar 0.95 as for ORT
+(tests/test_targets_ort.py explains it); measured 0.99-1.0.
+Conversions are slow (TensorFlow start-up plus one converter run per
+precision, 15-40 s per graph on 2 cores); the default test converts only
+the tiny LSTM to fp32, the rest is marked slow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx2tf")
+pytest.importorskip("tensorflow")
+pytest.importorskip("ai_edge_litert")
+
+from edge.export import FP32_TOLERANCE, export_onnx, random_chunks, torch_runner  # noqa: E402
+from runtime_py.stateloop import compare_rollouts  # noqa: E402
+from targets import tflite as TF  # noqa: E402
+from test_families import FAMILIES, build  # noqa: E402
+from test_targets_ort import INT8_AGREEMENT_BAR, token_agreement  # noqa: E402
+
+FP16_TOLERANCE = 1e-2
+CHUNKS = 200
+
+torch.set_num_threads(1)
+
+
+def test_lstm_fp32_tflite_parity(tmp_path):
+    model = build("lstm")
+    sig = model.signature()
+    g = sig.graph("encoder")
+    onnx_paths = export_onnx(model, tmp_path / "onnx")
+    paths = TF.onnx_to_tflite(onnx_paths["encoder"], g, tmp_path / "tflite", precisions=("fp32",))
+    assert list(paths) == ["fp32"] and paths["fp32"].name == "encoder.fp32.tflite"
+    print("conversion timings", paths.timings, "layout fixed:", paths.permutations)
+    run = TF.runner(paths["fp32"], g, threads=1)
+    # the file's own signature carries the declared names, shapes and dtypes
+    details = run.interpreter.get_signature_runner(TF.SIGNATURE_KEY).get_input_details()
+    assert {n: tuple(d["shape"]) for n, d in details.items()} == {t.name: t.shape for t in g.all_inputs()}
+    out = run({**random_chunks(g, sig, 1)[0], "h": np.zeros((2, 1, 32), np.float32),
+               "c": np.zeros((2, 1, 32), np.float32)})
+    assert {k: v.shape for k, v in out.items()} == {t.name: t.shape for t in g.all_outputs()}
+    r = compare_rollouts(g, torch_runner(model, g), run, random_chunks(g, sig, CHUNKS, seed=1))
+    assert r["chunks"] == CHUNKS
+    assert r["max_abs_diff"] <= FP32_TOLERANCE, r["max_abs_diff"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_all_families_all_precisions(family, tmp_path):
+    model = build(family)
+    sig = model.signature()
+    onnx_paths = export_onnx(model, tmp_path / "onnx")
+    for g in sig.graphs:
+        paths = TF.onnx_to_tflite(onnx_paths[g.name], g, tmp_path / "tflite")
+        assert sorted(paths) == sorted(TF.PRECISIONS)
+        chunks = random_chunks(g, sig, CHUNKS, seed=1)
+        for precision, path in paths.items():
+            run = TF.runner(path, g)
+            r = compare_rollouts(g, torch_runner(model, g), run, chunks)
+            print(f"{family}/{g.name}/{precision}: max_abs_diff {r['max_abs_diff']:.3g}, "
+                  f"{path.stat().st_size} bytes, {paths.timings}")
+            if precision == "fp32":
+                assert r["max_abs_diff"] <= FP32_TOLERANCE, (g.name, r["max_abs_diff"])
+            elif precision == "fp16":
+                assert r["max_abs_diff"] <= FP16_TOLERANCE, (g.name, r["max_abs_diff"])
+            else:
+                assert np.isfinite(r["max_abs_diff"]) and r["max_abs_diff"] < 1.0, (g.name, r["max_abs_diff"])
+                if g.outputs[0].name in ("log_probs", "logits"):
+                    agree = token_agreement(g, torch_runner(model, g), run, chunks)
+                    print(f"{family}/{g.name}/int8 token agreement {agree:.4f}")
+                    assert agree >= INT8_AGREEMENT_BAR, (g.name, agree)
+        # the smaller precisions are smaller files (tiny graphs below the
+        # converter's 1024-weight quantisation threshold stay equal)
+        assert paths["int8"].stat().st_size <= paths["fp32"].stat().st_size
+        assert paths["fp16"].stat().st_size < paths["fp32"].stat().st_size
+
+
+@pytest.mark.slow
+def test_runner_refuses_a_file_for_another_graph(tmp_path):
+    model = build("transducer")
+    sig = model.signature()
+    onnx_paths = export_onnx(model, tmp_path / "onnx")
+    paths = TF.onnx_to_tflite(onnx_paths["joiner"], sig.graph("joiner"), tmp_path, precisions=("fp32",))
+    with pytest.raises(ValueError, match="signature lacks"):
+        TF.runner(paths["fp32"], sig.graph("decoder"))
