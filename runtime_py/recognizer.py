@@ -31,7 +31,6 @@ and drops the oldest audio past `max_backlog_s` (counted in `summary()`).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path

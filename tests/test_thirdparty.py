@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,7 +12,6 @@ from torch import nn
 from edge.errors import UserError
 from runtime_py.manifest import Bundle
 from targets import build as build_mod
-from targets.build import build_bundle
 from targets.thirdparty import load_spec, normalise
 from targets.verify import verify
 
