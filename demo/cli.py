@@ -15,6 +15,7 @@ import argparse
 import logging
 import shutil
 import sys
+import warnings
 
 from runtime_py.audio import WavError
 from runtime_py.backends import BackendError
@@ -165,7 +166,11 @@ def main(argv=None, *, source_factory=None, out=None, err=None) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         session = ModelSession(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
-        source = (source_factory or make_source)(args, session.sample_rate)
+        with warnings.catch_warnings(record=True) as caught:  # e.g. a truncated WAV: one plain line each
+            warnings.simplefilter("always")
+            source = (source_factory or make_source)(args, session.sample_rate)
+        for w in caught:
+            err.write(f"warning: {w.message}\n")
         vad = EnergyVad(session.sample_rate, threshold_db=args.vad_threshold_db)
         rec = StreamingRecognizer(session, endpoint_silence_ms=args.endpoint_ms, vad=vad,
                                   max_utterance_s=args.max_utterance_s, max_backlog_s=args.max_backlog_s,

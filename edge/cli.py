@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError, fail
+from .errors import UserError, fail, missing_extra
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from .checkpoint import CheckpointError, load_or_init
-    from .export import ExportError, check_onnx_parity, export_onnx
-    from .families import get_family
+    try:
+        from .checkpoint import CheckpointError, load_or_init
+        from .export import ExportError, check_onnx_parity, export_onnx
+        from .families import get_family
+    except ImportError as e:  # torch / onnx are the exporter's own dependencies
+        return fail(str(missing_extra(e.name or "torch", "export")))
 
     try:
         get_family(args.family)
@@ -37,6 +40,8 @@ def run(args) -> int:
         paths = export_onnx(model, args.output)
     except (KeyError, CheckpointError, ExportError, UserError) as e:
         return fail(e.args[0] if e.args else str(e))
+    except OSError as e:  # the output folder cannot be written
+        return fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
     print(f"exported {args.family} ({info['source']}) in {time.perf_counter() - t0:.1f}s")
     ok = True
     report = check_onnx_parity(model, paths, args.chunks, args.seed) if args.chunks > 0 else {}

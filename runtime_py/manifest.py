@@ -135,7 +135,10 @@ class Bundle:
             confined(self.root, a["path"])
             self.artifacts.append(Artifact(**{k: a[k] for k in Artifact.__dataclass_fields__}))
         self.files = []
-        for i, f in enumerate(m.get("files", [])):
+        files = m.get("files", [])
+        if not isinstance(files, list):
+            raise ManifestError(f"manifest.files: expected list, got {type(files).__name__}")
+        for i, f in enumerate(files):
             for key, kind in (("path", str), ("sha256", str), ("bytes", int)):
                 self._require(f, key, kind, f"manifest.files[{i}]")
             confined(self.root, f["path"])
@@ -169,12 +172,19 @@ class Bundle:
     def tokens(self) -> list[str]:
         p = self.path(self.manifest["tokens"])
         table: dict[int, str] = {}
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ManifestError(f"{p.name} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                                "rebuild or re-copy the bundle") from None
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.rsplit(" ", 1)
-            if len(parts) != 2 or not parts[1].isdigit():
+            if len(parts) != 2 or not (parts[1].isascii() and parts[1].isdigit()) or not parts[0]:
                 raise ManifestError(f"{p.name} line {n}: expected 'symbol id', got {line!r}")
+            if int(parts[1]) in table:
+                raise ManifestError(f"{p.name} line {n}: token id {parts[1]} appears twice")
             table[int(parts[1])] = parts[0]
         if sorted(table) != list(range(len(table))):
             raise ManifestError(f"{p.name}: token ids must be 0..N-1 without gaps")

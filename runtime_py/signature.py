@@ -193,8 +193,8 @@ class Signature:
             return cls(frontend=FrontendSpec(**d["frontend"]), graphs=graphs, **rest)
         except SignatureError:
             raise
-        except (KeyError, TypeError) as e:
-            raise SignatureError(f"malformed signature: {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:  # a field of the wrong kind
+            raise SignatureError(f"malformed signature: {type(e).__name__}: {e}") from None
 
     @classmethod
     def from_json(cls, s: str) -> "Signature":

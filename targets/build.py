@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import sys
 import tempfile
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import UserError, fail
+from edge.errors import UserError, fail, missing_extra
 
 DEFAULT_FAMILY = "conformer"
 PARITY_CHUNKS = 200
@@ -102,35 +103,114 @@ def _tokens_for(info: dict, vocab_size: int) -> list[str]:
     return tokens
 
 
+# The optional packages each backend's conversion needs, with the extra that installs them.
+BACKEND_DEPENDENCIES = {
+    "ort": (("onnxruntime", "runtime"),),
+    "onnx": (("onnx", "export"),),
+    "tflite": (("onnx2tf", "tflite"), ("tensorflow", "tflite"), ("onnxsim", "tflite")),
+    "coreml": (("coremltools", "coreml"),),
+}
+CONVERTER = {"ort": "ONNX Runtime", "onnx": "ONNX", "tflite": "onnx2tf/TFLite", "coreml": "coremltools"}
+# Where converters name the operation they cannot take (ANSI colours stripped first).
+_OP_PATTERNS = (
+    re.compile(r"(?P<op>[A-Za-z_][\w.]*) OP is not yet implemented"),  # onnx2tf
+    re.compile(r"convert function for op '(?P<op>[^']+)' not implemented"),  # coremltools (torch frontend)
+    re.compile(r"Could not find an implementation for (?P<op>[A-Za-z_]\w*)\(\d+\)"),  # onnxruntime
+    re.compile(r"(?:[\w.]+:)?(?P<op>[A-Za-z_]\w*)\(-?\d+\) is not a registered function/op"),  # onnxruntime
+    re.compile(r"No Op registered for (?P<op>[A-Za-z_]\w*)"),  # onnx checker / shape inference
+    re.compile(r"[Uu]nsupported (?:ONNX )?op(?:eration|erator)?(?: type)?[:\s]+'?(?P<op>[A-Za-z_][\w.]*)"),
+    re.compile(r"onnx_op_type: (?P<op>[A-Za-z_]\w*)"),  # onnx2tf's trace of the node it was converting
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class ConversionError(UserError):
+    """A converter refused the model; the message names the operation when the
+    converter did, the target, and what to do."""
+
+
+def check_backends(pairs) -> None:
+    """Fail before any work when a backend's converter is not installed."""
+    from .common import ensure_installed
+
+    for backend in dict.fromkeys(b for b, _ in pairs):
+        for module, extra in BACKEND_DEPENDENCIES.get(backend, ()):
+            try:
+                ensure_installed(module, extra)
+            except UserError as e:
+                raise UserError(f"cannot build {backend} artifacts: {e.args[0]}") from None
+
+
+def failed_operation(message: str) -> str | None:
+    """The operation a converter's error message names, if it names one
+    (the last match: onnx2tf logs every node it converted before the failure)."""
+    text = _ANSI.sub("", message)
+    for pattern in _OP_PATTERNS:
+        hits = list(pattern.finditer(text))
+        if hits:
+            return hits[-1].group("op")
+    return None
+
+
+def conversion_error(exc: BaseException, backend: str, precision: str, graph: str | None) -> ConversionError:
+    text = str(exc) or type(exc).__name__
+    op = failed_operation(text)
+    where = f"graph {graph!r} " if graph else ""
+    lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    said = next((ln for ln in reversed(lines) if re.search(r"error|not |unsupported|fail", ln, re.I)),
+                lines[-1] if lines else text)
+    if len(said) > 300:
+        said = said[:300] + "…"
+    others = f"leave {backend} out (e.g. --quant ort:fp32)" if backend != "ort" else \
+        "leave ort out (e.g. --quant tflite:fp32)"
+    if op:
+        head = (f"{CONVERTER.get(backend, backend)} cannot convert operation {op!r} ({where}to target "
+                f"{backend} {precision}).")
+        fix = (f"Fix: rewrite the layer that produces {op!r} with supported operations "
+               f"(docs/exporting.md, 'export-friendly PyTorch'), or {others}.")
+    else:
+        head = f"converting {where}to target {backend} {precision} failed ({type(exc).__name__})."
+        fix = f"Fix: see docs/exporting.md ('debugging an export'), or {others}."
+    return ConversionError(f"{head} {fix}\n  converter said: {said}")
+
+
 def _convert(backend: str, precision: str, model, signature, onnx_paths: dict, work: Path,
              out_dir: Path, calibration: list[np.ndarray]) -> dict[str, Path]:
-    """Convert every graph for one (backend, precision); returns graph -> file."""
+    """Convert every graph for one (backend, precision); returns graph -> file.
+    A converter's failure becomes a ConversionError naming the operation
+    (when the converter says which), the graph, the target and a fix."""
+    if backend not in SUFFIX:
+        raise UserError(f"unknown backend {backend!r}")
     out = {}
+    for g, p in onnx_paths.items():
+        try:
+            out[g] = _convert_graph(backend, precision, model, signature, g, p, work, out_dir, calibration)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every converter has its own exception types
+            raise conversion_error(e, backend, precision, g) from e
+    return out
+
+
+def _convert_graph(backend: str, precision: str, model, signature, g: str, onnx_path: Path, work: Path,
+                   out_dir: Path, calibration: list[np.ndarray]) -> Path:
     if backend == "onnx":
         import shutil
-        for g, p in onnx_paths.items():
-            out[g] = Path(shutil.copy(p, out_dir / f"{g}.fp32.onnx"))
-    elif backend == "ort":
+        return Path(shutil.copy(onnx_path, out_dir / f"{g}.fp32.onnx"))
+    if backend == "ort":
         from . import ort
-        for g, p in onnx_paths.items():
-            out[g] = ort.to_ort(p, out_dir, precision)
-    elif backend == "tflite":
+        return ort.to_ort(onnx_path, out_dir, precision)
+    if backend == "tflite":
         from . import tflite
-        for g, p in onnx_paths.items():
-            graph = signature.graph(g)
-            calib = [{graph.inputs[0].name: c} for c in calibration] if g == "encoder" else None
-            made = tflite.onnx_to_tflite(p, graph, work / f"tflite-{g}-{precision}", precisions=(precision,),
-                                         calibration=calib)
-            dst = out_dir / f"{g}.{precision}.tflite"
-            made[precision].replace(dst)
-            out[g] = dst
-    elif backend == "coreml":
-        from . import coreml
-        for g in onnx_paths:
-            out[g] = coreml.to_coreml(model, signature.graph(g), signature, out_dir, precision)
-    else:
-        raise UserError(f"unknown backend {backend!r}")
-    return out
+        graph = signature.graph(g)
+        calib = [{graph.inputs[0].name: c} for c in calibration] if g == "encoder" else None
+        made = tflite.onnx_to_tflite(onnx_path, graph, work / f"tflite-{g}-{precision}", precisions=(precision,),
+                                     calibration=calib)
+        dst = out_dir / f"{g}.{precision}.tflite"
+        made[precision].replace(dst)
+        return dst
+    from . import coreml
+    return coreml.to_coreml(model, signature.graph(g), signature, out_dir, precision)
 
 
 def _runners(backend: str, files: dict[str, Path], signature) -> dict:
@@ -187,6 +267,7 @@ def build_bundle(family: str = DEFAULT_FAMILY, target: str = "rpi", out_dir: Pat
 
     tgt = get_target(target)
     pairs = tuple(backends) if backends else parse_quant(tgt, quant)
+    check_backends(pairs)
     with tempfile.TemporaryDirectory(prefix="edge-build-") as work_s:
         work = Path(work_s)
         if onnx_model is not None:
@@ -361,8 +442,11 @@ def main(argv=None) -> int:
         return fail("--target is required (rpi | android | ios); see edge-build --list")
     if args.parity_chunks < 1:
         return fail("--parity-chunks must be at least 1")
-    from edge.checkpoint import CheckpointError
-    from edge.export import ExportError
+    try:
+        from edge.checkpoint import CheckpointError
+        from edge.export import ExportError
+    except ImportError as e:  # torch / onnx: the exporter's own dependencies
+        return fail(str(missing_extra(e.name or "torch", "export")))
     t0 = time.perf_counter()
     try:
         spec = None
@@ -377,6 +461,9 @@ def main(argv=None) -> int:
                            progress=lambda m: print(f"  {m}", flush=True))
     except (UserError, CheckpointError, ExportError) as e:
         return fail(str(e))
+    except OSError as e:  # the output folder is not writable, the disk is full, ...
+        where = f"{e.filename}: " if e.filename else ""
+        return fail(f"{where}{e.strerror or e}; no partial bundle was left and any previous bundle is intact")
     except KeyboardInterrupt:
         return fail("interrupted; no partial bundle was left and any previous bundle is intact", 130)
     from runtime_py.manifest import load_bundle
