@@ -62,7 +62,7 @@ class Final:
     text: str
     start_s: float
     end_s: float
-    reason: str = "silence"  # "silence", "max_length" or "finish"
+    reason: str = "silence"  # "silence", "max_length", "idle" or "finish"
 
 
 class StreamingRecognizer:
@@ -231,7 +231,8 @@ class StreamingRecognizer:
         events = self._encode_frames(self.frontend.accept(piece))
         self.rtf.record_samples(len(piece), self.clock() - t0)
         for ep in eps:
-            events += self._flush(ep.start_s, ep.end_s, ep.reason)
+            # an idle reset only produces a Final if the model emitted text in the silence
+            events += self._flush(ep.start_s, ep.end_s, ep.reason, only_if_text=ep.reason == "idle")
         if self.endpointer is None and (self._stream_samples - self._utt_start
                                         >= self.max_utterance_s * self.sample_rate):
             events += self._flush(None, None, "max_length")

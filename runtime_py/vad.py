@@ -36,6 +36,9 @@ DEFAULT_FLOOR_RISE_DB_PER_S = 1.0
 ENERGY_EPS = 1e-12  # -120 dBFS: log of digital silence stays finite
 DEFAULT_TRAILING_SILENCE_MS = 600.0
 DEFAULT_MAX_UTTERANCE_S = 20.0
+# Silence with no utterance open this long still ends in a reset, so model
+# states never evolve unboundedly on a stream where nobody speaks.
+DEFAULT_MAX_IDLE_S = 10.0
 
 
 def _ms_to_frames(ms: float, frame_s: float) -> int:
@@ -158,7 +161,7 @@ class Endpoint:
     start_s: float  # first speech
     end_s: float  # end of the last speech (or the cut for "max_length")
     detected_s: float  # stream time at which the endpoint was decided
-    reason: str  # "silence", "max_length" or "finish"
+    reason: str  # "silence", "max_length", "idle" (a reset in long silence) or "finish"
 
 
 class Endpointer:
@@ -172,13 +175,17 @@ class Endpointer:
     """
 
     def __init__(self, min_trailing_silence_ms: float = DEFAULT_TRAILING_SILENCE_MS,
-                 max_utterance_s: float = DEFAULT_MAX_UTTERANCE_S, vad: EnergyVad | None = None):
+                 max_utterance_s: float = DEFAULT_MAX_UTTERANCE_S, vad: EnergyVad | None = None,
+                 max_idle_s: float = DEFAULT_MAX_IDLE_S):
         if min_trailing_silence_ms <= 0:
             raise ValueError(f"min_trailing_silence_ms must be positive, got {min_trailing_silence_ms}")
         if max_utterance_s <= 0:
             raise ValueError(f"max_utterance_s must be positive, got {max_utterance_s}")
         self.trailing_s = min_trailing_silence_ms / 1000.0
+        if max_idle_s <= 0:
+            raise ValueError(f"max_idle_s must be positive, got {max_idle_s}")
         self.max_utterance_s = max_utterance_s
+        self.max_idle_s = max_idle_s
         self.vad = vad
         self.reset()
 
@@ -186,6 +193,7 @@ class Endpointer:
         self.time_s = 0.0
         self._start = None  # start of the current utterance
         self._last_speech_end = None
+        self._idle_since = 0.0  # end of the last utterance or idle reset
         if self.vad is not None:
             self.vad.reset()
 
@@ -214,9 +222,14 @@ class Endpointer:
                 if t1 - self._start >= self.max_utterance_s - 1e-9:  # float slack on the sum of durations
                     events.append(Endpoint(self._start, t1, t1, "max_length"))
                     self._start = self._last_speech_end = None
+                    self._idle_since = t1
             elif self._start is not None and t1 - self._last_speech_end >= self.trailing_s - 1e-9:
                 events.append(Endpoint(self._start, self._last_speech_end, t1, "silence"))
                 self._start = self._last_speech_end = None
+                self._idle_since = t1
+            elif self._start is None and t1 - self._idle_since >= self.max_idle_s - 1e-9:
+                events.append(Endpoint(self._idle_since, t1, t1, "idle"))
+                self._idle_since = t1
         return events
 
     def finish(self) -> list[Endpoint]:

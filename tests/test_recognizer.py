@@ -195,3 +195,27 @@ def test_transcribe_file(tmp_path):
     write_wav(wav, two_utterances(), RATE)
     texts = transcribe_file(path, wav)
     assert len(texts) >= 2 and all(texts)
+
+
+def test_long_silence_resets_states_even_without_speech():
+    """No utterance ever opens, yet the model states return to their initial
+    values every max_idle_s (10 s): a stream nobody speaks into cannot drift."""
+    path, _ = cached_bundle("lstm")
+    session = ModelSession(path)
+    rec = StreamingRecognizer(session)
+    enc = session.signature.graph("encoder")
+    init = initial_states(enc)
+    resets = []
+    original = session.reset
+
+    def spy(scope="utterance"):
+        original(scope)
+        resets.append({k: v.copy() for k, v in session.states().items()})
+    session.reset = spy
+    quiet = silence(25.0)
+    for i in range(0, len(quiet), 1600):
+        rec.accept_audio(quiet[i: i + 1600], RATE)
+    assert len(resets) == 2  # at 10 s and 20 s
+    for states in resets:
+        for s in enc.states:
+            np.testing.assert_array_equal(states[s.name], init[s.name])

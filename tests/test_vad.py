@@ -61,7 +61,11 @@ def test_minutes_of_silence_and_empty_blocks():
         events += ep.update(x[i:i + 16000])
         events += ep.update(np.zeros(0, dtype=np.float32))
     events += ep.finish()
-    assert events == [] and not ep.in_utterance
+    # No utterance is found; the only endpoints are the idle resets, one
+    # every max_idle_s of silence (120 s / 10 s = 12).
+    assert not ep.in_utterance
+    assert [e.reason for e in events] == ["idle"] * int(120 / ep.max_idle_s)
+    assert all(abs((e.end_s - e.start_s) - ep.max_idle_s) < 0.02 for e in events)
     assert vad.frames_labelled == 12000
     assert EnergyVad(SR).process(np.zeros(0)).shape == (0,)
     assert not EnergyVad(SR).process(np.zeros(1600)).any()  # digital silence: -120 dBFS, finite
