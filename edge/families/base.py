@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..signature import GraphSpec, Signature
+from ..signature import GraphSpec, Signature, StateSpec, TensorSpec
 
 NEG_BIAS = -1.0e4  # additive mask value: finite, so fp16 and softmax stay NaN-free
 
@@ -42,6 +42,21 @@ class GlobalCMVN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) * self.istd
+
+
+def check_chunk(chunk_frames: int, factor: int, what: str) -> None:
+    if chunk_frames % factor:
+        raise ValueError(f"chunk_frames={chunk_frames} must be a multiple of the subsampling factor "
+                         f"{what}={factor}")
+
+
+def encoder_graph(chunk_frames: int, num_mel_bins: int, output: TensorSpec,
+                  states: tuple[StateSpec, ...]) -> GraphSpec:
+    """Every family's encoder graph: one chunk of fbank frames in, its output
+    and the family's states."""
+    return GraphSpec("encoder",
+                     inputs=(TensorSpec("x", (1, chunk_frames, num_mel_bins), doc="fbank frames of one chunk"),),
+                     outputs=(output,), states=states)
 
 
 class StreamingModel(nn.Module):
@@ -136,9 +151,3 @@ def get_family(name: str) -> Family:
 def family_names() -> list[str]:
     return sorted(REGISTRY)
 
-
-def check_graph_io(graph: GraphSpec, outputs) -> None:
-    """Fail early, in Python, when a step returns the wrong arity."""
-    want = len(graph.outputs) + len(graph.states)
-    if len(outputs) != want:
-        raise RuntimeError(f"graph {graph.name!r} returned {len(outputs)} tensors, signature declares {want}")

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..signature import FrontendSpec, GraphSpec, Signature, StateSpec, TensorSpec
-from .base import NEG_BIAS, GlobalCMVN, StreamingModel, graph_call, register
+from ..signature import FrontendSpec, Signature, StateSpec, TensorSpec
+from .base import NEG_BIAS, GlobalCMVN, StreamingModel, check_chunk, encoder_graph, graph_call, register
 
 
 @dataclass(frozen=True)
@@ -187,8 +187,7 @@ class ConformerBlock(nn.Module):
 class ConformerEncoder(nn.Module):
     def __init__(self, c: ConformerConfig):
         super().__init__()
-        if c.chunk_frames % SUBSAMPLING:
-            raise ValueError(f"chunk_frames={c.chunk_frames} must be a multiple of the subsampling factor {SUBSAMPLING}")
+        check_chunk(c.chunk_frames, SUBSAMPLING, "subsampling")
         if c.d_model % c.num_heads:
             raise ValueError(f"d_model={c.d_model} must be divisible by num_heads={c.num_heads}")
         self.c = c
@@ -247,13 +246,8 @@ class ConformerCtc(StreamingModel):
 
     def signature(self) -> Signature:
         c = self.config
-        encoder = GraphSpec(
-            "encoder",
-            inputs=(TensorSpec("x", (1, c.chunk_frames, c.num_mel_bins), doc="fbank frames of one chunk"),),
-            outputs=(TensorSpec("log_probs", (1, c.chunk_frames // SUBSAMPLING, c.vocab_size),
-                                doc="CTC log-probabilities"),),
-            states=self.encoder.state_specs(),
-        )
+        out = TensorSpec("log_probs", (1, c.chunk_frames // SUBSAMPLING, c.vocab_size), doc="CTC log-probabilities")
+        encoder = encoder_graph(c.chunk_frames, c.num_mel_bins, out, self.encoder.state_specs())
         return Signature("conformer", FrontendSpec(num_mel_bins=c.num_mel_bins), c.chunk_frames,
                          c.chunk_frames, SUBSAMPLING, (encoder,), c.vocab_size, decoder="ctc",
                          extra={"left_context": c.left_context})

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..signature import FrontendSpec, GraphSpec, Signature, StateSpec, TensorSpec
-from .base import GlobalCMVN, StreamingModel, graph_call, register
+from ..signature import FrontendSpec, Signature, StateSpec, TensorSpec
+from .base import GlobalCMVN, StreamingModel, check_chunk, encoder_graph, graph_call, register
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,7 @@ class LstmEncoder(nn.Module):
 class LstmCtc(StreamingModel):
     def __init__(self, config: LstmConfig):
         super().__init__(config)
-        if config.chunk_frames % config.stack:
-            raise ValueError(f"chunk_frames={config.chunk_frames} must be a multiple of the "
-                             f"subsampling factor stack={config.stack}")
+        check_chunk(config.chunk_frames, config.stack, "stack")
         self.encoder = LstmEncoder(config.num_mel_bins, config.stack, config.hidden,
                                    config.num_layers, config.dropout)
         self.ctc = nn.Linear(config.hidden, config.vocab_size)
@@ -78,13 +76,8 @@ class LstmCtc(StreamingModel):
 
     def signature(self) -> Signature:
         c = self.config
-        t_out = c.chunk_frames // c.stack
-        encoder = GraphSpec(
-            "encoder",
-            inputs=(TensorSpec("x", (1, c.chunk_frames, c.num_mel_bins), doc="fbank frames of one chunk"),),
-            outputs=(TensorSpec("log_probs", (1, t_out, c.vocab_size), doc="CTC log-probabilities"),),
-            states=self.encoder.state_specs(),
-        )
+        out = TensorSpec("log_probs", (1, c.chunk_frames // c.stack, c.vocab_size), doc="CTC log-probabilities")
+        encoder = encoder_graph(c.chunk_frames, c.num_mel_bins, out, self.encoder.state_specs())
         return Signature("lstm", FrontendSpec(num_mel_bins=c.num_mel_bins), c.chunk_frames, c.chunk_frames,
                          c.stack, (encoder,), c.vocab_size, decoder="ctc")
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..signature import FrontendSpec, GraphSpec, Signature, TensorSpec
-from .base import StreamingModel, graph_call, register
+from .base import StreamingModel, check_chunk, encoder_graph, graph_call, register
 from .lstm import LstmEncoder
 
 
@@ -67,8 +67,7 @@ class Transducer(StreamingModel):
     def __init__(self, config: TransducerConfig):
         super().__init__(config)
         c = config
-        if c.chunk_frames % c.stack:
-            raise ValueError(f"chunk_frames={c.chunk_frames} must be a multiple of stack={c.stack}")
+        check_chunk(c.chunk_frames, c.stack, "stack")
         self.encoder = LstmEncoder(c.num_mel_bins, c.stack, c.hidden, c.num_layers, c.dropout)
         self.encoder_proj = nn.Linear(c.hidden, c.joiner_dim)
         self.decoder = StatelessDecoder(c.vocab_size, c.decoder_dim, c.context_size, c.joiner_dim, c.blank_id)
@@ -77,13 +76,8 @@ class Transducer(StreamingModel):
 
     def signature(self) -> Signature:
         c = self.config
-        t_out = c.chunk_frames // c.stack
-        encoder = GraphSpec(
-            "encoder",
-            inputs=(TensorSpec("x", (1, c.chunk_frames, c.num_mel_bins), doc="fbank frames of one chunk"),),
-            outputs=(TensorSpec("encoder_out", (1, t_out, c.joiner_dim), doc="encoder frames, projected"),),
-            states=self.encoder.state_specs(),
-        )
+        out = TensorSpec("encoder_out", (1, c.chunk_frames // c.stack, c.joiner_dim), doc="encoder frames, projected")
+        encoder = encoder_graph(c.chunk_frames, c.num_mel_bins, out, self.encoder.state_specs())
         decoder = GraphSpec(
             "decoder",
             inputs=(TensorSpec("y", (1, c.context_size), "int64",
