@@ -1,0 +1,231 @@
+"""Word error rate of a model on a corpus split, through the streaming path.
+
+    edge-eval --family conformer --corpus data/corpus --split test [--limit N]
+
+The streaming path is the client's: features of `audio + tail padding zeros`
+(`runtime_py.recognizer.tail_padding_samples`), complete chunks of
+`chunk_frames` advancing by `shift_frames`, the encoder graph stepped by the
+shared `StateLoop` (here over the PyTorch step function), then CTC or
+transducer greedy decoding and `tokens_to_text`. The offline row runs the
+batched whole-utterance `forward` on the same features.
+
+`evaluate(decode_fn, utterances)` only needs a `waveform -> text` callable,
+so any backend (ONNX Runtime, LiteRT through runtime_py) is scored by the same
+code: build a decode_fn for it and pass `load_utterances(...)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from runtime_py.decoding import CtcGreedy, TransducerGreedy, make_decoder, tokens_to_text
+from runtime_py.frontend import compute_features
+from runtime_py.recognizer import TAIL_PADDING_S, tail_padding_samples
+from runtime_py.stateloop import StateLoop
+
+from .families.base import StreamingModel
+
+
+# -- alignment -----------------------------------------------------------------
+
+def align_errors(ref: list, hyp: list) -> dict:
+    """Levenshtein alignment of word lists: substitutions, deletions, insertions
+    (ties broken toward substitutions, as sclite/kaldi do)."""
+    n, m = len(ref), len(hyp)
+    d = np.zeros((n + 1, m + 1), dtype=np.int64)
+    d[:, 0] = np.arange(n + 1)
+    d[0, :] = np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i, j] = min(d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]), d[i - 1, j] + 1, d[i, j - 1] + 1)
+    sub = dele = ins = 0
+    i, j = n, m
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and d[i, j] == d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
+            sub += ref[i - 1] != hyp[j - 1]
+            i, j = i - 1, j - 1
+        elif i > 0 and d[i, j] == d[i - 1, j] + 1:
+            dele += 1
+            i -= 1
+        else:
+            ins += 1
+            j -= 1
+    return {"sub": int(sub), "del": int(dele), "ins": int(ins)}
+
+
+# -- the backend-independent scorer ------------------------------------------
+
+def load_utterances(corpus: Path | str, split: str, limit: int | None = None) -> list[dict]:
+    """Rows of the split with their waveform: dicts with audio (float32, 16 kHz),
+    text, speaker, path."""
+    from .data.corpus import load_split, read_wav16
+
+    rows = load_split(corpus, split)
+    if limit:
+        rows = rows[:limit]
+    out = []
+    for r in rows:
+        audio, rate = read_wav16(Path(corpus) / r["path"])
+        if rate != 16000:
+            raise ValueError(f"{r['path']}: sample rate {rate}, expected 16000")
+        out.append({**r, "audio": audio})
+    return out
+
+
+def evaluate(decode_fn: Callable[[np.ndarray], str], utterances: Iterable[dict],
+             keep_hypotheses: bool = True) -> dict:
+    """Score decode_fn(waveform) -> text against each utterance's "text".
+    utterances: dicts with "audio" (float32 samples) and "text". Returns
+    wer (%), utterances, words, errors, sub, del, ins, sentence_errors,
+    seconds (decoding wall time) and, if asked, the hypotheses."""
+    tot = {"sub": 0, "del": 0, "ins": 0}
+    words = n = sent_err = 0
+    hyps = []
+    t0 = time.perf_counter()
+    for utt in utterances:
+        hyp = decode_fn(utt["audio"])
+        ref_w, hyp_w = utt["text"].split(), hyp.split()
+        e = align_errors(ref_w, hyp_w)
+        for k in tot:
+            tot[k] += e[k]
+        words += len(ref_w)
+        n += 1
+        sent_err += int(ref_w != hyp_w)
+        if keep_hypotheses:
+            hyps.append({"path": utt.get("path"), "ref": utt["text"], "hyp": hyp})
+    errors = sum(tot.values())
+    result = {"wer": 100.0 * errors / max(words, 1), "utterances": n, "words": words, "errors": errors,
+              **tot, "sentence_errors": sent_err, "seconds": time.perf_counter() - t0}
+    if keep_hypotheses:
+        result["hypotheses"] = hyps
+    return result
+
+
+# -- PyTorch decode functions --------------------------------------------------
+
+def streaming_features(model: StreamingModel, audio: np.ndarray) -> np.ndarray:
+    """What the client feeds the encoder: features of audio + tail padding,
+    cut to complete chunks. [steps * shift + (chunk - shift), D]."""
+    sig = model.signature()
+    spec = sig.frontend
+    pad = tail_padding_samples(len(audio), spec, sig.chunk_frames, sig.shift_frames, TAIL_PADDING_S)
+    x = np.concatenate([np.asarray(audio, dtype=np.float32), np.zeros(pad, dtype=np.float32)])
+    return compute_features(x, spec)
+
+
+def _torch_fn(module):
+    @torch.no_grad()
+    def run(*args):
+        return module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in args]).numpy()
+    return run
+
+
+def streaming_decode_fn(model: StreamingModel, tokens: list[str]) -> Callable[[np.ndarray], str]:
+    """waveform -> text through the streaming step (StateLoop over the PyTorch
+    graph modules) and greedy decoding: what an exported bundle computes."""
+    from .export import torch_runner
+
+    model = model.eval()
+    sig = model.signature()
+    enc_graph = sig.graph("encoder")
+    runs = {g.name: torch_runner(model, g) for g in sig.graphs}
+    x_name, out_name = enc_graph.inputs[0].name, enc_graph.outputs[0].name
+
+    def decode(audio: np.ndarray) -> str:
+        feats = streaming_features(model, audio)
+        loop = StateLoop(enc_graph, runs["encoder"])
+        dec = make_decoder(sig, runs)
+        t = 0
+        while t + sig.chunk_frames <= len(feats):
+            out = loop.step({x_name: feats[None, t: t + sig.chunk_frames]})
+            dec.accept(out[out_name])
+            t += sig.shift_frames
+        return tokens_to_text(dec.tokens, tokens)
+    return decode
+
+
+def offline_decode_fn(model: StreamingModel, tokens: list[str]) -> Callable[[np.ndarray], str]:
+    """waveform -> text through the batched whole-utterance forward (batch 1)
+    on the same features as the streaming path."""
+    model = model.eval()
+    sig = model.signature()
+
+    @torch.no_grad()
+    def decode(audio: np.ndarray) -> str:
+        feats = torch.from_numpy(streaming_features(model, audio))[None]
+        out, lens = model(feats, torch.tensor([feats.shape[1]]))
+        out = out[0, : int(lens[0])].numpy()
+        if sig.decoder == "ctc":
+            dec = CtcGreedy(sig.blank_id)
+        else:
+            dec = TransducerGreedy(_torch_fn(model.decoder), _torch_fn(model.joiner),
+                                   sig.context_size, sig.blank_id)
+        dec.accept(out)
+        return tokens_to_text(dec.tokens, tokens)
+    return decode
+
+
+def _fmt(name: str, r: dict) -> str:
+    return (f"{name:<20} WER {r['wer']:6.2f}%  ({r['errors']} errors / {r['words']} words: "
+            f"sub {r['sub']} del {r['del']} ins {r['ins']}; {r['sentence_errors']}/{r['utterances']} "
+            f"utterances wrong; {r['seconds']:.1f} s)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="WER of a model on a corpus split (PyTorch, streaming and offline).")
+    ap.add_argument("--family", required=True)
+    ap.add_argument("--checkpoint", help="default: the shipped edge/checkpoints/<family>/model.pt")
+    ap.add_argument("--corpus", default="data/corpus")
+    ap.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    ap.add_argument("--limit", type=int, default=None, help="first N utterances only")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-offline", action="store_true", help="skip the offline-forward row")
+    ap.add_argument("--show-errors", type=int, default=0, help="print up to N wrong utterances")
+    ap.add_argument("--json", help="write the results to this JSON file")
+    args = ap.parse_args(argv)
+
+    from .checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint
+
+    torch.set_num_threads(args.threads)
+    path = args.checkpoint or shipped_checkpoint(args.family)
+    if path is None:
+        print(f"error: no checkpoint given and none shipped for {args.family!r}; train one with edge-train",
+              file=sys.stderr)
+        return 2
+    try:
+        model, info = load_checkpoint(path, args.family)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tokens = info["tokens"]
+    if not tokens:
+        from .data.corpus import tokens as corpus_tokens
+        tokens = corpus_tokens()
+    utts = load_utterances(args.corpus, args.split, args.limit)
+    print(f"{args.family}: {path}  ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params; "
+          f"{args.split} split, {len(utts)} utterances)")
+    results = {"streaming": evaluate(streaming_decode_fn(model, tokens), utts)}
+    print(_fmt("pytorch streaming", results["streaming"]), flush=True)
+    if not args.no_offline:
+        results["offline"] = evaluate(offline_decode_fn(model, tokens), utts)
+        print(_fmt("pytorch offline", results["offline"]))
+    if args.show_errors:
+        wrong = [h for h in results["streaming"]["hypotheses"] if h["ref"] != h["hyp"]]
+        for h in wrong[: args.show_errors]:
+            print(f"  {h['path']}: ref {h['ref']!r}  hyp {h['hyp']!r}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"family": args.family, "checkpoint": str(path),
+                                               "split": args.split, **results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
