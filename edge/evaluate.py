@@ -173,6 +173,37 @@ def offline_decode_fn(model: StreamingModel, tokens: list[str]) -> Callable[[np.
     return decode
 
 
+def client_decode_fn(bundle: Path | str, backend: str, precision: str,
+                     threads: int = 1) -> Callable[[np.ndarray], str]:
+    """The torch-free client on a bundle artifact: the whole utterance through
+    the StreamingRecognizer (no VAD cuts, so it sees exactly the chunks the
+    PyTorch streaming path sees), final text."""
+    from runtime_py.recognizer import StreamingRecognizer
+    from runtime_py.session import ModelSession
+
+    session = ModelSession(bundle, backend=backend, precision=precision, threads=threads)
+
+    def decode(audio: np.ndarray) -> str:
+        session.reset("session")
+        rec = StreamingRecognizer(session, vad=False, max_utterance_s=1e9)
+        rec.accept_audio(audio, session.signature.frontend.sample_rate)
+        rec.finish()
+        return " ".join(f.text for f in rec.finals if f.text)
+    return decode
+
+
+def runnable_artifacts(bundle: Path | str) -> list[tuple[str, str]]:
+    """(backend, precision) pairs of a bundle this host can execute."""
+    from runtime_py.manifest import load_bundle
+
+    return [(b, p) for b, p in load_bundle(bundle).backends() if b != "coreml"]
+
+
+def _agreement(a: dict, b: dict) -> float:
+    same = sum(x["hyp"] == y["hyp"] for x, y in zip(a["hypotheses"], b["hypotheses"]))
+    return same / max(1, len(a["hypotheses"]))
+
+
 def _fmt(name: str, r: dict) -> str:
     return (f"{name:<20} WER {r['wer']:6.2f}%  ({r['errors']} errors / {r['words']} words: "
             f"sub {r['sub']} del {r['del']} ins {r['ins']}; {r['sentence_errors']}/{r['utterances']} "
@@ -190,6 +221,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-offline", action="store_true", help="skip the offline-forward row")
     ap.add_argument("--show-errors", type=int, default=0, help="print up to N wrong utterances")
     ap.add_argument("--json", help="write the results to this JSON file")
+    ap.add_argument("--bundle", action="append", default=[],
+                    help="also score every artifact of this bundle through the streaming client (repeatable)")
     args = ap.parse_args(argv)
 
     from .checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint
@@ -217,6 +250,13 @@ def main(argv=None) -> int:
     if not args.no_offline:
         results["offline"] = evaluate(offline_decode_fn(model, tokens), utts)
         print(_fmt("pytorch offline", results["offline"]))
+    for bundle in args.bundle:
+        for backend, precision in runnable_artifacts(bundle):
+            name = f"{backend} {precision}"
+            r = evaluate(client_decode_fn(bundle, backend, precision, args.threads), utts)
+            r["same_text_as_pytorch"] = _agreement(results["streaming"], r)
+            results[f"{Path(bundle).name}:{backend}:{precision}"] = r
+            print(_fmt(name, r) + f"  same text as PyTorch: {100 * r['same_text_as_pytorch']:.1f}%", flush=True)
     if args.show_errors:
         wrong = [h for h in results["streaming"]["hypotheses"] if h["ref"] != h["hyp"]]
         for h in wrong[: args.show_errors]:
