@@ -53,7 +53,8 @@ def run(args) -> int:
         ok &= r["passed"]
         mark = "✓" if r["passed"] else "x"
         print(f"  [{mark}] {path}  max|torch-onnx| = {r['max_abs_diff']:.2e} over {r['chunks']} chunks "
-              f"(first chunk {r['first_chunk_diff']:.2e}, tolerance {r['tolerance']:.0e})")
+              f"(first chunk {r['first_chunk_diff']:.2e}, tolerance {r['tolerance']:.0e}); states: max abs "
+              f"{r['state_max_abs_diff']:.2e}, scaled {r['state_max_scaled_diff']:.2e}")
     return 0 if ok else 1
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 
-from runtime_py.stateloop import compare_rollouts, initial_states
+from runtime_py.stateloop import compare_rollouts, initial_states, within
 from .families.base import StreamingModel
 from .signature import GraphSpec, Signature
 
@@ -172,6 +172,6 @@ def check_onnx_parity(model: StreamingModel, paths: dict[str, Path], chunks: int
         r = compare_rollouts(graph, torch_runner(model, graph), onnx_runner(paths[graph.name], graph), seq)
         r.pop("per_chunk")
         r["tolerance"] = FP32_TOLERANCE
-        r["passed"] = r["max_abs_diff"] <= FP32_TOLERANCE
+        r["passed"] = within(r, FP32_TOLERANCE)
         report[graph.name] = r
     return report

@@ -39,6 +39,7 @@ def test_bundle_contents(bundle):
         assert a.precision == "fp32" and a.backend == "ort"
         assert set(a.parity) >= {"max_abs_diff", "tolerance", "chunks", "passed"}
         assert a.parity["chunks"] >= 200 and a.parity["passed"] and a.parity["max_abs_diff"] <= 1e-4
+        assert a.parity["state_max_scaled_diff"] <= 1e-4
         assert len(a.sha256) == 64 and a.bytes > 0
     assert (bundle / "required_operators.config").exists()
     for rel in ("tokens.txt", "README.md", "golden/audio.wav", "golden/encoder_inputs.npz",

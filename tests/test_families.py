@@ -16,7 +16,7 @@ import torch
 from edge.export import (FP32_TOLERANCE, check_onnx_parity, export_onnx, onnx_runner, random_chunks,
                          read_signature, torch_runner)
 from edge.families import REGISTRY, get_family
-from runtime_py.stateloop import StateLoop, initial_states
+from runtime_py.stateloop import StateLoop, initial_states, within
 
 # One small config per registered family, so the suite stays fast. A family
 # registered without an entry here fails test_every_family_is_tested.
@@ -69,7 +69,7 @@ def test_one_step_parity(exported):
     model, paths = exported
     report = check_onnx_parity(model, paths, chunks=1)
     for name, r in report.items():
-        assert r["max_abs_diff"] <= FP32_TOLERANCE, (name, r)
+        assert within(r, FP32_TOLERANCE), (name, r)
 
 
 def test_rollout_200_chunks_does_not_drift(exported):
@@ -77,7 +77,7 @@ def test_rollout_200_chunks_does_not_drift(exported):
     report = check_onnx_parity(model, paths, chunks=200, seed=1)
     for name, r in report.items():
         assert r["chunks"] == 200
-        assert r["max_abs_diff"] <= FP32_TOLERANCE, (name, r)
+        assert within(r, FP32_TOLERANCE), (name, r)
         # A state error accumulates chunk after chunk; float noise does not.
         # The 1e-6 floor is fp32 rounding on O(1) values.
         assert r["last_quarter_max"] <= 4 * r["first_quarter_max"] + 1e-6, (name, r)
@@ -185,3 +185,29 @@ def test_chunk_size_must_fit_subsampling():
 def test_unknown_family_suggests_closest():
     with pytest.raises(KeyError, match="conformer"):
         get_family("conformr")
+
+
+def test_state_check_catches_a_wrong_state_but_not_float_resolution():
+    """States are compared scaled by their magnitude: fp32-level relative
+    noise on a large LSTM cell state passes, a 1% state error fails."""
+    from runtime_py.signature import GraphSpec, StateSpec, TensorSpec
+    from runtime_py.stateloop import compare_rollouts
+
+    graph = GraphSpec("encoder", inputs=(TensorSpec("x", (1, 4)),), outputs=(TensorSpec("y", (1, 4)),),
+                      states=(StateSpec("c", (1, 4)),))
+
+    def reference(feeds):  # a cell state that keeps growing, as a trained LSTM's does
+        return {"y": np.tanh(feeds["c"]), "c_next": feeds["c"] + 40.0 + feeds["x"]}
+
+    def noisy(rel):
+        def run(feeds):
+            out = reference(feeds)
+            out["c_next"] = out["c_next"] * np.float32(1 + rel)
+            return out
+        return run
+
+    chunks = [{"x": np.full((1, 4), 0.5, np.float32)} for _ in range(50)]  # |c| reaches ~2000
+    fine = compare_rollouts(graph, reference, noisy(1e-7), chunks)
+    assert fine["state_max_abs_diff"] > 1e-4 and within(fine, FP32_TOLERANCE)
+    wrong = compare_rollouts(graph, reference, noisy(1e-2), chunks)
+    assert not within(wrong, FP32_TOLERANCE)

@@ -22,7 +22,7 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("ai_edge_litert")
 
 from edge.export import FP32_TOLERANCE, export_onnx, random_chunks, torch_runner  # noqa: E402
-from runtime_py.stateloop import compare_rollouts  # noqa: E402
+from runtime_py.stateloop import compare_rollouts, within  # noqa: E402
 from targets import tflite as TF  # noqa: E402
 from test_families import FAMILIES, build  # noqa: E402
 from test_targets_ort import INT8_AGREEMENT_BAR, token_agreement  # noqa: E402
@@ -50,7 +50,7 @@ def test_lstm_fp32_tflite_parity(tmp_path):
     assert {k: v.shape for k, v in out.items()} == {t.name: t.shape for t in g.all_outputs()}
     r = compare_rollouts(g, torch_runner(model, g), run, random_chunks(g, sig, CHUNKS, seed=1))
     assert r["chunks"] == CHUNKS
-    assert r["max_abs_diff"] <= FP32_TOLERANCE, r["max_abs_diff"]
+    assert within(r, FP32_TOLERANCE), r
 
 
 @pytest.mark.slow
@@ -69,9 +69,9 @@ def test_all_families_all_precisions(family, tmp_path):
             print(f"{family}/{g.name}/{precision}: max_abs_diff {r['max_abs_diff']:.3g}, "
                   f"{path.stat().st_size} bytes, {paths.timings}")
             if precision == "fp32":
-                assert r["max_abs_diff"] <= FP32_TOLERANCE, (g.name, r["max_abs_diff"])
+                assert within(r, FP32_TOLERANCE), (g.name, r)
             elif precision == "fp16":
-                assert r["max_abs_diff"] <= FP16_TOLERANCE, (g.name, r["max_abs_diff"])
+                assert within(r, FP16_TOLERANCE), (g.name, r)
             else:
                 assert np.isfinite(r["max_abs_diff"]) and r["max_abs_diff"] < 1.0, (g.name, r["max_abs_diff"])
                 if g.outputs[0].name in ("log_probs", "logits"):

@@ -68,6 +68,7 @@ def test_thirdparty_bundle_parity_and_client(foreign_onnx, tmp_path):
     (art,) = b.artifacts
     assert art.parity["reference"] == "source-onnx (onnxruntime)"
     assert art.parity["chunks"] >= 200 and art.parity["max_abs_diff"] <= 1e-4
+    assert art.parity["state_max_scaled_diff"] <= 1e-4
     assert verify(out) == 0  # the torch-free client's runner agrees with the golden outputs
 
 
