@@ -830,3 +830,28 @@ def test_soak_one_hour():
     print(r.text())
     assert r.passed(), r.problems
     assert r.rss_end_mb - r.rss_start_mb < 32 and r.rtf_last <= 2 * r.rtf_first and r.rtf_overall < 1
+
+
+def test_sigterm_during_build_leaves_no_partial_folder(tmp_path):
+    """A build killed with SIGTERM (a CI timeout, `kill`) cleans up like Ctrl-C."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "b"
+    code = ("import sys, time; sys.argv=['edge-build']; import targets.build as b\n"
+            "def slow(*a, **k):\n    time.sleep(60)\n"
+            "b._convert = slow\n"
+            f"sys.exit(b.main(['--target', 'rpi', '--family', 'lstm', '--quant', 'ort:fp32', '-o', {str(out)!r},"
+            " '--parity-chunks', '4']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / ".b.partial"
+    deadline = time.monotonic() + 60
+    while not partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert partial.exists(), "the build never started writing"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert not partial.exists() and not out.exists()
