@@ -62,14 +62,15 @@ def test_thirdparty_bundle_parity_and_client(foreign_onnx, tmp_path):
     spec_file.write_text(json.dumps({"states": {"hidden_in": "hidden_out"}, "chunk_frames": CHUNK}))
     out = tmp_path / "tp"
     rc = build_mod.main(["--target", "rpi", "--onnx", str(foreign_onnx), "--spec", str(spec_file),
-                         "--quant", "ort:fp32", "-o", str(out)])
+                         "--quant", "ort:fp32,tflite:fp32", "-o", str(out)])
     assert rc == 0
     b = Bundle(out)
-    (art,) = b.artifacts
-    assert art.parity["reference"] == "source-onnx (onnxruntime)"
-    assert art.parity["chunks"] >= 200 and art.parity["max_abs_diff"] <= 1e-4
-    assert art.parity["state_max_scaled_diff"] <= 1e-4
-    assert verify(out) == 0  # the torch-free client's runner agrees with the golden outputs
+    assert sorted((a.backend, a.precision) for a in b.artifacts) == [("ort", "fp32"), ("tflite", "fp32")]
+    for art in b.artifacts:
+        assert art.parity["reference"] == "source-onnx (onnxruntime)"
+        assert art.parity["chunks"] >= 200 and art.parity["max_abs_diff"] <= 1e-4
+        assert art.parity["state_max_scaled_diff"] <= 1e-4
+    assert verify(out) == 0  # the torch-free client's runners (ORT and LiteRT) agree with the golden outputs
 
 
 def test_thirdparty_errors_are_clear(foreign_onnx, tmp_path):
