@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 
-from runtime_py.stateloop import compare_rollouts, initial_states, within
+from runtime_py.stateloop import TOLERANCES, compare_rollouts, initial_states, within
 from .families.base import StreamingModel
 from .signature import GraphSpec, Signature
 
@@ -158,7 +158,7 @@ def export_onnx(model: StreamingModel, out_dir: Path | str, extra_metadata: dict
     return paths
 
 
-FP32_TOLERANCE = 1e-4  # fp32 vs fp32: only kernel/summation-order differences remain
+FP32_TOLERANCE = TOLERANCES["fp32"]
 
 
 def check_onnx_parity(model: StreamingModel, paths: dict[str, Path], chunks: int = 200,

@@ -105,6 +105,13 @@ def make_decoder(signature: Signature, runs: dict | None = None):
         context_size=signature.context_size, blank_id=signature.blank_id)
 
 
+def agreement(ref: list, hyp: list) -> float:
+    """1 - edit distance / reference length, clamped at 0 (1.0 for two empty sequences)."""
+    if not ref:
+        return 1.0 if not hyp else 0.0
+    return max(0.0, 1.0 - edit_distance(ref, hyp) / len(ref))
+
+
 def edit_distance(a: list, b: list) -> int:
     prev = list(range(len(b) + 1))
     for i, x in enumerate(a, 1):

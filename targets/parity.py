@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime_py.decoding import edit_distance, make_decoder
+from runtime_py.decoding import agreement, make_decoder
 from runtime_py.signature import GraphSpec, Signature
-from runtime_py.stateloop import StateLoop, compare_rollouts, within
-
-TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "int8": None}
-INT8_AGREEMENT_BAR = 0.95  # at most 5 token edits per 100 reference tokens
+from runtime_py.stateloop import INT8_AGREEMENT_BAR, TOLERANCES, StateLoop, compare_rollouts, within
 
 
 def graph_chunks(signature: Signature, graph: GraphSpec, speech_chunks: list[np.ndarray],
@@ -40,12 +37,6 @@ def decode_tokens(signature: Signature, runs: dict, chunks: list[np.ndarray]) ->
     for c in chunks:
         decoder.accept(loop.step({enc_graph.inputs[0].name: c})[out_name])
     return decoder.tokens
-
-
-def agreement(ref: list[int], hyp: list[int]) -> float:
-    if not ref:
-        return 1.0 if not hyp else 0.0
-    return max(0.0, 1.0 - edit_distance(ref, hyp) / len(ref))
 
 
 def check_set(signature: Signature, reference: dict, candidate: dict, precision: str,

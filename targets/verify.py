@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime_py.decoding import edit_distance, make_decoder, tokens_to_text
+from runtime_py.decoding import agreement, make_decoder, tokens_to_text
 from runtime_py.manifest import Bundle, ManifestError, confined, sha256_path, size_of
-from runtime_py.stateloop import StateLoop
+from runtime_py.stateloop import INT8_AGREEMENT_BAR, TOLERANCES, StateLoop
 
-TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2}
-INT8_AGREEMENT_BAR = 0.95  # same bar as the build's parity (targets/parity.py)
 
 
 def check_files(bundle: Bundle) -> list[str]:
@@ -74,7 +72,7 @@ def golden_check(bundle: Bundle, backend: str, precision: str) -> tuple[bool, st
     got_text = tokens_to_text(decoder.tokens, tokens)
     got = got_text.split()
     if precision == "int8":
-        agree = 1.0 - edit_distance(want, got) / max(1, len(want)) if want else float(not got)
+        agree = agreement(want, got)
         ok = agree >= INT8_AGREEMENT_BAR
         return ok, f"{n} chunks, max|diff| {worst:.2e} (int8: not bounded), transcript agreement {agree:.2f} " \
                    f"(bar {INT8_AGREEMENT_BAR}) {got_text!r}"

@@ -22,11 +22,10 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from edge.export import FP32_TOLERANCE, export_onnx, random_chunks, torch_runner  # noqa: E402
-from runtime_py.stateloop import StateLoop, compare_rollouts, within  # noqa: E402
+from runtime_py.stateloop import INT8_AGREEMENT_BAR, StateLoop, compare_rollouts, within  # noqa: E402
 from targets import ort as T  # noqa: E402
 from test_families import FAMILIES, build  # noqa: E402
 
-INT8_AGREEMENT_BAR = 0.95
 CHUNKS = 200
 
 torch.set_num_threads(1)
