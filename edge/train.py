@@ -26,8 +26,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import multiprocessing
-import os
 import shlex
 import sys
 import time
@@ -40,7 +38,7 @@ from runtime_py.frontend import compute_features
 from runtime_py.recognizer import TAIL_PADDING_S
 
 from .checkpoint import save_checkpoint
-from .data.corpus import load_split, read_wav16, tokens as corpus_tokens, write_tokens
+from .data.corpus import load_split, worker_pool, read_wav16, tokens as corpus_tokens, write_tokens
 from .evaluate import evaluate, load_utterances, streaming_decode_fn
 from .families import get_family
 from .rnnt_loss import decoder_contexts, rnnt_loss
@@ -88,8 +86,7 @@ def load_features(corpus: Path | str, split: str, spec, cache_dir: Path | str | 
     jobs = [(str(corpus / r["path"]), dataclasses.asdict(spec)) for r in rows]
     feats = []
     if workers > 1 and len(jobs) > 64:
-        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ctx.Pool(workers) as pool:
+        with worker_pool(workers) as pool:
             for i, f in enumerate(pool.imap(_features_job, jobs, chunksize=32)):
                 feats.append(f)
                 if (i + 1) % 2000 == 0:

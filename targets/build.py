@@ -440,9 +440,20 @@ def _interrupt(signum, frame):
 
 
 def main(argv=None) -> int:
+    # SIGTERM cleans up like Ctrl-C, for this call only: the previous handler is
+    # put back, so a caller (a test run, an app embedding edge-build) and the
+    # processes it forks later do not inherit a handler that raises.
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
+    try:
+        return _main(argv)
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
     if args.list:
         print(list_targets())
         return 0

@@ -133,6 +133,14 @@ def test_targets_table_and_suggestions(capsys):
         parse_quant(get_target("ios"), "tflite:fp16")
 
 
+def test_cli_puts_back_the_callers_sigterm_handler():
+    import signal
+    before = signal.getsignal(signal.SIGTERM)
+    assert build_mod.main(["--list"]) == 0
+    assert build_mod.main(["--target", "andriod"]) == 2
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -164,3 +164,20 @@ def test_refuses_foreign_non_empty_dir(tmp_path):
     with pytest.raises(FileExistsError, match="refusing"):
         corpus.generate(tmp_path, n_train=1, n_valid=1, n_test=1, progress=False)
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_worker_pool_does_not_inherit_parent_state():
+    """CI once hung for 88 min in a corpus pool forked from the test process (whose
+    threads and raising SIGTERM handler the children copied). Workers must start clean."""
+    import signal
+    from edge.data.corpus import worker_pool
+
+    def raising(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, raising)
+    try:
+        with worker_pool(2) as pool:
+            handlers = pool.map(signal.getsignal, [signal.SIGTERM] * 2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert all(h == signal.SIG_DFL for h in handlers)

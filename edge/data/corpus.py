@@ -332,6 +332,18 @@ def plan_utterance(seed: int, split: str, index: int, speakers: list[str],
     }
 
 
+def worker_pool(workers: int):
+    """A process pool for CPU-bound preprocessing.
+
+    Workers are spawned, never forked: a fork copies a parent that may be running
+    threads (torch, ONNX Runtime and TensorFlow pools in a test run or a notebook)
+    with their locks held, and such a child can block forever; it also inherits
+    the parent's signal handlers, so Pool.terminate()'s SIGTERM may not stop it.
+    Either way the pool hangs. A spawned worker starts a clean interpreter.
+    """
+    return multiprocessing.get_context("spawn").Pool(workers)
+
+
 def _render(job: tuple[str, dict]) -> float:
     """Worker: synthesise one planned utterance, write it, return its seconds."""
     out_dir, plan = job
@@ -382,8 +394,7 @@ def generate(out_dir, seed: int = 0, n_train: int = DEFAULT_COUNTS["train"],
 
     total, done, t0 = sum(counts.values()), 0, time.monotonic()
     stats = {}
-    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ctx.Pool(workers) as pool:
+    with worker_pool(workers) as pool:
         for s in SPLITS:
             jobs = [(str(out), p) for p in plans[s]]
             rows = []
