@@ -77,6 +77,23 @@ for chunk in chunks {{                      // MLMultiArray shape {_shape(x.shap
     return "\n\n".join([py, kt, sw])
 
 
+# What each (backend, precision) file holds, for the app developer choosing one.
+PRECISION_NOTES = {
+    ("onnx", "fp32"): "float32 weights and compute.",
+    ("ort", "fp32"): "float32 weights and compute; graph pre-optimised offline.",
+    ("ort", "int8"): "dynamic quantisation: int8 weights (per tensor), activations quantised per call; "
+                     "I/O and states stay float32.",
+    ("tflite", "fp32"): "float32 weights and compute.",
+    ("tflite", "fp16"): "weight matrices stored float16 and dequantised at load (CPU computes float32; "
+                        "GPU delegates may compute in fp16); vectors (biases, norms, CMVN) kept float32.",
+    ("tflite", "int8"): "dynamic range: int8 weights for tensors of 1024+ values, float activations; "
+                        "I/O and states stay float32.",
+    ("coreml", "fp32"): "ML program, float32 compute.",
+    ("coreml", "fp16"): "ML program, fp16 compute except the log-softmax (kept fp32 so small "
+                        "probabilities do not underflow to log 0); I/O and states float32.",
+}
+
+
 def model_card(manifest: dict, artifacts: list[dict], target) -> str:
     sig = Signature.from_dict(manifest["signature"])
     fe = sig.frontend
@@ -91,6 +108,9 @@ def model_card(manifest: dict, artifacts: list[dict], target) -> str:
               _table(["file", "graph", "backend", "precision", "bytes", "parity vs PyTorch"],
                      [[f"`{a['path']}`", a["graph"], a["backend"], a["precision"], a["bytes"],
                        _parity_cell(a["parity"])] for a in sorted(artifacts, key=lambda a: a["path"])]),
+              "", *[f"- {b} {p}: {PRECISION_NOTES[(b, p)]}"
+                    for b, p in sorted({(a["backend"], a["precision"]) for a in artifacts})
+                    if (b, p) in PRECISION_NOTES],
               "", "sha256 of every file is in `manifest.json`; `edge-verify .` re-checks them and re-runs the golden "
               "check on every artifact this host can execute.", ""]
     unverified = [a["path"] for a in artifacts if a["parity"].get("verified") is False]

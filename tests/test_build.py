@@ -49,6 +49,8 @@ def test_bundle_contents(bundle):
     assert m["model"]["trained"] is False and "UNTRAINED" in m["model"]["note"]
     card = (bundle / "README.md").read_text()
     assert "UNTRAINED" in card
+    from targets.modelcard import PRECISION_NOTES
+    assert f"- ort fp32: {PRECISION_NOTES[('ort', 'fp32')]}" in card  # what the file's precision means
     for g in sig.graphs:  # model card tables come from the signature
         for s in g.states:
             assert f"`{s.name}`" in card and f"`{s.next_name}`" in card

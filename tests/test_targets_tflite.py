@@ -1,9 +1,10 @@
 """LiteRT target: onnx2tf conversion, driven through the file's signature.
 
 Tolerances: fp32 TFLite vs PyTorch: kernels and summation order only (1e-6
-measured), so 1e-4 as for ONNX. fp16 stores weights in float16 (relative
-error ~5e-4 per weight); on O(1) outputs that gives ~1e-3 (measured 4e-4 on
-the LSTM, 2.4e-3 on the conformer), so 1e-2. int8 (dynamic range) is judged
+measured), so 1e-4 as for ONNX. fp16 stores weight matrices in float16
+(relative error ~5e-4 per weight; vectors stay float32); on O(1) outputs that
+gives ~1e-3 (measured 4e-4 on the LSTM, 2.4e-3 on the untrained conformer,
+5e-3 on the trained one), so 1e-2. int8 (dynamic range) is judged
 by argmax token agreement over the rollout, bar 0.95 as for ORT
 (tests/test_targets_ort.py explains it); measured 0.99-1.0.
 Conversions are slow (TensorFlow start-up plus one converter run per
@@ -51,6 +52,47 @@ def test_lstm_fp32_tflite_parity(tmp_path):
     r = compare_rollouts(g, torch_runner(model, g), run, random_chunks(g, sig, CHUNKS, seed=1))
     assert r["chunks"] == CHUNKS
     assert within(r, FP32_TOLERANCE), r
+
+
+def _constants(path):
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+    m = flatbuffer_utils.read_model(str(path))
+    sub = m.subgraphs[0]
+    deq = {i for i, c in enumerate(m.operatorCodes)
+           if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.DEQUANTIZE}
+    consts = {}
+    for t in sub.tensors:
+        b = m.buffers[t.buffer].data
+        if b is not None and len(b) and t.type in (schema.TensorType.FLOAT16, schema.TensorType.FLOAT32):
+            dt = "<f2" if t.type == schema.TensorType.FLOAT16 else "<f4"
+            consts[t.name] = np.frombuffer(bytes(b), dtype=dt).reshape([int(d) for d in t.shape])
+    return consts, sum(op.opcodeIndex in deq for op in sub.operators)
+
+
+def test_fp16_keeps_vectors_fp32(tmp_path):
+    """fp16 rounds the weight matrices only: every vector constant (biases,
+    norms, CMVN) is the fp32 file's value exactly, and each remaining fp16
+    constant is a matrix with its one DEQUANTIZE."""
+    model = build("lstm")
+    sig = model.signature()
+    g = sig.graph("encoder")
+    onnx_paths = export_onnx(model, tmp_path / "onnx")
+    paths = TF.onnx_to_tflite(onnx_paths["encoder"], g, tmp_path / "tflite", precisions=("fp16",))
+    assert list(paths) == ["fp16"] and paths.fp16_vectors_kept_fp32["constants"] > 0
+    c16, n_deq = _constants(paths["fp16"])
+    halves = {n: v for n, v in c16.items() if v.dtype == np.float16}
+    assert halves and n_deq == len(halves)
+    assert all(sum(d > 1 for d in v.shape) >= 2 for v in halves.values())
+    vectors = {n: v for n, v in c16.items() if v.dtype == np.float32 and v.size > 1}
+    assert len(vectors) >= paths.fp16_vectors_kept_fp32["constants"]
+    # the CMVN mean is a vector: it must not be rounded to 11 bits
+    cmvn_mean = model.cmvn().mean.detach().numpy().astype(np.float32)
+    assert any(v.size == cmvn_mean.size and np.array_equal(np.abs(v.ravel()), np.abs(cmvn_mean))
+               for v in vectors.values()), "the CMVN mean is not stored exactly in float32"
+    r = compare_rollouts(g, torch_runner(model, g), TF.runner(paths["fp16"], g),
+                         random_chunks(g, sig, CHUNKS, seed=1))
+    assert within(r, FP16_TOLERANCE), r
 
 
 @pytest.mark.slow
