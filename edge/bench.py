@@ -263,15 +263,12 @@ def prepare_artifacts(labels, signature, work: Path, *, model=None, bundle=None,
 
 # -- FLOPs and the machine's peak ------------------------------------------------
 
-def onnx_macs(path) -> int:
-    """Multiply-accumulates of one call of an ONNX graph, from its shapes:
-    MatMul, Gemm, Conv, LSTM, GRU (element-wise ops, softmax, norms are not
-    counted: they are a few % here and not matmul-bound)."""
+def _graph_shapes(path):
+    """(graph, {tensor name: static shape}) of an ONNX file, after shape inference."""
     import onnx
     from onnx import numpy_helper, shape_inference
 
-    m = shape_inference.infer_shapes(onnx.load(str(path)))
-    g = m.graph
+    g = shape_inference.infer_shapes(onnx.load(str(path))).graph
     shapes = {}
     for v in list(g.input) + list(g.output) + list(g.value_info):
         dims = v.type.tensor_type.shape.dim
@@ -284,6 +281,16 @@ def onnx_macs(path) -> int:
             for a in node.attribute:
                 if a.name == "value":
                     shapes[node.output[0]] = list(numpy_helper.to_array(a.t).shape)
+    return g, shapes
+
+
+def onnx_macs(path) -> int:
+    """Multiply-accumulates of one call of an ONNX graph, from its shapes:
+    MatMul, Gemm, Conv, LSTM, GRU (element-wise ops, softmax, norms are not
+    counted: they are a few % here and not matmul-bound)."""
+    import onnx
+
+    g, shapes = _graph_shapes(path)
     total = 0
     for node in g.node:
         op = node.op_type
@@ -309,6 +316,72 @@ def onnx_macs(path) -> int:
                 seq, batch = (x[0], x[1]) if layout == 0 else (x[1], x[0])
                 total += seq * batch * w[0] * w[1] * (w[2] + r[2])
     return int(total)
+
+
+def int8_matmul_ceiling(path, rounds: int = 7, calls: int = 200) -> dict | None:
+    """How much dynamic int8 can speed up this graph's weight matmuls at the
+    shapes one step calls them with (e.g. 8 rows for a conformer chunk).
+
+    Every MatMul/Gemm with a weight initializer is copied, with its weight and
+    its own input shape, into a graph of independent MatMuls; that graph runs
+    in ONNX Runtime (1 thread) as fp32 and as dynamic int8 (QInt8, per tensor,
+    as the .ort int8 artifact), interleaved, medians of `rounds`. The rest of
+    a step (norms, softmax, concat/slice of caches) is the same in both
+    precisions, so the ratio here bounds what int8 can give the whole step."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    g, shapes = _graph_shapes(path)
+    inits = {i.name: i for i in g.initializer}
+    nodes, inputs, outputs, weights = [], [], [], []
+    for node in g.node:
+        if node.op_type not in ("MatMul", "Gemm") or node.input[1] not in inits:
+            continue
+        a = shapes.get(node.input[0])
+        w = numpy_helper.to_array(inits[node.input[1]])
+        if not a or w.ndim != 2:
+            continue
+        if node.op_type == "Gemm":
+            attrs = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+            if attrs.get("transA", 0):
+                continue
+            w = w.T if attrs.get("transB", 0) else w
+        k = len(nodes)
+        weights.append(numpy_helper.from_array(np.ascontiguousarray(w), f"w{k}"))
+        inputs.append(helper.make_tensor_value_info(f"x{k}", onnx.TensorProto.FLOAT, a))
+        outputs.append(helper.make_tensor_value_info(f"y{k}", onnx.TensorProto.FLOAT, a[:-1] + [w.shape[1]]))
+        nodes.append(helper.make_node("MatMul", [f"x{k}", f"w{k}"], [f"y{k}"]))
+    if not nodes:
+        return None
+    model = helper.make_model(helper.make_graph(nodes, "matmuls", inputs, outputs, weights),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    rng = np.random.default_rng(0)
+    feeds = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+             for i in inputs}
+    with tempfile.TemporaryDirectory(prefix="edge-int8-ceiling-") as tmp:
+        f32, q8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(f32))
+        quantize_dynamic(str(f32), str(q8), weight_type=QuantType.QInt8, per_channel=False)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        sess = {p: ort.InferenceSession(str(f), so, providers=["CPUExecutionProvider"])
+                for p, f in (("fp32", f32), ("int8", q8))}
+        times = {p: [] for p in sess}
+        for _ in range(rounds):
+            for p, s in sess.items():
+                s.run(None, feeds)
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    s.run(None, feeds)
+                times[p].append((time.perf_counter() - t0) / calls)
+    med = {p: float(np.median(t)) for p, t in times.items()}
+    rows = sorted({int(np.prod([d.dim_value for d in i.type.tensor_type.shape.dim][:-1])) for i in inputs})
+    return {"matmuls": len(nodes), "rows_per_call": rows, "fp32_ms": med["fp32"] * 1e3,
+            "int8_ms": med["int8"] * 1e3, "ratio": med["fp32"] / med["int8"]}
 
 
 def torch_step_flops(model, graph) -> int | None:
@@ -523,6 +596,13 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
         onnx_paths = export_onnx(model, work / "onnx")
         macs = {g: onnx_macs(p) for g, p in onnx_paths.items()}
         torch_flops = {g.name: torch_step_flops(model, g) for g in signature.graphs}
+        ceiling = None
+        if any(lb.endswith(":int8") for lb in labels) and "encoder" in onnx_paths:
+            say("[bench] int8 ceiling: the encoder's weight matmuls alone, fp32 vs int8 ...")
+            try:
+                ceiling = int8_matmul_ceiling(onnx_paths["encoder"])
+            except Exception as e:  # noqa: BLE001 - a diagnostic, not a row
+                ceiling = {"error": _first_line(e)}
         artifacts = prepare_artifacts(labels, signature, work, model=model, bundle=bundle,
                                       parity_chunks=parity_chunks, say=say)
         artifacts["pytorch"] = {"files": {"checkpoint": ckpt}, "size_bytes": ckpt.stat().st_size,
@@ -608,6 +688,7 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
             "decoding": "CTC greedy (argmax)" if signature.decoder == "ctc"
                         else "transducer greedy (decoder/joiner graph calls on the same backend)",
             "macs_per_call": macs, "torch_flops_per_call": torch_flops,
+            "int8_matmul_ceiling": ceiling,
             "encoder_flops_per_audio_s": 2 * macs.get("encoder", 0) * len(chunks) / audio_s,
             "flop_count_method": "analytic from the fp32 ONNX graphs (MatMul/Gemm/Conv/LSTM/GRU, 2 FLOPs per MAC)"
                                  "; torch_flops_per_call: FlopCounterMode on the PyTorch step",
@@ -718,6 +799,12 @@ def format_table(result: dict) -> str:
             notes.append(f"{fam}: {mi['parameters'] / 1e6:.2f}M parameters, "
                          f"{mi['flops_per_audio_s'] / 1e6:.1f} MFLOP per second of audio ({mi['source']}"
                          f"{'' if mi['trained'] else ', untrained'})")
+        c = mi.get("int8_matmul_ceiling") or {}
+        if c.get("ratio"):
+            notes.append(f"{fam}: int8 ceiling: the encoder's {c['matmuls']} weight matmuls alone, at the rows "
+                         f"one step gives them ({', '.join(map(str, c['rows_per_call']))}), take "
+                         f"{c['fp32_ms']:.3f} ms fp32 vs {c['int8_ms']:.3f} ms int8 (ORT, 1 thread): "
+                         f"{c['ratio']:.2f}x is the most dynamic int8 can speed up the step")
     return "\n".join(out + [""] + notes)
 
 

@@ -95,3 +95,23 @@ def test_backend_names():
     with pytest.raises(Exception):
         parse_backends("tensorrt:fp32")
     assert main(["--backends", "nope"]) == 2
+
+
+def test_int8_ceiling_covers_every_weight_matmul(result):
+    """The ceiling copies each weight MatMul/Gemm of the encoder at its own shape."""
+    import onnx
+
+    from edge.export import export_onnx
+
+    res, out = result
+    c = res["models"]["conformer"]["int8_matmul_ceiling"]
+    m = build("conformer")
+    g = onnx.load(str(export_onnx(m, out / "onnx")["encoder"])).graph
+    inits = {i.name for i in g.initializer}
+    n_weight_matmuls = sum(n.op_type in ("MatMul", "Gemm") and n.input[1] in inits for n in g.node)
+    assert c["matmuls"] == n_weight_matmuls > 0
+    from edge.families.conformer import SUBSAMPLING
+    chunk_rows = m.signature().chunk_frames // SUBSAMPLING
+    assert chunk_rows in c["rows_per_call"]
+    assert c["fp32_ms"] > 0 and c["int8_ms"] > 0 and c["ratio"] == pytest.approx(c["fp32_ms"] / c["int8_ms"])
+    assert "int8 ceiling" in format_table(res)
