@@ -79,8 +79,10 @@ class FeedForward(nn.Module):
 
 class ChunkAttention(nn.Module):
     """Multi-head self-attention over [left cache | chunk] with a learned
-    relative-position bias. Inputs are [B, T, D]; heads are sliced, not reshaped
-    to 4-D, so every tensor stays 3-D."""
+    relative-position bias. All heads go through one batched matmul: heads are
+    folded into the batch axis ([B*H, T, dk]). With batch 1, as in every
+    exported step, that takes only 3-D tensors (onnx2tf re-lays out 4-D ones,
+    see docs/exporting.md); training batches (B > 1) pass through 4-D views."""
 
     def __init__(self, d: int, heads: int, chunk: int, left: int, dropout: float):
         super().__init__()
@@ -98,28 +100,48 @@ class ChunkAttention(nn.Module):
         dist = q_pos[:, None] - k_pos[None, :] + (self.chunk - 1)
         return dist.clamp(0, self.pos_bias.shape[1] - 1)
 
-    def attend(self, q_in, kv_in, bias):
-        """q_in [B, Tq, D], kv_in [B, Tk, D], bias [B or 1, Tq, Tk] per head list."""
-        q, k, v = self.q(q_in), self.k(kv_in), self.v(kv_in)
-        scale = self.dk ** -0.5
-        heads = []
-        for h in range(self.heads):
-            sl = slice(h * self.dk, (h + 1) * self.dk)
-            scores = torch.matmul(q[:, :, sl] * scale, k[:, :, sl].transpose(1, 2)) + bias[h]
-            att = self.dropout(torch.softmax(scores, dim=-1))
-            heads.append(torch.matmul(att, v[:, :, sl]))
-        return self.out(torch.cat(heads, dim=-1))
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, D] -> [B*H, T, dk] (batch-major, head-minor)."""
+        b, t, _ = x.shape
+        if b == 1:
+            return x.reshape(t, self.heads, self.dk).transpose(0, 1)
+        return x.reshape(b, t, self.heads, self.dk).transpose(1, 2).reshape(b * self.heads, t, self.dk)
 
-    def step_bias(self, valid: torch.Tensor) -> list[torch.Tensor]:
-        # Positions are constants of the fixed chunk shape: traced as constants.
+    def _merge_heads(self, y: torch.Tensor, b: int) -> torch.Tensor:
+        """[B*H, T, dk] -> [B, T, D]."""
+        t = y.shape[1]
+        if b == 1:
+            return y.transpose(0, 1).reshape(1, t, self.heads * self.dk)
+        return y.reshape(b, self.heads, t, self.dk).transpose(1, 2).reshape(b, t, self.heads * self.dk)
+
+    def _bias(self, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Position bias [H, Tq, Tk] plus mask [B, Tq or 1, Tk] -> [B*H, Tq, Tk]."""
+        pos = self.pos_bias[:, idx]
+        b = mask.shape[0]
+        if b == 1:
+            return pos + mask
+        return (pos.unsqueeze(0) + mask.unsqueeze(1)).reshape(b * self.heads, *pos.shape[1:])
+
+    def attend(self, q_in, kv_in, bias):
+        """q_in [B, Tq, D], kv_in [B, Tk, D], bias [B*H, Tq, Tk] (from step_bias/offline_bias)."""
+        b = q_in.shape[0]
+        q = self._split_heads(self.q(q_in) * self.dk ** -0.5)
+        k = self._split_heads(self.k(kv_in))
+        v = self._split_heads(self.v(kv_in))
+        att = self.dropout(torch.softmax(torch.matmul(q, k.transpose(1, 2)) + bias, dim=-1))
+        return self.out(self._merge_heads(torch.matmul(att, v), b))
+
+    def step_bias(self, valid: torch.Tensor) -> torch.Tensor:
+        # Positions are constants of the fixed chunk shape: traced as constants,
+        # so the position part is folded into one initializer by ONNX Runtime.
         q_pos = torch.arange(self.chunk) + self.left
         k_pos = torch.arange(self.left + self.chunk)
         idx = self._rel_index(q_pos, k_pos)  # [C, K+C]
         kv_valid = torch.cat([valid, torch.ones_like(valid[:, :1]).expand(valid.shape[0], self.chunk)], dim=1)
         mask = ((kv_valid - 1.0) * -NEG_BIAS).unsqueeze(1)  # [B, 1, K+C]: 0 or NEG_BIAS
-        return [self.pos_bias[h][idx].unsqueeze(0) + mask for h in range(self.heads)]
+        return self._bias(idx, mask)
 
-    def offline_bias(self, t: int, lengths: torch.Tensor) -> list[torch.Tensor]:
+    def offline_bias(self, t: int, lengths: torch.Tensor) -> torch.Tensor:
         pos = torch.arange(t, device=lengths.device)
         chunk_id = torch.div(pos, self.chunk, rounding_mode="floor")
         lo = chunk_id * self.chunk - self.left  # first key a query may see
@@ -127,9 +149,8 @@ class ChunkAttention(nn.Module):
         allowed = (pos[None, :] >= lo[:, None]) & (pos[None, :] < hi[:, None])  # [T, T]
         key_ok = pos[None, :] < lengths[:, None]  # [B, T]
         ok = allowed[None] & key_ok[:, None, :]
-        mask = torch.where(ok, 0.0, NEG_BIAS)
-        idx = self._rel_index(pos, pos)
-        return [self.pos_bias[h][idx].unsqueeze(0) + mask for h in range(self.heads)]
+        mask = torch.where(ok, 0.0, NEG_BIAS)  # [B, T, T]
+        return self._bias(self._rel_index(pos, pos), mask)
 
 
 class ConvModule(nn.Module):
