@@ -31,6 +31,7 @@ and drops the oldest audio past `max_backlog_s` (counted in `summary()`).
 
 from __future__ import annotations
 
+import collections
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,12 +70,16 @@ class StreamingRecognizer:
     def __init__(self, session, endpoint_silence_ms: float = 600.0,
                  vad: EnergyVad | bool | None = None, max_utterance_s: float = DEFAULT_MAX_UTTERANCE_S,
                  max_backlog_s: float = 2.0, warn_backlog_s: float = 0.5, resample: bool = True,
-                 tail_padding_s: float = TAIL_PADDING_S, clock=time.perf_counter, trace: bool = False):
+                 tail_padding_s: float = TAIL_PADDING_S, clock=time.perf_counter, trace: bool = False,
+                 keep_finals: int = 100):
         """session: a ModelSession (or anything with its attributes).
         vad: an EnergyVad, None for the default one, False for no endpointing
         (then an utterance is cut every `max_utterance_s` of audio).
         trace: keep (utterance, features, encoder output) per chunk in
-        `self.trace`, for tests and debugging."""
+        `self.trace`, for tests and debugging.
+        keep_finals: `self.finals` holds the last this many Final results (a
+        service running for days must not keep them all); every Final is
+        also returned, once, as an event by accept_audio/finish."""
         self.session = session
         sig = session.signature
         self.spec = sig.frontend
@@ -102,7 +107,7 @@ class StreamingRecognizer:
         self.nan_count = 0
         self.dropped_samples = 0  # audio dropped by the overrun guard (model rate)
         self.utterances = 0
-        self.finals: list[Final] = []
+        self.finals: collections.deque[Final] = collections.deque(maxlen=keep_finals)
         self._resampler: StreamingResampler | None = None
         self._source_rate: int | None = None
         self._skip = 0  # samples still to drop from the incoming audio (overrun)
@@ -315,7 +320,8 @@ def transcribe_file(bundle_dir: Path | str, wav_path: Path | str, backend: str |
     samples, rate = read_wav(wav_path)
     rec = StreamingRecognizer(session, **options)
     block = max(1, rate // 10)
+    events = []
     for i in range(0, len(samples), block):
-        rec.accept_audio(samples[i: i + block], rate)
-    rec.finish()
-    return [f.text for f in rec.finals if f.text]
+        events += rec.accept_audio(samples[i: i + block], rate)
+    events += rec.finish()
+    return [e.text for e in events if isinstance(e, Final) and e.text]

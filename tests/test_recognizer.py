@@ -219,3 +219,15 @@ def test_long_silence_resets_states_even_without_speech():
     for states in resets:
         for s in enc.states:
             np.testing.assert_array_equal(states[s.name], init[s.name])
+
+
+def test_finals_history_is_bounded_but_every_final_is_an_event():
+    """A service running for days must not keep every Final: `finals` holds
+    the last `keep_finals`; the events still carry each one exactly once."""
+    path, _ = cached_bundle("lstm")
+    rec = StreamingRecognizer(ModelSession(path), keep_finals=2)
+    audio = np.concatenate([np.concatenate([speechlike(0.6, seed=s), silence(0.9)]) for s in range(5)])
+    events = _run(rec, audio) + rec.finish()
+    finals = [e for e in events if isinstance(e, Final)]
+    assert len(finals) >= 4 and rec.utterances == len(finals)
+    assert list(rec.finals) == finals[-2:]
