@@ -14,9 +14,10 @@ running onnxruntime and the Keras model on the same random inputs, and the
 wrapper transposes back. The TFLite converter then writes each precision:
 - fp32: plain;
 - fp16: weight matrices stored in float16 (dequantised on CPU, native on
-  GPU); vectors (biases, norm scales, the CMVN mean and scale) stay float32,
-  see _vectors_back_to_fp32: they are a few KB, and the fp16 CMVN mean alone
-  shifted every input feature by up to 4e-3;
+  GPU); vectors (biases, norm scales, the CMVN mean and scale) and small
+  tensors (at most FP16_KEEP_FP32_VALUES values, e.g. depthwise kernels) stay
+  float32, see _small_constants_back_to_fp32: they are a few KB, and the
+  fp16 CMVN mean alone shifted every input feature by up to 4e-3;
 - int8: dynamic-range quantisation (int8 weights, float activations). It
   needs no calibration, keeps the float I/O and states, and runs on every
   LiteRT CPU build; full-integer quantisation of recurrent states would put
@@ -41,6 +42,11 @@ from runtime_py.signature import GraphSpec
 from .common import ensure_installed, require
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# fp16 files keep constants of at most this many values in float32 (and every
+# vector): they save a few KB as fp16 but cost accuracy (see
+# _small_constants_back_to_fp32). 4096 covers the conformer's depthwise
+# kernels (96 x 15) and position bias, not its 96 x 96 and larger matrices.
+FP16_KEEP_FP32_VALUES = 4096
 SIGNATURE_KEY = "serving_default"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,14 +96,14 @@ def onnx_to_tflite(onnx_path: Path | str, graph: GraphSpec, out_dir: Path | str,
     result = _PathDict({p: Path(job["out"][p]) for p in precisions})
     result.timings = {"total_s": round(elapsed, 2), **report["timings"]}
     result.permutations = report["permutations"]
-    result.fp16_vectors_kept_fp32 = report.get("fp16_vectors_kept_fp32", {})
+    result.fp16_constants_kept_fp32 = report.get("fp16_constants_kept_fp32", {})
     return result
 
 
 class _PathDict(dict):
     timings: dict = {}
     permutations: dict = {}
-    fp16_vectors_kept_fp32: dict = {}
+    fp16_constants_kept_fp32: dict = {}
 
 
 # -- running ------------------------------------------------------------------
@@ -210,41 +216,44 @@ def _set_signature(flatbuffer: bytes, g: dict, feeds: dict, ref: list) -> bytes:
     return data
 
 
-def _vectors_back_to_fp32(fp16: bytes, fp32: bytes) -> tuple[bytes, dict]:
-    """Give the fp16 model its vector constants back in float32.
+def _small_constants_back_to_fp32(fp16: bytes, fp32: bytes) -> tuple[bytes, dict]:
+    """Give the fp16 model its vectors and small constants back in float32.
 
     The converter's float16 mode stores every float constant as FLOAT16 and
-    adds a DEQUANTIZE op in front of it. For matrices that halves the file at
-    a relative error of 2**-11 per weight. For vectors it buys nothing (a few
-    KB) and costs accuracy where a vector is an offset: the CMVN mean (|mean|
-    ~ 15) rounded to fp16 moved every normalised input feature by up to 4e-3,
-    and biases shift every activation. Measured on the shipped conformer, fp16
-    weights moved the log-probs by 1.5e-2 with vectors in fp16 and 5e-3 with
-    vectors in fp32 (bar 1e-2).
+    adds a DEQUANTIZE op in front of it. For large matrices that halves the
+    file at a relative error of 2**-11 per weight, and in a long dot product
+    those errors average out. Vectors and small tensors save only a few KB
+    and cost accuracy: a vector is often an offset (the CMVN mean, |mean| ~ 15,
+    rounded to fp16 moved every normalised feature by up to 4e-3; biases shift
+    every activation), and a depthwise kernel feeds 15-tap sums where nothing
+    averages out. On the shipped conformer (rounding in PyTorch, 200 chunks)
+    the log-probs moved by 1.5e-2 with everything fp16, 1.1e-2 with vectors
+    fp32, 7.3e-3 with the depthwise kernels fp32 too (bar 1e-2).
 
-    Each vector constant (at most one dimension above 1) that feeds a
-    DEQUANTIZE takes its float32 value from the fp32 conversion of the same
-    frozen graph. Tensor names are not stable between two conversions (fused
-    names get numeric suffixes), so the twin is found by value: the fp32
-    vector of the same shape that rounds to exactly these fp16 bits. Should
-    two different fp32 vectors round to the same bits, that constant stays
-    fp16 (counted as ambiguous). The DEQUANTIZE op is dropped and its output
-    becomes the float32 constant."""
+    Each such constant (a vector, or at most FP16_KEEP_FP32_VALUES values)
+    that feeds a DEQUANTIZE takes its float32 value from the fp32 conversion
+    of the same frozen graph. Tensor names are not stable between two
+    conversions (fused names get numeric suffixes), so the twin is found by
+    value: the fp32 constant of the same shape that rounds to exactly these
+    fp16 bits. Should two different fp32 constants round to the same bits, that
+    constant stays fp16 (counted as ambiguous). The DEQUANTIZE op is dropped
+    and its output becomes the float32 constant."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     def read(data: bytes):
         return flatbuffer_utils.read_model_from_bytearray(bytearray(data))
 
-    def is_vector(shape) -> bool:
-        return sum(int(d) > 1 for d in shape) <= 1
+    def keep(shape) -> bool:
+        dims = [int(d) for d in shape]
+        return sum(d > 1 for d in dims) <= 1 or int(np.prod(dims)) <= FP16_KEEP_FP32_VALUES
 
     m16, m32 = read(fp16), read(fp32)
     sub16, sub32 = m16.subgraphs[0], m32.subgraphs[0]
-    twins: dict[tuple, set] = {}  # (shape, fp16 bits) -> fp32 bits of every fp32 vector rounding to them
+    twins: dict[tuple, set] = {}  # (shape, fp16 bits) -> fp32 bits of every fp32 constant rounding to them
     for t in sub32.tensors:
         buf = m32.buffers[t.buffer].data
-        if t.type == schema.TensorType.FLOAT32 and buf is not None and len(buf) and is_vector(t.shape):
+        if t.type == schema.TensorType.FLOAT32 and buf is not None and len(buf) and keep(t.shape):
             v = np.frombuffer(bytes(buf), dtype="<f4")
             twins.setdefault((tuple(int(d) for d in t.shape), v.astype("<f2").tobytes()), set()).add(v.tobytes())
     dequantize = {i for i, c in enumerate(m16.operatorCodes)
@@ -254,7 +263,7 @@ def _vectors_back_to_fp32(fp16: bytes, fp32: bytes) -> tuple[bytes, dict]:
         src = sub16.tensors[op.inputs[0]] if op.opcodeIndex in dequantize else None
         buf = m16.buffers[src.buffer].data if src is not None else None
         if src is None or src.type != schema.TensorType.FLOAT16 or buf is None or not len(buf) \
-                or not is_vector(src.shape):
+                or not keep(src.shape):
             keep_ops.append(op)
             continue
         found = twins.get((tuple(int(d) for d in src.shape), bytes(buf)), set())
@@ -385,11 +394,11 @@ def _worker(job: dict) -> dict:
             if precision == "fp32":
                 fp32 = data
             elif precision == "fp16":
-                data, kept = _vectors_back_to_fp32(data, fp32 if fp32 is not None else convert("fp32"))
+                data, kept = _small_constants_back_to_fp32(data, fp32 if fp32 is not None else convert("fp32"))
             Path(job["out"][precision]).write_bytes(_set_signature(data, g, feeds, ref))
             timings[f"tflite_{precision}_s"] = round(time.perf_counter() - t0, 2)
     return {"timings": timings, "permutations": {k: v for k, v in perms.items() if v is not None},
-            **({"fp16_vectors_kept_fp32": kept} if kept else {})}
+            **({"fp16_constants_kept_fp32": kept} if kept else {})}
 
 
 if __name__ == "__main__":

@@ -70,22 +70,24 @@ def _constants(path):
     return consts, sum(op.opcodeIndex in deq for op in sub.operators)
 
 
-def test_fp16_keeps_vectors_fp32(tmp_path):
-    """fp16 rounds the weight matrices only: every vector constant (biases,
-    norms, CMVN) is the fp32 file's value exactly, and each remaining fp16
-    constant is a matrix with its one DEQUANTIZE."""
+def test_fp16_keeps_vectors_and_small_constants_fp32(tmp_path):
+    """fp16 rounds the large weight matrices only: vectors (biases, norms,
+    CMVN) and constants of at most FP16_KEEP_FP32_VALUES values stay float32
+    exactly, and each remaining fp16 constant is a large matrix with its one
+    DEQUANTIZE."""
     model = build("lstm")
     sig = model.signature()
     g = sig.graph("encoder")
     onnx_paths = export_onnx(model, tmp_path / "onnx")
     paths = TF.onnx_to_tflite(onnx_paths["encoder"], g, tmp_path / "tflite", precisions=("fp16",))
-    assert list(paths) == ["fp16"] and paths.fp16_vectors_kept_fp32["constants"] > 0
+    kept = paths.fp16_constants_kept_fp32
+    assert list(paths) == ["fp16"] and kept["constants"] > 0 and kept["ambiguous"] == 0
     c16, n_deq = _constants(paths["fp16"])
     halves = {n: v for n, v in c16.items() if v.dtype == np.float16}
     assert halves and n_deq == len(halves)
-    assert all(sum(d > 1 for d in v.shape) >= 2 for v in halves.values())
+    assert all(sum(d > 1 for d in v.shape) >= 2 and v.size > TF.FP16_KEEP_FP32_VALUES for v in halves.values())
     vectors = {n: v for n, v in c16.items() if v.dtype == np.float32 and v.size > 1}
-    assert len(vectors) >= paths.fp16_vectors_kept_fp32["constants"]
+    assert len(vectors) >= kept["constants"]
     # the CMVN mean is a vector: it must not be rounded to 11 bits
     cmvn_mean = model.cmvn().mean.detach().numpy().astype(np.float32)
     assert any(v.size == cmvn_mean.size and np.array_equal(np.abs(v.ravel()), np.abs(cmvn_mean))
