@@ -34,7 +34,7 @@ PRECISIONS = ("fp32", "int8")
 # weights (6.5 MB -> 2.2 MB, agreement 0.977); the LSTM weights are 95% of
 # the LSTM model and only quantising LSTM itself (DynamicQuantizeLSTM)
 # shrinks it (6.7 MB -> 1.75 MB, agreement 0.9925 vs 0.99 without).
-# Per-tensor weight scales: on the shipped trained models per-tensor int8
+# Per-tensor weight scales: on the trained models (stage-2 conformer) per-tensor int8
 # kept the test WER within 0.14 of per-channel (lstm 9.63 vs 9.77 %, conformer
 # 6.88 vs 6.74 %, transducer 4.86 vs 4.86 %; PyTorch 9.77 / 6.74 / 4.95 %) and
 # ran the conformer step 14 % faster (0.62 vs 0.73 ms, interleaved in one run,
