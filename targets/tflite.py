@@ -281,11 +281,61 @@ def _small_constants_back_to_fp32(fp16: bytes, fp32: bytes) -> tuple[bytes, dict
         report["constants"] += 1
         report["values"] += len(buf) // 2
     sub16.operators = keep_ops
-    used = {t.buffer for sg in m16.subgraphs for t in sg.tensors} | {md.buffer for md in (m16.metadata or [])}
-    for i, b in enumerate(m16.buffers):
-        if i not in used:
-            b.data = None  # drop the orphaned fp16 bytes
+    if not any(t.type == schema.TensorType.FLOAT16 and m16.buffers[t.buffer].data is not None
+               and len(m16.buffers[t.buffer].data) for t in _live_tensors(sub16)):
+        # Every constant was small: nothing is worth storing in fp16, and the
+        # fp16 file is the fp32 one (tiny graphs, e.g. a test decoder).
+        report["all_fp32"] = True
+        return fp32, report
+    _drop_unused(m16)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(m16)), report
+
+
+def _live_indices(sub) -> set[int]:
+    """Indices of the tensors some op, subgraph input or output refers to."""
+    live = set(int(i) for i in sub.inputs) | set(int(i) for i in sub.outputs)
+    for op in sub.operators:
+        live |= {int(i) for i in op.inputs if i >= 0} | {int(i) for i in op.outputs if i >= 0}
+        live |= {int(i) for i in (op.intermediates if op.intermediates is not None else [])}
+    return live
+
+
+def _live_tensors(sub):
+    return [sub.tensors[i] for i in sorted(_live_indices(sub))]
+
+
+def _drop_unused(model) -> None:
+    """Remove the tensors no op refers to any more (the fp16 copies replaced by
+    float32 constants) and the buffers no tensor uses, renumbering every
+    reference, so the file does not carry their names and bytes."""
+    if len(model.subgraphs) != 1:
+        return  # renumbering across subgraphs is not needed by these graphs
+    sub = model.subgraphs[0]
+    live = _live_indices(sub)
+    for sd in model.signatureDefs or []:
+        live |= {int(tm.tensorIndex) for tm in list(sd.inputs or []) + list(sd.outputs or [])}
+    keep = sorted(live)
+    t_new = {old: new for new, old in enumerate(keep)}
+    sub.tensors = [sub.tensors[i] for i in keep]
+    ref = lambda i: t_new[int(i)] if i >= 0 else int(i)  # noqa: E731 (-1: an omitted optional input)
+    for op in sub.operators:
+        op.inputs = [ref(i) for i in op.inputs]
+        op.outputs = [ref(i) for i in op.outputs]
+        if op.intermediates is not None:
+            op.intermediates = [ref(i) for i in op.intermediates]
+    sub.inputs = [t_new[int(i)] for i in sub.inputs]
+    sub.outputs = [t_new[int(i)] for i in sub.outputs]
+    for sd in model.signatureDefs or []:
+        for tm in list(sd.inputs or []) + list(sd.outputs or []):
+            tm.tensorIndex = t_new[int(tm.tensorIndex)]
+    used_b = {0} | {int(t.buffer) for t in sub.tensors} | {int(md.buffer) for md in (model.metadata or [])}
+    keep_b = sorted(used_b)
+    b_new = {old: new for new, old in enumerate(keep_b)}
+    model.buffers = [model.buffers[i] for i in keep_b]
+    for t in sub.tensors:
+        t.buffer = b_new[int(t.buffer)]
+    for md in model.metadata or []:
+        md.buffer = b_new[int(md.buffer)]
 
 
 def _worker(job: dict) -> dict:
