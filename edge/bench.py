@@ -324,18 +324,19 @@ def int8_matmul_ceiling(path, rounds: int = 7, calls: int = 200) -> dict | None:
 
     Every MatMul/Gemm with a weight initializer is copied, with its weight and
     its own input shape, into a graph of independent MatMuls; that graph runs
-    in ONNX Runtime (1 thread) as fp32 and as dynamic int8 (QInt8, per tensor,
-    as the .ort int8 artifact), interleaved, medians of `rounds`. The rest of
+    in ONNX Runtime (1 thread) as fp32 and as dynamic int8 (targets.ort's
+    quantize_int8, as the .ort int8 artifact), interleaved, medians of `rounds`. The rest of
     a step (norms, softmax, concat/slice of caches) is the same in both
     precisions, so the ratio here bounds what int8 can give the whole step."""
     import onnx
     import onnxruntime as ort
     from onnx import helper, numpy_helper
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from targets.ort import quantize_int8
 
     g, shapes = _graph_shapes(path)
     inits = {i.name: i for i in g.initializer}
-    nodes, inputs, outputs, weights = [], [], [], []
+    nodes, inputs, outputs, weights, in_shapes = [], [], [], [], []
     for node in g.node:
         if node.op_type not in ("MatMul", "Gemm") or node.input[1] not in inits:
             continue
@@ -350,6 +351,7 @@ def int8_matmul_ceiling(path, rounds: int = 7, calls: int = 200) -> dict | None:
             w = w.T if attrs.get("transB", 0) else w
         k = len(nodes)
         weights.append(numpy_helper.from_array(np.ascontiguousarray(w), f"w{k}"))
+        in_shapes.append(a)
         inputs.append(helper.make_tensor_value_info(f"x{k}", onnx.TensorProto.FLOAT, a))
         outputs.append(helper.make_tensor_value_info(f"y{k}", onnx.TensorProto.FLOAT, a[:-1] + [w.shape[1]]))
         nodes.append(helper.make_node("MatMul", [f"x{k}", f"w{k}"], [f"y{k}"]))
@@ -359,12 +361,11 @@ def int8_matmul_ceiling(path, rounds: int = 7, calls: int = 200) -> dict | None:
                               opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
-             for i in inputs}
+    feeds = {f"x{k}": rng.standard_normal(a).astype(np.float32) for k, a in enumerate(in_shapes)}
     with tempfile.TemporaryDirectory(prefix="edge-int8-ceiling-") as tmp:
         f32, q8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(f32))
-        quantize_dynamic(str(f32), str(q8), weight_type=QuantType.QInt8, per_channel=False)
+        quantize_int8(f32, q8)  # the .ort int8 artifact's settings
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
@@ -379,7 +380,7 @@ def int8_matmul_ceiling(path, rounds: int = 7, calls: int = 200) -> dict | None:
                     s.run(None, feeds)
                 times[p].append((time.perf_counter() - t0) / calls)
     med = {p: float(np.median(t)) for p, t in times.items()}
-    rows = sorted({int(np.prod([d.dim_value for d in i.type.tensor_type.shape.dim][:-1])) for i in inputs})
+    rows = sorted({int(np.prod(a[:-1])) for a in in_shapes})
     return {"matmuls": len(nodes), "rows_per_call": rows, "fp32_ms": med["fp32"] * 1e3,
             "int8_ms": med["int8"] * 1e3, "ratio": med["fp32"] / med["int8"]}
 

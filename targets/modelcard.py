@@ -4,6 +4,7 @@ so it cannot drift from the files)."""
 from __future__ import annotations
 
 from runtime_py.signature import Signature
+from .tflite import FP16_KEEP_FP32_VALUES
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -86,7 +87,7 @@ PRECISION_NOTES = {
     ("tflite", "fp32"): "float32 weights and compute.",
     ("tflite", "fp16"): "weight matrices stored float16 and dequantised at load (CPU computes float32; "
                         "GPU delegates may compute in fp16); vectors (biases, norms, CMVN) and tensors of at most "
-                        "4096 values (e.g. depthwise kernels) kept float32.",
+                        f"{FP16_KEEP_FP32_VALUES} values (e.g. depthwise kernels) kept float32.",
     ("tflite", "int8"): "dynamic range: int8 weights for tensors of 1024+ values, float activations; "
                         "I/O and states stay float32.",
     ("coreml", "fp32"): "ML program, float32 compute.",

@@ -259,11 +259,15 @@ def _small_constants_back_to_fp32(fp16: bytes, fp32: bytes) -> tuple[bytes, dict
     dequantize = {i for i, c in enumerate(m16.operatorCodes)
                   if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.DEQUANTIZE}
     keep_ops, report = [], {"constants": 0, "values": 0, "ambiguous": 0}
+    still_fp16 = 0  # fp16 constants left in the file (large matrices, ambiguous twins)
     for op in sub16.operators:
         src = sub16.tensors[op.inputs[0]] if op.opcodeIndex in dequantize else None
         buf = m16.buffers[src.buffer].data if src is not None else None
-        if src is None or src.type != schema.TensorType.FLOAT16 or buf is None or not len(buf) \
-                or not keep(src.shape):
+        if src is None or src.type != schema.TensorType.FLOAT16 or buf is None or not len(buf):
+            keep_ops.append(op)
+            continue
+        if not keep(src.shape):
+            still_fp16 += 1
             keep_ops.append(op)
             continue
         found = twins.get((tuple(int(d) for d in src.shape), bytes(buf)), set())
@@ -271,6 +275,7 @@ def _small_constants_back_to_fp32(fp16: bytes, fp32: bytes) -> tuple[bytes, dict
             raise TfliteConversionError(f"fp16 constant {src.name!r} has no fp32 twin in the fp32 conversion")
         if len(found) > 1:
             report["ambiguous"] += 1
+            still_fp16 += 1
             keep_ops.append(op)
             continue
         new = schema.BufferT()
@@ -281,27 +286,13 @@ def _small_constants_back_to_fp32(fp16: bytes, fp32: bytes) -> tuple[bytes, dict
         report["constants"] += 1
         report["values"] += len(buf) // 2
     sub16.operators = keep_ops
-    if not any(t.type == schema.TensorType.FLOAT16 and m16.buffers[t.buffer].data is not None
-               and len(m16.buffers[t.buffer].data) for t in _live_tensors(sub16)):
+    if not still_fp16:
         # Every constant was small: nothing is worth storing in fp16, and the
         # fp16 file is the fp32 one (tiny graphs, e.g. a test decoder).
         report["all_fp32"] = True
         return fp32, report
     _drop_unused(m16)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(m16)), report
-
-
-def _live_indices(sub) -> set[int]:
-    """Indices of the tensors some op, subgraph input or output refers to."""
-    live = set(int(i) for i in sub.inputs) | set(int(i) for i in sub.outputs)
-    for op in sub.operators:
-        live |= {int(i) for i in op.inputs if i >= 0} | {int(i) for i in op.outputs if i >= 0}
-        live |= {int(i) for i in (op.intermediates if op.intermediates is not None else [])}
-    return live
-
-
-def _live_tensors(sub):
-    return [sub.tensors[i] for i in sorted(_live_indices(sub))]
 
 
 def _drop_unused(model) -> None:
@@ -311,7 +302,10 @@ def _drop_unused(model) -> None:
     if len(model.subgraphs) != 1:
         return  # renumbering across subgraphs is not needed by these graphs
     sub = model.subgraphs[0]
-    live = _live_indices(sub)
+    live = set(int(i) for i in sub.inputs) | set(int(i) for i in sub.outputs)
+    for op in sub.operators:
+        live |= {int(i) for i in op.inputs if i >= 0} | {int(i) for i in op.outputs if i >= 0}
+        live |= {int(i) for i in (op.intermediates if op.intermediates is not None else [])}
     for sd in model.signatureDefs or []:
         live |= {int(tm.tensorIndex) for tm in list(sd.inputs or []) + list(sd.outputs or [])}
     keep = sorted(live)

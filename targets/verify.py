@@ -25,7 +25,6 @@ from runtime_py.manifest import Bundle, ManifestError, confined, sha256_path, si
 from runtime_py.stateloop import INT8_AGREEMENT_BAR, TOLERANCES, StateLoop
 
 
-
 def check_files(bundle: Bundle) -> list[str]:
     problems = []
     records = [(a.path, a.sha256, a.bytes) for a in bundle.artifacts]
