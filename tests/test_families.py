@@ -175,6 +175,37 @@ def test_conformer_has_no_absolute_position():
     assert max(diffs[:2]) > 1e-3, "history must matter inside the window (else the test proves nothing)"
 
 
+def test_conformer_step_batches_streams_like_single_streams():
+    """The exported step is batch 1, but the PyTorch step also takes a batch
+    of streams (layer-major stacked caches, batch inside each layer): two
+    streams stepped together give what each gives alone, states included."""
+    model = build("conformer")
+    sig = model.signature()
+    g = sig.graph("encoder")
+    L = model.config.num_layers
+    seqs = [random_chunks(g, sig, 6, seed=s) for s in (3, 4)]
+    single = []
+    for seq in seqs:
+        states = [torch.from_numpy(v) for v in initial_states(g).values()]
+        for c in seq:
+            out, *states = model.step(torch.from_numpy(c["x"]), *states)
+        single.append((out, states))
+
+    def stack(parts, spec):
+        if spec.name in ("attn_cache", "conv_cache"):  # [L*B*rows, ...]: layer-major, batch inside
+            return torch.cat([torch.cat([p.chunk(L, 0)[i] for p in parts]) for i in range(L)])
+        return torch.cat(parts, dim=spec.batch_axis)
+
+    states = [stack([torch.from_numpy(initial_states(g)[s.name])] * 2, s) for s in g.states]
+    with torch.no_grad():
+        for c0, c1 in zip(*seqs):
+            out, *states = model.step(torch.cat([torch.from_numpy(c0["x"]), torch.from_numpy(c1["x"])]), *states)
+    for b, (ref_out, ref_states) in enumerate(single):
+        assert torch.allclose(out[b:b + 1], ref_out, atol=FP32_TOLERANCE)
+    for spec, got, *refs in zip(g.states, states, single[0][1], single[1][1]):
+        assert torch.allclose(got, stack(refs, spec), atol=FP32_TOLERANCE), spec.name
+
+
 def test_chunk_size_must_fit_subsampling():
     with pytest.raises(ValueError, match="multiple"):
         get_family("conformer").build(chunk_frames=30)

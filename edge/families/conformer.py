@@ -12,8 +12,20 @@ Streaming design (each choice keeps streaming == offline exact):
   index exists anywhere, so nothing can overflow after hours of streaming.
 - Convolution module: causal depthwise conv; each layer caches its last
   kernel-1 inputs (`conv_cache`).
-- Attention is written as per-head 3-D matmuls (no nn.MultiheadAttention,
-  no 4-D tensors), which onnx2tf and coremltools convert cleanly.
+- Attention is written as batched 3-D matmuls (no nn.MultiheadAttention,
+  no 4-D tensors in the batch-1 step), which onnx2tf and coremltools convert
+  cleanly.
+
+The streaming step (`step`, what is exported) computes the same function as
+the offline forward used in training, in a form that costs fewer and cheaper
+kernels per chunk on a phone CPU (measured in docs/benchmarks.md):
+- the attention cache holds the past frames' keys and values, so only the
+  chunk's own frames are projected, by one fused q|k|v matmul;
+- the time convolutions run as im2col matmuls (subsampling) and as a
+  gather-multiply-sum (depthwise), instead of Conv kernels with layout
+  transposes around them;
+- the per-layer caches are stacked layer-major along axis 0, so one Split and
+  one Concat move them in and out.
 """
 
 from __future__ import annotations
@@ -53,16 +65,30 @@ class CausalSubsampling(nn.Module):
         self.conv2 = nn.Conv1d(odim, odim, 3, stride=2)
 
     @staticmethod
-    def _conv(conv: nn.Conv1d, x: torch.Tensor, cache: torch.Tensor):
+    def _conv(conv: nn.Conv1d, x: torch.Tensor, cache: torch.Tensor, im2col: bool):
         # x [B, T, C], cache [B, 1, C]: the previous input frame (zeros at start).
         xin = torch.cat([cache, x], dim=1)
-        y = torch.relu(conv(xin.transpose(1, 2))).transpose(1, 2)
+        if im2col:  # the same conv as one matmul: output t sees frames 2t..2t+2, flattened (tap, channel)
+            n = (xin.shape[1] - 3) // 2 + 1
+            w = conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1)  # [O, 3*I]: folded on export
+            y = torch.relu(nn.functional.linear(windows(xin, n, 3, 2), w, conv.bias))
+        else:
+            y = torch.relu(conv(xin.transpose(1, 2))).transpose(1, 2)
         return y, xin[:, -1:, :]
 
-    def forward(self, x, cache1, cache2):
-        y, cache1 = self._conv(self.conv1, x, cache1)
-        y, cache2 = self._conv(self.conv2, y, cache2)
+    def forward(self, x, cache1, cache2, im2col: bool = False):
+        """im2col=True is the streaming step's form (no Conv kernel, no layout
+        transposes; a matmul that int8 quantisation covers too)."""
+        y, cache1 = self._conv(self.conv1, x, cache1, im2col)
+        y, cache2 = self._conv(self.conv2, y, cache2, im2col)
         return y, cache1, cache2
+
+
+def windows(x: torch.Tensor, n: int, kernel: int, stride: int) -> torch.Tensor:
+    """[B, T, C] -> [B, n, kernel*C]: the `kernel` frames output t sees,
+    starting at t*stride, flattened tap-major (one Gather, 3-D tensors only)."""
+    idx = (torch.arange(n)[:, None] * stride + torch.arange(kernel)[None, :]).reshape(-1)
+    return x[:, idx, :].reshape(x.shape[0], n, kernel * x.shape[2])
 
 
 class FeedForward(nn.Module):
@@ -73,8 +99,11 @@ class FeedForward(nn.Module):
         self.w2 = nn.Linear(hidden, d)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x):
-        return self.dropout(self.w2(self.dropout(nn.functional.silu(self.w1(self.norm(x))))))
+    def forward(self, x, scale: float = 1.0):
+        # `scale` (the Conformer's half-step 0.5) goes into w2: a power of two,
+        # so the result is the same as scaling the output, one Mul fewer.
+        h = self.dropout(nn.functional.silu(self.w1(self.norm(x))))
+        return self.dropout(nn.functional.linear(h, self.w2.weight * scale, self.w2.bias * scale))
 
 
 class ChunkAttention(nn.Module):
@@ -131,6 +160,33 @@ class ChunkAttention(nn.Module):
         att = self.dropout(torch.softmax(torch.matmul(q, k.transpose(1, 2)) + bias, dim=-1))
         return self.out(self._merge_heads(torch.matmul(att, v), b))
 
+    def step(self, xn, cache, bias):
+        """One chunk. xn [B, C, D]: normalised inputs; cache [B*2H, left, dk]:
+        keys (heads 0..H-1) then values (H..2H-1) of the last `left` frames;
+        bias from step_bias. Returns (output [B, C, D], next cache). q, k and v
+        come from one matmul over the chunk's frames only; the 1/sqrt(dk) of
+        the scores is folded into the q weights."""
+        b, t, _ = xn.shape
+        h, dk = self.heads, self.dk
+        scale = dk ** -0.5
+        w = torch.cat([self.q.weight * scale, self.k.weight, self.v.weight])  # folded to one constant on export
+        bias_qkv = torch.cat([self.q.bias * scale, self.k.bias, self.v.bias])
+        qkv = nn.functional.linear(xn, w, bias_qkv)  # [B, C, 3D]
+        if b == 1:
+            heads = qkv.reshape(t, 3 * h, dk).transpose(0, 1)  # [3H, C, dk]
+            q, kv_new = heads.split([h, 2 * h], dim=0)
+            kv = torch.cat([cache, kv_new], dim=1)  # [2H, left + C, dk]
+            k, v = kv.split([h, h], dim=0)
+        else:
+            heads = qkv.reshape(b, t, 3 * h, dk).transpose(1, 2)  # [B, 3H, C, dk]
+            q = heads[:, :h].reshape(b * h, t, dk)
+            kv = torch.cat([cache.reshape(b, 2 * h, -1, dk), heads[:, h:]], dim=2)  # [B, 2H, left + C, dk]
+            k, v = kv[:, :h].reshape(b * h, -1, dk), kv[:, h:].reshape(b * h, -1, dk)
+            kv = kv.reshape(b * 2 * h, -1, dk)
+        att = torch.softmax(torch.matmul(q, k.transpose(1, 2)) + bias, dim=-1)
+        out = self.out(self._merge_heads(torch.matmul(att, v), b))
+        return out, kv[:, kv.shape[1] - cache.shape[1]:, :]
+
     def step_bias(self, valid: torch.Tensor) -> torch.Tensor:
         # Positions are constants of the fixed chunk shape: traced as constants,
         # so the position part is folded into one initializer by ONNX Runtime.
@@ -164,13 +220,31 @@ class ConvModule(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.kernel = kernel
 
-    def forward(self, x, cache):
-        # cache [B, kernel-1, D]: the last inputs of the depthwise conv.
+    def forward(self, x, cache, gather: bool = False):
+        """cache [B, kernel-1, D]: the last inputs of the depthwise conv.
+        gather=True is the streaming step's form of the depthwise conv."""
         y = nn.functional.glu(self.pw1(self.norm(x)), dim=-1)
         yin = torch.cat([cache, y], dim=1)
-        y = self.dw(yin.transpose(1, 2)).transpose(1, 2)
+        if gather:
+            y = self._depthwise_gather(yin, y.shape[1])
+        else:
+            y = self.dw(yin.transpose(1, 2)).transpose(1, 2)
         y = self.pw2(nn.functional.silu(self.dw_norm(y)))
         return self.dropout(y), yin[:, yin.shape[1] - (self.kernel - 1):, :]
+
+    def _depthwise_gather(self, yin: torch.Tensor, t: int) -> torch.Tensor:
+        """The depthwise conv as gather-multiply-sum: [kernel, D] weights times
+        the kernel frames each of the last t outputs sees. In ONNX Runtime a
+        depthwise Conv on 8 frames costs ~22 us, mostly overhead, plus two
+        layout transposes; this form ~10 us (docs/benchmarks.md)."""
+        b, _, d = yin.shape
+        k = self.kernel
+        w = self.dw.weight[:, 0, :].t().unsqueeze(1)  # [kernel, 1, D]
+        idx = (torch.arange(k)[:, None] + torch.arange(t)[None, :]).reshape(-1)  # tap-major
+        u = yin[:, idx, :]  # [B, kernel*t, D]: tap j of output i at row j*t + i
+        if b == 1:  # 3-D only: [kernel, t, D] summed over taps, keepdim gives [1, t, D]
+            return (u.reshape(k, t, d) * w).sum(0, keepdim=True) + self.dw.bias
+        return (u.reshape(b, k, t, d) * w).sum(1) + self.dw.bias
 
 
 class ConformerBlock(nn.Module):
@@ -185,23 +259,21 @@ class ConformerBlock(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
 
     def step(self, x, bias, att_cache, conv_cache):
-        x = x + 0.5 * self.ff1(x)
-        xn = self.att_norm(x)
-        kv = torch.cat([att_cache, xn], dim=1)
-        x = x + self.att.attend(xn, kv, bias)
-        att_cache = kv[:, kv.shape[1] - att_cache.shape[1]:, :]
-        y, conv_cache = self.conv(x, conv_cache)
+        x = x + self.ff1(x, 0.5)
+        a, att_cache = self.att.step(self.att_norm(x), att_cache, bias)
+        x = x + a
+        y, conv_cache = self.conv(x, conv_cache, gather=True)
         x = x + y
-        x = x + 0.5 * self.ff2(x)
+        x = x + self.ff2(x, 0.5)
         return self.norm(x), att_cache, conv_cache
 
     def offline(self, x, bias, conv_zero):
-        x = x + 0.5 * self.ff1(x)
+        x = x + self.ff1(x, 0.5)
         xn = self.att_norm(x)
         x = x + self.dropout(self.att.attend(xn, xn, bias))
         y, _ = self.conv(x, conv_zero)
         x = x + y
-        x = x + 0.5 * self.ff2(x)
+        x = x + self.ff2(x, 0.5)
         return self.norm(x)
 
 
@@ -222,26 +294,29 @@ class ConformerEncoder(nn.Module):
         return (
             StateSpec("sub1_cache", (1, 1, c.num_mel_bins), doc="last input frame of subsampling conv 1"),
             StateSpec("sub2_cache", (1, 1, c.d_model), doc="last input frame of subsampling conv 2"),
-            StateSpec("attn_cache", (c.num_layers, 1, c.left_context, c.d_model), batch_axis=1,
-                      doc="per layer: normalised attention inputs of the last left_context frames"),
+            StateSpec("attn_cache", (c.num_layers * 2 * c.num_heads, c.left_context, c.d_model // c.num_heads),
+                      doc="keys then values per head of the last left_context frames; layer-major "
+                          "(rows l*2H .. l*2H+2H-1 are layer l; a batch of B streams has B*2H rows per layer)"),
             StateSpec("attn_valid", (1, c.left_context),
                       doc="1 where the attention cache holds a real frame of this utterance"),
-            StateSpec("conv_cache", (c.num_layers, 1, c.conv_kernel - 1, c.d_model), batch_axis=1,
-                      doc="per layer: last kernel-1 inputs of the depthwise convolution"),
+            StateSpec("conv_cache", (c.num_layers, c.conv_kernel - 1, c.d_model),
+                      doc="last kernel-1 inputs of the depthwise convolution; layer-major "
+                          "(row l is layer l; a batch of B streams has B rows per layer)"),
         )
 
     def step(self, x, sub1, sub2, att_cache, att_valid, conv_cache):
-        y, sub1, sub2 = self.subsampling(self.cmvn(x), sub1, sub2)
+        y, sub1, sub2 = self.subsampling(self.cmvn(x), sub1, sub2, im2col=True)
         bias = self.layers[0].att.step_bias(att_valid)
+        n = len(self.layers)
         att_out, conv_out = [], []
-        for i, layer in enumerate(self.layers):
-            y, a, cv = layer.step(y, bias, att_cache[i], conv_cache[i])
+        for layer, a, cv in zip(self.layers, att_cache.chunk(n, 0), conv_cache.chunk(n, 0)):
+            y, a, cv = layer.step(y, bias, a, cv)
             att_out.append(a)
             conv_out.append(cv)
         left = att_valid.shape[1]
         valid = torch.cat([att_valid, torch.ones_like(att_valid[:, :1]).expand(att_valid.shape[0], self.chunk_out)], 1)
-        return (y, sub1, sub2, torch.stack(att_out), valid[:, valid.shape[1] - left:],
-                torch.stack(conv_out))
+        return (y, sub1, sub2, torch.cat(att_out), valid[:, valid.shape[1] - left:],
+                torch.cat(conv_out))
 
     def offline(self, feats, lengths):
         b, t, _ = feats.shape
