@@ -24,7 +24,10 @@ Timing: a warm-up pass per configuration, then `--repeats` rounds; each round
 runs one full pass of every configuration (backend x threads), in an order
 rotated each round, so machine drift hits all alike. Per pass: p50/p90/p99 of
 the per-chunk latency and the total compute; the table reports the median over
-rounds. RTF = median total compute / audio seconds.
+rounds. RTF = median total compute / audio seconds. Speed-ups between two
+configurations are also given paired: the ratio of their p50s within each
+round, median and quartiles over rounds (`paired`, `PAIRS`), which drift
+between rounds cannot bias.
 
 Cold start and peak memory come from a fresh subprocess per configuration
 that loads only that backend (the PyTorch child imports torch and loads the
@@ -62,6 +65,11 @@ DEFAULT_BACKENDS = ("pytorch", "ort:fp32", "ort:int8", "tflite:fp32")
 ARTIFACT_BACKENDS = ("ort", "onnx", "tflite")
 PRECISIONS = ("fp32", "fp16", "int8")
 PARITY_CHUNKS = 50  # the build's own parity rollout; speed is what is measured here
+# Round-robin rounds. One pass of 60 s of audio takes ~0.1 s on the fast
+# backends, and on a shared machine their speed drifts by +-20 % over
+# seconds: 21 short rounds, compared round by round (paired_speedup), give
+# ratios whose quartiles stay within a few % of the median.
+REPEATS = 21
 ROW_KEYS = ("family", "label", "backend", "precision", "threads", "status", "error", "chunks", "audio_s",
             "compute_s", "rtf", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "speedup_vs_pytorch",
             "speedup_rtf_vs_pytorch", "cold_start_ms", "load_ms", "first_chunk_ms", "import_ms",
@@ -552,6 +560,21 @@ def _stats(times: np.ndarray) -> dict:
     return {"p50": p50, "p90": p90, "p99": p99, "mean": float(times.mean()), "total": float(times.sum())}
 
 
+# Speed-ups worth a line of their own: (faster candidate, baseline).
+PAIRS = (("ort:int8", "ort:fp32"), ("tflite:fp32", "ort:fp32"), ("tflite:fp16", "tflite:fp32"),
+         ("tflite:int8", "tflite:fp32"))
+
+
+def paired_speedup(a: list[dict], b: list[dict]) -> dict:
+    """Speed-up of configuration a over b from the same rounds: the ratio of
+    their per-pass p50s round by round (b / a), then the median and the
+    quartiles over rounds. Machine drift between rounds hits a and b alike,
+    so this is steadier than a ratio of two medians taken over the whole run."""
+    r = np.array([y["p50"] / x["p50"] for x, y in zip(a, b)])
+    return {"median": float(np.median(r)), "q25": float(np.percentile(r, 25)),
+            "q75": float(np.percentile(r, 75)), "rounds": int(len(r))}
+
+
 def _empty_row(family, label, threads) -> dict:
     b, p = _split(label)
     row = dict.fromkeys(ROW_KEYS)
@@ -560,7 +583,7 @@ def _empty_row(family, label, threads) -> dict:
 
 
 def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=None, seconds: float = 60.0,
-              threads=(1,), backends=DEFAULT_BACKENDS, repeats: int = 5, json_path=None, png_path=None,
+              threads=(1,), backends=DEFAULT_BACKENDS, repeats: int = None, json_path=None, png_path=None,
               parity_chunks: int = PARITY_CHUNKS, subprocesses: bool = True, peak_matmul: bool = True,
               progress=print) -> dict:
     """Benchmark one family; returns {"machine", "workload", "model", "rows"}.
@@ -569,6 +592,7 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
     say = progress or (lambda msg: None)
     labels = parse_backends(backends)
     thread_list = parse_threads(threads)
+    repeats = REPEATS if repeats is None else repeats
     if repeats < 1:
         raise BenchError("repeats must be >= 1")
     if model is None:
@@ -659,6 +683,10 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
             if row["status"] == "ok" and ref and ref["status"] == "ok" and ref["p50_ms"]:
                 row["speedup_vs_pytorch"] = ref["p50_ms"] / row["p50_ms"]
                 row["speedup_rtf_vs_pytorch"] = ref["rtf"] / row["rtf"]
+                row["speedup_vs_pytorch_paired"] = paired_speedup(passes[(lb, t)], passes[("pytorch", t)])
+        paired = [dict(family=family, threads=t, faster=a, than=b, **paired_speedup(passes[(a, t)], passes[(b, t)]))
+                  for t in thread_list for a, b in PAIRS if (a, t) in passes and (b, t) in passes
+                  and rows[(a, t)]["status"] == rows[(b, t)]["status"] == "ok"]
 
         if subprocesses:
             np.save(work / "chunks.npy", np.stack(chunks))
@@ -708,6 +736,7 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
                          "bundle": str(bundle) if bundle else "built by targets.build.build_bundle (rpi)"},
             "models": {family: model_info},
             "rows": [rows[(lb, t)] for t in thread_list for lb in labels],
+            "paired": paired,
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -724,6 +753,7 @@ def merge_results(results: list[dict]) -> dict:
     out = dict(results[0])
     out["models"] = {k: v for r in results for k, v in r["models"].items()}
     out["rows"] = [row for r in results for row in r["rows"]]
+    out["paired"] = [p for r in results for p in r.get("paired", [])]
     out["workload"] = dict(out["workload"], includes="encoder step + state loop + greedy decoding (see "
                            "models.<family>.decoding); fbank not timed",
                            audio_s={f: r["workload"]["audio_s"] for r in results for f in r["models"]},
@@ -795,6 +825,10 @@ def format_table(result: dict) -> str:
     if result.get("peak_matmul_gflops_1thread"):
         notes.append(f"peak: {result['peak_matmul_gflops_1thread']:.1f} GFLOP/s (512x512 fp32 matmul, 1 thread; "
                      "% peak uses peak x threads)")
+    if result.get("paired"):
+        notes.append("paired speed-ups (per round: ratio of the two p50s; median [quartiles] over rounds): "
+                     + "; ".join(f"{p['family']} x{p['threads']} {p['faster']} vs {p['than']} {p['median']:.2f}x "
+                                 f"[{p['q25']:.2f}, {p['q75']:.2f}]" for p in result["paired"]))
     for fam, mi in result["models"].items():
         if mi.get("flops_per_audio_s"):
             notes.append(f"{fam}: {mi['parameters'] / 1e6:.2f}M parameters, "
@@ -855,7 +889,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", default="1", help="thread counts, e.g. 1,2 (default 1)")
     ap.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
                     help=f"comma list from {','.join(ALL_BACKENDS)} (default {','.join(DEFAULT_BACKENDS)})")
-    ap.add_argument("--repeats", type=int, default=5, help="round-robin rounds (default 5)")
+    ap.add_argument("--repeats", type=int, default=REPEATS, help=f"round-robin rounds (default {REPEATS})")
     ap.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS, help="parity rollout of the bundle build")
     ap.add_argument("--no-subprocess", action="store_true", help="skip cold-start/memory children")
     ap.add_argument("--json", help="write the results as JSON")

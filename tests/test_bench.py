@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edge.bench import ROW_KEYS, format_table, main, parse_backends, run_bench
+from edge.bench import ROW_KEYS, format_table, main, paired_speedup, parse_backends, run_bench
 from tests.test_families import build
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -16,7 +16,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     res = run_bench(model=build("conformer"), backends=["pytorch", "ort:fp32", "ort:int8"], seconds=3,
-                    repeats=1, threads=[1], json_path=out / "bench.json", png_path=out / "bench.png",
+                    repeats=2, threads=[1], json_path=out / "bench.json", png_path=out / "bench.png",
                     parity_chunks=8, progress=None)
     return res, out
 
@@ -53,6 +53,26 @@ def test_speedup_is_relative_to_pytorch_same_threads(result):
     assert rows["pytorch"]["speedup_vs_pytorch"] == pytest.approx(1.0)
     for r in rows.values():
         assert r["speedup_vs_pytorch"] == pytest.approx(rows["pytorch"]["p50_ms"] / r["p50_ms"])
+
+
+def test_paired_speedup_is_per_round():
+    """Round by round: a drift that slows both configurations of a round
+    alike cancels, which a ratio of whole-run medians would not."""
+    a = [{"p50": 1.0}, {"p50": 2.0}, {"p50": 4.0}]  # the machine gets slower each round
+    b = [{"p50": 1.5}, {"p50": 3.0}, {"p50": 6.0}]
+    assert paired_speedup(a, b) == {"median": 1.5, "q25": 1.5, "q75": 1.5, "rounds": 3}
+    assert paired_speedup(a, [{"p50": 1.0}, {"p50": 3.0}, {"p50": 8.0}])["median"] == 1.5
+
+
+def test_paired_speedups_reported(result):
+    res, _ = result
+    pairs = [(p["faster"], p["than"]) for p in res["paired"]]
+    assert pairs == [("ort:int8", "ort:fp32")]  # only pairs whose both rows ran
+    p = res["paired"][0]
+    assert p["rounds"] == 2 and p["q25"] <= p["median"] <= p["q75"]
+    for row in res["rows"]:
+        assert row["speedup_vs_pytorch_paired"]["rounds"] == 2
+    assert "paired speed-ups" in format_table(res)
 
 
 def test_backend_children_are_separate(result):
