@@ -810,6 +810,21 @@ def test_soak_short():
     assert r.resets >= 30 and r.states_reset_exactly and r.states_finite and r.counters_are_ints
 
 
+def test_soak_memory_rule_tells_warm_up_from_a_leak():
+    """Measured on the shipped conformer: +8.5 MB in the first hour, +0.2 MB
+    in the second (allocator warm-up). A steady slope of 12 MB/h is a leak."""
+    from runtime_py.soak import SoakReport, memory_problems
+    warm_up = SoakReport("b", "ort/fp32", audio_s=7200, rss_start_mb=75.8, rss_mid_mb=84.3, rss_end_mb=84.5)
+    assert memory_problems(warm_up) == []
+    leak = SoakReport("b", "ort/fp32", audio_s=7200, rss_start_mb=75.8, rss_mid_mb=87.8, rss_end_mb=99.8)
+    assert leak.second_half_mb_per_hour == pytest.approx(12.0)
+    assert "still growing" in memory_problems(leak)[0]
+    short = SoakReport("b", "ort/fp32", audio_s=600, rss_start_mb=75.8, rss_mid_mb=76.0, rss_end_mb=79.0)
+    assert memory_problems(short) == []  # a 5-minute half is too short to judge a slope
+    huge = SoakReport("b", "ort/fp32", audio_s=600, rss_start_mb=75.8, rss_mid_mb=76.0, rss_end_mb=150.0)
+    assert "grew" in memory_problems(huge)[0]
+
+
 def test_soak_command_line(tmp_path, capsys):
     from runtime_py import soak
     path, _ = cached_bundle("lstm")
@@ -830,6 +845,7 @@ def test_soak_one_hour():
     print(r.text())
     assert r.passed(), r.problems
     assert r.rss_end_mb - r.rss_start_mb < 32 and r.rtf_last <= 2 * r.rtf_first and r.rtf_overall < 1
+    assert r.second_half_mb_per_hour < 8.0  # also in passed(): a leak's slope, not the warm-up
 
 
 def test_sigterm_during_build_leaves_no_partial_folder(tmp_path):
