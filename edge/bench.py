@@ -335,7 +335,9 @@ def int8_matmul_ceiling(path, rounds: int = 7, calls: int = 200) -> dict | None:
     in ONNX Runtime (1 thread) as fp32 and as dynamic int8 (targets.ort's
     quantize_int8, as the .ort int8 artifact), interleaved, medians of `rounds`. The rest of
     a step (norms, softmax, concat/slice of caches) is the same in both
-    precisions, so the ratio here bounds what int8 can give the whole step."""
+    precisions, so the ratio here bounds what int8 can give the whole step.
+    None for a graph with recurrent ops: int8 quantises LSTM weights too
+    (targets.ort.INT8_OP_TYPES), so matmuls alone would bound nothing."""
     import onnx
     import onnxruntime as ort
     from onnx import helper, numpy_helper
@@ -343,6 +345,8 @@ def int8_matmul_ceiling(path, rounds: int = 7, calls: int = 200) -> dict | None:
     from targets.ort import quantize_int8
 
     g, shapes = _graph_shapes(path)
+    if any(n.op_type in ("LSTM", "GRU", "RNN") for n in g.node):
+        return None
     inits = {i.name: i for i in g.initializer}
     nodes, inputs, outputs, weights, in_shapes = [], [], [], [], []
     for node in g.node:
