@@ -63,15 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
     ep.add_argument("--vad-threshold-db", type=float, default=-40.0, help="energy VAD speech threshold (dBFS)")
     ep.add_argument("--max-backlog-s", type=float, default=2.0,
                     help="live input: drop the oldest audio when this much is waiting")
+    p.add_argument("--partials", choices=("auto", "on", "off"), default="auto",
+                   help="partial text on one updating line; auto: only when the output is a terminal, "
+                        "so a log or a pipe gets finals and the summary only")
     return p
 
 
-class Printer:
-    """Partial text on one updating line, finals on their own lines."""
+def is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
-    def __init__(self, out, err, show_rtf: bool = True):
+
+class Printer:
+    """Partial text on one updating line ("\r", when `partials`), finals on
+    their own lines."""
+
+    def __init__(self, out, err, show_rtf: bool = True, partials: bool = True):
         self.out, self.err = out, err
         self.show_rtf = show_rtf
+        self.partials = partials
         self.width = max(40, shutil.get_terminal_size((100, 20)).columns - 1)
         self._open = False  # a partial line is on screen
 
@@ -81,6 +93,8 @@ class Printer:
         return text.ljust(self.width)
 
     def partial(self, text: str, rtf: float) -> None:
+        if not self.partials:
+            return
         tail = f"  [RTF {rtf:.2f}]" if self.show_rtf else ""
         self.out.write("\r" + self._line(text + tail))
         self.out.flush()
@@ -177,7 +191,8 @@ def main(argv=None, *, source_factory=None, out=None, err=None) -> int:
                                   warn_backlog_s=min(0.5, args.max_backlog_s))
         err.write(f"{session.describe()}; input: "
                   f"{'microphone' if args.mic else args.wav} at {source.sample_rate} Hz. Ctrl-C ends.\n")
-        summary = run_stream(rec, source, Printer(out, err))
+        partials = {"on": True, "off": False}.get(args.partials, is_terminal(out))
+        summary = run_stream(rec, source, Printer(out, err, partials=partials))
     except (ManifestError, SessionError, SignatureError, BackendError, WavError, SourceError,
             ImportError, ValueError) as e:
         err.write(f"error: {e}\n")

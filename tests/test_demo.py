@@ -45,7 +45,7 @@ def test_mic_main_loop_with_a_generated_source():
         made.append(src)
         return src
 
-    code, out, err = _main([str(path), "--mic", "--endpoint-ms", "500"], source_factory=factory)
+    code, out, err = _main([str(path), "--mic", "--endpoint-ms", "500", "--partials", "on"], source_factory=factory)
     assert code == 0, err
     assert made and made[0].live
     assert "\r" in out and "[RTF" in out  # partials on one updating line, with the live RTF
@@ -54,6 +54,27 @@ def test_mic_main_loop_with_a_generated_source():
     assert "--- summary ---" in out and "RTF" in out and "p50" in out and "p99" in out
     assert "utterances" in out and "dropped" in out
     assert "Traceback" not in err
+
+
+def test_partials_only_on_a_terminal_by_default(tmp_path):
+    """Piped to a file or a CI log (not a terminal), the demo prints finals
+    and the summary without the updating partial line."""
+    path, _ = cached_bundle("conformer")
+    wav = tmp_path / "speech.wav"
+    write_wav(wav, _audio(), RATE)
+    code, out, err = _main([str(path), "--wav", str(wav)])  # StringIO: not a terminal
+    assert code == 0, err
+    assert "\r" not in out and "[RTF" not in out
+    assert sum(1 for ln in out.splitlines() if "] " in ln and " - " in ln) >= 2 and "--- summary ---" in out
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    tty, e = Tty(), io.StringIO()
+    assert cli.main([str(path), "--wav", str(wav)], out=tty, err=e) == 0
+    assert "\r" in tty.getvalue()
+    code, out, _ = _main([str(path), "--wav", str(wav), "--partials", "off"])
+    assert code == 0 and "\r" not in out
 
 
 def test_wav_file_and_the_console_script(tmp_path):
