@@ -65,19 +65,11 @@ def torch_runner(model: StreamingModel, graph: GraphSpec):
     return run
 
 
-def onnx_runner(path: Path | str, graph: GraphSpec, threads: int = 1, session_options=None):
-    import onnxruntime as ort
+def onnx_runner(path: Path | str, graph: GraphSpec, threads: int = 1):
+    """ONNX Runtime on an exported graph: the client's runner (runtime_py.backends)."""
+    from runtime_py.backends import open_runner
 
-    opts = session_options or ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    out_names = graph.output_names
-
-    def run(feeds: dict) -> dict:
-        return dict(zip(out_names, sess.run(out_names, {n: feeds[n] for n in graph.input_names})))
-    run.session = sess
-    return run
+    return open_runner(path, graph, "onnx", threads)
 
 
 def _check_io(model_proto: onnx.ModelProto, graph: GraphSpec) -> None:

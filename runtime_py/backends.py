@@ -1,7 +1,9 @@
 """The client's model runners: one `run(feeds) -> dict` per bundle artifact.
 
-`open_runner(path, graph, backend, threads)` returns the callable the state
-loop drives (see `runtime_py.stateloop`), keyed by the signature's names:
+`open_runner(path, graph, backend, threads, strict)` returns the callable the
+state loop drives (see `runtime_py.stateloop`), keyed by the signature's
+names. It is the one runner of the project: the client, edge-bench, the
+export's parity check and edge-build's parity rollouts all use it.
 
 - "onnx" / "ort": an onnxruntime InferenceSession on the CPU provider
   (`.onnx` and `.ort` files load the same way);
@@ -10,7 +12,9 @@ loop drives (see `runtime_py.stateloop`), keyed by the signature's names:
   after normalisation (lower case, non-alphanumerics -> "_"), then by a unique
   element count, and finally by position when the counts agree; anything else
   is a clear error listing both sides. Inputs are cast to the dtype the model
-  declares and outputs reshaped to the signature's shapes.
+  declares and outputs reshaped to the signature's shapes. `strict=True`
+  (what edge-build uses on the files it just wrote) accepts only the
+  "serving_default" signature with exactly the signature's names and shapes.
 
 The runtime packages are optional imports: a missing one is an ImportError
 naming the pip command. Torch-free.
@@ -49,14 +53,14 @@ def backend_available(backend: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def open_runner(path: Path, graph: GraphSpec, backend: str, threads: int = 1):
+def open_runner(path: Path | str, graph: GraphSpec, backend: str, threads: int = 1, strict: bool = False):
     """`run(feeds) -> dict[name, ndarray]` over one model file."""
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     if backend in ("onnx", "ort"):
         return _ort_runner(Path(path), graph, threads)
     if backend == "tflite":
-        return _tflite_runner(Path(path), graph, threads)
+        return _tflite_runner(Path(path), graph, threads, strict)
     if backend == "coreml":
         raise BackendError("CoreML packages run only on Apple devices (iOS/macOS); "
                            "use an ort, onnx or tflite artifact here")
@@ -138,7 +142,22 @@ def match_names(want: list[tuple[str, int]], have: list[tuple[str, int]], what: 
     return out
 
 
-def _tflite_runner(path: Path, graph: GraphSpec, threads: int):
+TFLITE_SIGNATURE = "serving_default"  # the signature key targets.tflite writes
+
+
+def _strict_names(path: Path, graph: GraphSpec, in_details: dict, out_details: dict) -> None:
+    missing = ([t.name for t in graph.all_inputs() if t.name not in in_details]
+               + [t.name for t in graph.all_outputs() if t.name not in out_details])
+    if missing:
+        raise BackendError(f"{path.name}: signature lacks {missing}; has inputs {sorted(in_details)}, "
+                           f"outputs {sorted(out_details)}")
+    for t in graph.all_inputs():
+        got = tuple(int(d) for d in in_details[t.name]["shape"])
+        if got != t.shape:
+            raise BackendError(f"{path.name}: input {t.name!r} has shape {got}, signature says {t.shape}")
+
+
+def _tflite_runner(path: Path, graph: GraphSpec, threads: int, strict: bool = False):
     litert = _require("ai_edge_litert.interpreter")
     try:
         interp = litert.Interpreter(model_path=str(path), num_threads=threads)
@@ -147,17 +166,24 @@ def _tflite_runner(path: Path, graph: GraphSpec, threads: int):
     sigs = interp.get_signature_list()
     if not sigs:
         raise BackendError(f"{path.name}: the .tflite file has no signature; convert it with a signature")
-    key = "serving_default" if "serving_default" in sigs else sorted(sigs)[0]
+    if strict and TFLITE_SIGNATURE not in sigs:
+        raise BackendError(f"{path.name}: no {TFLITE_SIGNATURE!r} signature (have {sorted(sigs)}); "
+                           "it was not written by targets.tflite")
+    key = TFLITE_SIGNATURE if TFLITE_SIGNATURE in sigs else sorted(sigs)[0]
     runner = interp.get_signature_runner(key)
     in_details = runner.get_input_details()
     out_details = runner.get_output_details()
-    size = lambda d: int(np.prod(d["shape"]))  # noqa: E731
-    in_map = match_names([(t.name, int(np.prod(t.shape))) for t in graph.all_inputs()],
-                         [(n, size(d)) for n, d in in_details.items()], f"{path.name} inputs")
-    out_specs = graph.all_outputs()
-    out_map = match_names([(t.name, int(np.prod(t.shape))) for t in out_specs],
-                          [(n, size(d)) for n, d in out_details.items()], f"{path.name} outputs")
-    in_specs = graph.all_inputs()
+    in_specs, out_specs = graph.all_inputs(), graph.all_outputs()
+    if strict:
+        _strict_names(path, graph, in_details, out_details)
+        in_map = {t.name: t.name for t in in_specs}
+        out_map = {t.name: t.name for t in out_specs}
+    else:
+        size = lambda d: int(np.prod(d["shape"]))  # noqa: E731
+        in_map = match_names([(t.name, int(np.prod(t.shape))) for t in in_specs],
+                             [(n, size(d)) for n, d in in_details.items()], f"{path.name} inputs")
+        out_map = match_names([(t.name, int(np.prod(t.shape))) for t in out_specs],
+                              [(n, size(d)) for n, d in out_details.items()], f"{path.name} outputs")
 
     def run(feeds: dict) -> dict:
         kwargs = {}

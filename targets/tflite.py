@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime_py.backends import TFLITE_SIGNATURE, open_runner
 from runtime_py.signature import GraphSpec
 from .common import ensure_installed, require
 
@@ -47,7 +48,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # _small_constants_back_to_fp32). 4096 covers the conformer's depthwise
 # kernels (96 x 15) and position bias, not its 96 x 96 and larger matrices.
 FP16_KEEP_FP32_VALUES = 4096
-SIGNATURE_KEY = "serving_default"
+SIGNATURE_KEY = TFLITE_SIGNATURE  # one definition: the client's runner looks for it
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -109,34 +110,10 @@ class _PathDict(dict):
 # -- running ------------------------------------------------------------------
 
 def runner(path: Path | str, graph: GraphSpec, threads: int = 1):
-    """`run(feeds) -> dict` by the signature's names; casts int inputs to the
-    dtype the file declares and returns outputs in the signature's dtypes."""
-    interp_mod = require("ai_edge_litert.interpreter", "litert")
-    interp = interp_mod.Interpreter(model_path=str(path), num_threads=threads)
-    sigs = interp.get_signature_list()
-    if SIGNATURE_KEY not in sigs:
-        raise ValueError(f"{path}: no {SIGNATURE_KEY!r} signature (have {sorted(sigs)}); "
-                         "it was not written by targets.tflite")
-    sig_runner = interp.get_signature_runner(SIGNATURE_KEY)
-    in_details = sig_runner.get_input_details()
-    out_details = sig_runner.get_output_details()
-    missing = ([t.name for t in graph.all_inputs() if t.name not in in_details]
-               + [t.name for t in graph.all_outputs() if t.name not in out_details])
-    if missing:
-        raise ValueError(f"{path}: signature lacks {missing}; has inputs {sorted(in_details)}, "
-                         f"outputs {sorted(out_details)}")
-    for t in graph.all_inputs():
-        got = tuple(int(d) for d in in_details[t.name]["shape"])
-        if got != t.shape:
-            raise ValueError(f"{path}: input {t.name!r} has shape {got}, signature says {t.shape}")
-    in_dtypes = {t.name: in_details[t.name]["dtype"] for t in graph.all_inputs()}
-    outs = graph.all_outputs()
-
-    def run(feeds: dict) -> dict:
-        res = sig_runner(**{n: np.ascontiguousarray(feeds[n], dtype=d) for n, d in in_dtypes.items()})
-        return {t.name: np.asarray(res[t.name]).astype(t.dtype, copy=False).reshape(t.shape) for t in outs}
-    run.interpreter = interp
-    return run
+    """The client's runner (runtime_py.backends) in strict mode: the file must
+    carry SIGNATURE_KEY with exactly the signature's names and shapes."""
+    require("ai_edge_litert.interpreter", "litert")  # the extra's name in the error
+    return open_runner(path, graph, "tflite", threads, strict=True)
 
 
 # -- the conversion worker (runs in a subprocess) ------------------------------

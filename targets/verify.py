@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime_py.backends import BackendError
 from runtime_py.decoding import agreement, make_decoder, tokens_to_text
 from runtime_py.manifest import Bundle, ManifestError, confined, sha256_path, size_of
 from runtime_py.stateloop import INT8_AGREEMENT_BAR, TOLERANCES, StateLoop
@@ -109,7 +110,7 @@ def verify(bundle_dir: Path | str, out=print) -> int:
         except ImportError as e:
             out(f"  [-] {label}: not checked, runtime missing here ({e})")
             continue
-        except (ManifestError, KeyError, ValueError) as e:
+        except (ManifestError, BackendError, KeyError, ValueError) as e:
             ok, msg = False, f"{type(e).__name__}: {e}"
         out(f"  [{'✓' if ok else 'x'}] {label} golden: {msg}")
         failures += not ok

@@ -87,6 +87,29 @@ def test_verify_passes_then_catches_corruption(bundle, tmp_path, capsys):
         Bundle(copy).path(Bundle(copy).artifacts[0].path)
 
 
+def test_verify_reports_an_artifact_for_another_signature(tmp_path, capsys):
+    """A model file whose I/O is not the signature's (here the lstm's .ort in
+    a conformer bundle, the manifest's sha256 updated to it) is a failed check
+    line and exit 1, not a traceback."""
+    import json
+    import shutil
+
+    from runtime_py.manifest import sha256_path
+    conf = build_bundle("conformer", "rpi", tmp_path / "c", model=tiny("conformer"), backends=ORT_PAIRS)
+    lstm = build_bundle("lstm", "rpi", tmp_path / "l", model=tiny("lstm"), backends=ORT_PAIRS)
+    name = Bundle(conf).artifacts[0].path
+    shutil.copyfile(lstm / name, conf / name)
+    m = json.loads((conf / "manifest.json").read_text())
+    for a in m["artifacts"]:
+        if a["path"] == name:
+            a["sha256"], a["bytes"] = sha256_path(conf / name), (conf / name).stat().st_size
+    (conf / "manifest.json").write_text(json.dumps(m))
+    capsys.readouterr()
+    assert verify(conf) == 1
+    out = capsys.readouterr().out
+    assert "BackendError" in out and "differs from the signature" in out
+
+
 def test_failed_parity_fails_build_unless_kept(tmp_path, monkeypatch):
     from targets import parity
     monkeypatch.setitem(parity.TOLERANCES, "fp32", 0.0)  # nothing can meet a zero tolerance

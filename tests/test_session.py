@@ -188,6 +188,23 @@ def test_tflite_io_names_are_matched_by_name_size_then_order():
         backends.match_names(want, [("a", 1280)], "t")
 
 
+def test_strict_tflite_names_accept_only_the_signatures_own():
+    """edge-build checks its own .tflite files strictly: the lenient matching
+    above is for third-party files, not for hiding a converter's renaming."""
+    from pathlib import Path
+
+    from runtime_py.signature import GraphSpec, StateSpec, TensorSpec
+    g = GraphSpec("encoder", inputs=(TensorSpec("x", (1, 8, 4)),), outputs=(TensorSpec("y", (1, 2, 3)),),
+                  states=(StateSpec("h", (1, 5)),))
+    ok_in = {"x": {"shape": [1, 8, 4]}, "h": {"shape": [1, 5]}}
+    ok_out = {"y": {}, "h_next": {}}
+    backends._strict_names(Path("m.tflite"), g, ok_in, ok_out)
+    with pytest.raises(backends.BackendError, match="lacks"):
+        backends._strict_names(Path("m.tflite"), g, {"serving_default_x:0": ok_in["x"], "h": ok_in["h"]}, ok_out)
+    with pytest.raises(backends.BackendError, match="shape"):
+        backends._strict_names(Path("m.tflite"), g, dict(ok_in, x={"shape": [1, 4, 8]}), ok_out)
+
+
 def test_signature_from_the_manifest_is_the_models():
     path, model = cached_bundle("transducer")
     session = ModelSession(path)
