@@ -18,6 +18,7 @@ Nothing here imports torch: the runner is what the device client uses.
 from __future__ import annotations
 
 import collections
+import logging
 import platform
 import shutil
 import subprocess
@@ -66,9 +67,22 @@ def quantize_int8(onnx_path: Path | str, out_path: Path | str, op_types=INT8_OP_
     require("onnxruntime.quantization", "runtime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(onnx_path), str(out_path), op_types_to_quantize=list(op_types),
-                     per_channel=per_channel, weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    root.addFilter(_no_preprocess_advice)
+    try:
+        quantize_dynamic(str(onnx_path), str(out_path), op_types_to_quantize=list(op_types),
+                         per_channel=per_channel, weight_type=QuantType.QInt8)
+    finally:
+        root.removeFilter(_no_preprocess_advice)
     return Path(out_path)
+
+
+def _no_preprocess_advice(record: logging.LogRecord) -> bool:
+    """quantize_dynamic advises its pre-processing (shape inference, graph
+    optimisation) on every call. Our graphs have static shapes, and the
+    quantised graph is optimised when saved as .ort: the advice is noise in
+    edge-build's output. Other records pass."""
+    return not str(record.msg).startswith("Please consider to run pre-processing")
 
 
 # Serialising to ORT format walks containers keyed by pointers, so the bytes of
@@ -190,10 +204,16 @@ def required_operators_config(ort_paths, out_path: Path | str) -> Path:
     names = [p.name for p in paths]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate .ort file names: {names}")
-    with tempfile.TemporaryDirectory(prefix="edge-ortcfg-") as tmp:
-        raw = Path(tmp) / "required_operators.config"
-        create_config_from_models(paths, raw, enable_type_reduction=False)
-        body = [ln for ln in raw.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    tool_log = logging.getLogger("ort_format_model.utils")  # the tool sets it to DEBUG
+    level = tool_log.level
+    tool_log.setLevel(logging.WARNING)  # not "Created config in /tmp/..." in edge-build's output
+    try:
+        with tempfile.TemporaryDirectory(prefix="edge-ortcfg-") as tmp:
+            raw = Path(tmp) / "required_operators.config"
+            create_config_from_models(paths, raw, enable_type_reduction=False)
+            body = [ln for ln in raw.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    finally:
+        tool_log.setLevel(level)
     header = ["# Generated from models:"] + [f"# - {n}" for n in names]
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

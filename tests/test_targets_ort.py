@@ -119,3 +119,24 @@ def test_required_operators_config_is_deterministic_and_relative(converted, tmp_
     for ln in body:
         domain, opset, ops = ln.split(";")
         assert ops.split(",") == sorted(ops.split(",")), ln
+
+
+def test_build_output_is_quiet(tmp_path, caplog):
+    """What edge-build prints: no tracer warnings for the families' batch-1
+    branches, no quantiser advice, no "Created config in /tmp/..." line; and
+    the logging set-up is left as it was."""
+    import logging
+    import warnings
+
+    model = build("conformer")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = export_onnx(model, tmp_path / "onnx")
+    assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)], \
+        [str(w.message) for w in caught]
+    filters = list(logging.getLogger().filters)
+    with caplog.at_level(logging.INFO):
+        q = T.to_ort(paths["encoder"], tmp_path / "ort", "int8")
+        T.required_operators_config([q], tmp_path / "required_operators.config")
+    assert not [r for r in caplog.records if "pre-processing" in r.getMessage() or "Created config" in r.getMessage()]
+    assert logging.getLogger().filters == filters
