@@ -4,7 +4,7 @@ Streaming design (each choice keeps streaming == offline exact):
 - Subsampling: two causal Conv1d (kernel 3, stride 2). Each keeps its last
   input frame as a cache, which is what a zero left pad gives offline.
 - Attention: a query sees its whole chunk plus `left_context` earlier encoder
-  frames. Each layer caches the normalised inputs of those frames
+  frames. Each layer caches the keys and values of those frames
   (`attn_cache`), and `attn_valid` marks which cache slots hold real frames
   (zeros at the start of an utterance), applied as an additive bias.
 - Positions: a learned bias per head indexed by the *relative* distance
