@@ -72,7 +72,7 @@ PARITY_CHUNKS = 50  # the build's own parity rollout; speed is what is measured 
 REPEATS = 21
 ROW_KEYS = ("family", "label", "backend", "precision", "threads", "status", "error", "chunks", "audio_s",
             "compute_s", "rtf", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "speedup_vs_pytorch",
-            "speedup_rtf_vs_pytorch", "cold_start_ms", "load_ms", "first_chunk_ms", "import_ms",
+            "speedup_rtf_vs_pytorch", "speedup_vs_pytorch_paired", "cold_start_ms", "load_ms", "first_chunk_ms", "import_ms",
             "peak_rss_mb", "baseline_rss_mb", "torch_imported", "size_bytes", "calls", "flops_per_pass",
             "gflops", "peak_fraction", "parity")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -587,7 +587,7 @@ def _empty_row(family, label, threads) -> dict:
 
 
 def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=None, seconds: float = 60.0,
-              threads=(1,), backends=DEFAULT_BACKENDS, repeats: int = None, json_path=None, png_path=None,
+              threads=(1,), backends=DEFAULT_BACKENDS, repeats: int | None = None, json_path=None, png_path=None,
               parity_chunks: int = PARITY_CHUNKS, subprocesses: bool = True, peak_matmul: bool = True,
               progress=print) -> dict:
     """Benchmark one family; returns {"machine", "workload", "model", "rows"}.
