@@ -1,5 +1,6 @@
-"""edge-export: a family (and checkpoint) -> ONNX graphs with the signature
-embedded, checked against PyTorch over a chunk rollout."""
+"""edge-export: a model -> ONNX graphs with the signature embedded, checked
+against PyTorch over a chunk rollout. The model is a built-in family (with a
+checkpoint), or your own: --model FILE.py:factory (docs/bring-your-own-model.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="edge-export", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--family", required=True, help=f"one of: {', '.join(family_names())}")
+    p.add_argument("--family", help=f"a built-in family: {', '.join(family_names())}")
+    p.add_argument("--model", metavar="FILE.py:FACTORY",
+                   help="your own model: a file (or package.module) and the function returning edge.declare(...)")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="checkpoint .pt (default: the shipped demo model, else a seeded untrained one)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder for <graph>.onnx")
@@ -33,16 +36,23 @@ def run(args) -> int:
     except ImportError as e:  # torch / onnx are the exporter's own dependencies
         return fail(str(missing_extra(e.name or "torch", "export")))
 
+    if bool(args.family) == bool(args.model):
+        return fail("give either --family NAME (a built-in) or --model FILE.py:FACTORY (your own model)")
     try:
-        get_family(args.family)
-        model, info = load_or_init(args.family, args.checkpoint, args.seed)
+        if args.model:
+            from .factory import load_model
+            model = load_model(args.model)
+            info = model.info() if hasattr(model, "info") else {"source": args.model}
+        else:
+            get_family(args.family)
+            model, info = load_or_init(args.family, args.checkpoint, args.seed)
         t0 = time.perf_counter()
         paths = export_onnx(model, args.output)
     except (KeyError, CheckpointError, ExportError, UserError) as e:
         return fail(e.args[0] if e.args else str(e))
     except OSError as e:  # the output folder cannot be written
         return fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
-    print(f"exported {args.family} ({info['source']}) in {time.perf_counter() - t0:.1f}s")
+    print(f"exported {model.signature().family} ({info['source']}) in {time.perf_counter() - t0:.1f}s")
     ok = True
     report = check_onnx_parity(model, paths, args.chunks, args.seed) if args.chunks > 0 else {}
     for name, path in paths.items():

@@ -82,6 +82,26 @@ class TransducerGreedy:
         return added
 
 
+class PassThrough:
+    """The head "none" (VAD, keyword spotting, embeddings): nothing to decode;
+    the app reads each chunk's outputs. Keeps the last `keep` of them."""
+
+    def __init__(self, keep: int = 100):
+        self.keep = keep
+        self.reset()
+
+    def reset(self) -> None:
+        self.tokens: list[int] = []  # never any: the client's text stays empty
+        self.frames: list[int] = []
+        self.outputs: list[np.ndarray] = []
+        self.chunks = 0
+
+    def accept(self, output: np.ndarray) -> list[int]:
+        self.outputs = (self.outputs + [np.asarray(output)])[-self.keep:]
+        self.chunks += 1
+        return []
+
+
 def tokens_to_text(ids: list[int], tokens: list[str]) -> str:
     """Join token symbols; '▁' (U+2581) marks a word start, as in sentencepiece."""
     text = "".join(tokens[i] for i in ids)
@@ -93,6 +113,8 @@ def make_decoder(signature: Signature, runs: dict | None = None):
     'decoder' and 'joiner' to `run(feeds) -> dict` callables."""
     if signature.decoder == "ctc":
         return CtcGreedy(signature.blank_id)
+    if signature.decoder == "none":
+        return PassThrough()
     if not runs or not {"decoder", "joiner"} <= set(runs):
         raise ValueError("a transducer needs 'decoder' and 'joiner' runners")
     dec_g, join_g = signature.graph("decoder"), signature.graph("joiner")

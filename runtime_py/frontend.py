@@ -169,6 +169,9 @@ class _FeatureCore:
         if spec.window not in WINDOWS:
             raise ValueError(f"window {spec.window!r} is not supported; use one of {WINDOWS}")
         self.spec = spec
+        if spec.kind == "raw":  # samples pass through: one 1-sample "frame" each
+            self.fft_length, self.window, self.filters_t, self.dct_t = 1, None, None, None
+            return
         self.fft_length = padded_length(spec.frame_length)
         self.window = window_function(spec.window, spec.frame_length)
         self.filters_t = np.ascontiguousarray(mel_filterbank(
@@ -188,6 +191,8 @@ class _FeatureCore:
         spec = self.spec
         if len(frames) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if spec.kind == "raw":
+            return np.asarray(frames, dtype=np.float32).reshape(len(frames), 1)
         x = np.array(frames, dtype=np.float64, order="C")  # private copy, modified in place
         if spec.remove_dc_offset:
             x -= x.mean(axis=1, keepdims=True)

@@ -177,7 +177,8 @@ class StreamingRecognizer:
 
     # -- internals ------------------------------------------------------------------
     def _new_utterance(self) -> None:
-        self._feats = np.zeros((0, self.spec.feature_dim), dtype=np.float32)
+        # left_pad: zeros a model's window holds before the first frame (raw-sample models)
+        self._feats = np.zeros((self.spec.left_pad, self.spec.feature_dim), dtype=np.float32)
         self._consumed = 0  # frames shifted out of self._feats in this utterance
         self._utt_start = self._stream_samples
         self._last_text = ""

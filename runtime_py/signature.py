@@ -11,7 +11,13 @@ Conventions
   order. Shapes are fixed (batch 1, fixed chunk): mobile targets need that.
 - A state's `reset` scope says when the client returns it to `initial`:
   "utterance" at every endpoint (silence), "session" only when a new stream
-  starts.
+  starts. `batch_axis` is None for a state without one (a rank-0 counter).
+- `decoder` is the head: "ctc" and "transducer" are decoded by the client;
+  "none" (VAD, keyword spotting, embeddings) hands every output to the app
+  per chunk.
+- A frontend of kind "raw" feeds samples: one "frame" per sample, feature
+  dim 1, `left_pad` zeros before the first sample (a model whose window
+  holds past samples).
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-SCHEMA_VERSION = 1
-DTYPES = ("float32", "int64", "int32")
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)  # 2 added optional fields only: a v1 signature reads unchanged
+DTYPES = ("float32", "int64", "int32", "bool")
+HEADS = ("ctc", "transducer", "none")
+FRONTENDS = ("fbank", "mfcc", "raw")
 RESET_SCOPES = ("utterance", "session")
 NEXT_SUFFIX = "_next"
 
@@ -40,22 +49,24 @@ class TensorSpec:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         if self.dtype not in DTYPES:
             raise SignatureError(f"tensor {self.name!r}: dtype {self.dtype!r} not in {DTYPES}")
-        if any(d <= 0 for d in self.shape):
+        if any(d <= 0 for d in self.shape):  # rank 0 (a scalar) has no dims and passes
             raise SignatureError(f"tensor {self.name!r}: shape {self.shape} must be positive and fixed")
 
 
 @dataclass(frozen=True)
 class StateSpec(TensorSpec):
     initial: float = 0.0
-    batch_axis: int = 0
+    batch_axis: int | None = 0
     reset: str = "utterance"
 
     def __post_init__(self):
         super().__post_init__()
         if self.reset not in RESET_SCOPES:
             raise SignatureError(f"state {self.name!r}: reset {self.reset!r} not in {RESET_SCOPES}")
-        if not 0 <= self.batch_axis < len(self.shape):
-            raise SignatureError(f"state {self.name!r}: batch_axis {self.batch_axis} outside shape {self.shape}")
+        if self.batch_axis is not None and not 0 <= self.batch_axis < len(self.shape):
+            raise SignatureError(f"state {self.name!r}: batch_axis {self.batch_axis} outside shape {self.shape}"
+                                 + (" (a rank-0 state has no batch axis: give batch_axis=None)"
+                                    if not self.shape else ""))
 
     @property
     def next_name(self) -> str:
@@ -92,7 +103,7 @@ class FrontendSpec:
     as sherpa-onnx / icefall use them, with samples scaled to int16 range; in
     sherpa-onnx that scaling is `normalize_samples=False` (see docs/interop.md)."""
 
-    kind: str = "fbank"  # "fbank" or "mfcc"
+    kind: str = "fbank"  # "fbank", "mfcc" or "raw" (samples)
     sample_rate: int = 16000
     num_mel_bins: int = 80
     num_ceps: int = 13  # mfcc only
@@ -108,14 +119,27 @@ class FrontendSpec:
     sample_scale: float = 32768.0  # float samples in [-1, 1] are scaled to int16 range
     # Global mean/variance normalisation lives inside the model graph.
     normalisation: str = "in-model"
+    left_pad: int = 0  # frames of zeros before the stream's first frame (raw: past samples a window holds)
 
     def __post_init__(self):
-        if self.kind not in ("fbank", "mfcc"):
-            raise SignatureError(f"frontend kind {self.kind!r} must be 'fbank' or 'mfcc'")
+        if self.kind not in FRONTENDS:
+            raise SignatureError(f"frontend kind {self.kind!r} must be one of {FRONTENDS}")
+        if self.kind == "raw" and (self.frame_length, self.frame_shift) != (1, 1):
+            raise SignatureError("a raw frontend has frame_length = frame_shift = 1 sample; use FrontendSpec.raw()")
+        if self.left_pad < 0:
+            raise SignatureError(f"frontend left_pad={self.left_pad} must be >= 0")
+
+    @classmethod
+    def raw(cls, sample_rate: int = 16000, left_context: int = 0, sample_scale: float = 1.0) -> "FrontendSpec":
+        """Samples straight into the model: one frame per sample, `left_context`
+        zeros before the first one, float samples times `sample_scale`."""
+        return cls(kind="raw", sample_rate=sample_rate, num_mel_bins=1, frame_length=1, frame_shift=1,
+                   window="povey", preemphasis=0.0, remove_dc_offset=False, snip_edges=True,
+                   sample_scale=sample_scale, normalisation="none", left_pad=left_context)
 
     @property
     def feature_dim(self) -> int:
-        return self.num_mel_bins if self.kind == "fbank" else self.num_ceps
+        return {"fbank": self.num_mel_bins, "mfcc": self.num_ceps, "raw": 1}[self.kind]
 
 
 @dataclass(frozen=True)
@@ -128,7 +152,7 @@ class Signature:
     graphs: tuple[GraphSpec, ...]
     vocab_size: int
     blank_id: int = 0
-    decoder: str = "ctc"  # "ctc" or "transducer"
+    decoder: str = "ctc"  # the head: "ctc", "transducer" or "none" (outputs go to the app)
     context_size: int = 0  # transducer prediction network context (tokens)
     schema_version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
@@ -140,8 +164,8 @@ class Signature:
         if self.shift_frames % self.subsampling:
             raise SignatureError(
                 f"shift_frames={self.shift_frames} is not a multiple of subsampling={self.subsampling}")
-        if self.decoder not in ("ctc", "transducer"):
-            raise SignatureError(f"decoder {self.decoder!r} must be 'ctc' or 'transducer'")
+        if self.decoder not in HEADS:
+            raise SignatureError(f"decoder (head) {self.decoder!r} must be one of {HEADS}")
         names = [g.name for g in self.graphs]
         if "encoder" not in names:
             raise SignatureError("a signature needs an 'encoder' graph")
@@ -175,10 +199,11 @@ class Signature:
     @classmethod
     def from_dict(cls, d: dict) -> "Signature":
         try:
-            if d.get("schema_version") != SCHEMA_VERSION:
+            if d.get("schema_version") not in READABLE_SCHEMAS:
                 raise SignatureError(
-                    f"signature schema_version {d.get('schema_version')!r} is not {SCHEMA_VERSION}; "
+                    f"signature schema_version {d.get('schema_version')!r} is not one of {READABLE_SCHEMAS}; "
                     "rebuild the bundle with this version of the tools")
+            d = {**d, "schema_version": SCHEMA_VERSION}
             graphs = tuple(
                 GraphSpec(
                     name=g["name"],

@@ -124,6 +124,9 @@ _OP_PATTERNS = (
     re.compile(r"onnx_op_type: (?P<op>[A-Za-z_]\w*)"),  # onnx2tf's trace of the node it was converting
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_SPECIFIC = re.compile(r"Dimensions must be equal|[Ii]ncompatible shapes|not a multiple|[Ss]hapes? .* (?:must|do not|don't)"
+                       r"|Cannot (?:reshape|concatenate)|ConcatOp|must have the same rank")
+_NODE = re.compile(r"name='(/[^']+)'|onnx_op_name: (\S+)")
 
 
 class ConversionError(UserError):
@@ -159,10 +162,18 @@ def conversion_error(exc: BaseException, backend: str, precision: str, graph: st
     op = failed_operation(text)
     where = f"graph {graph!r} " if graph else ""
     lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
-    said = next((ln for ln in reversed(lines) if re.search(r"error|not |unsupported|fail", ln, re.I)),
-                lines[-1] if lines else text)
-    if len(said) > 300:
-        said = said[:300] + "…"
+    # the converter's own failing line: a shape complaint beats a generic "Exception encountered"
+    said = next((ln for ln in reversed(lines) if _SPECIFIC.search(ln)), None) or next(
+        (ln for ln in reversed(lines) if re.search(r"error|not |unsupported|fail", ln, re.I)
+         and "data-dependent shapes" not in ln), lines[-1] if lines else text)
+    node = [a or b for a, b in _NODE.findall(text)]
+    dyn = next((ln for ln in lines if ln.startswith("data-dependent shapes")), "")
+    if len(said) > 400:
+        said = said[:400] + "…"
+    if node:
+        said += f" [ONNX node {node[-1]}]"
+    if dyn:
+        said += f"\n  {dyn}"
     others = f"leave {backend} out (e.g. --quant ort:fp32)" if backend != "ort" else \
         "leave ort out (e.g. --quant tflite:fp32)"
     if op:
@@ -257,13 +268,17 @@ class Source:
                    lambda _work: {"encoder": path}, info)
 
 
-def build_bundle(family: str = DEFAULT_FAMILY, target: str = "rpi", out_dir: Path | str | None = None, *,
+def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_dir: Path | str | None = None, *,
                  model=None, checkpoint: Path | str | None = None, onnx_model: Path | str | None = None,
                  spec: dict | None = None, name: str = "demo", backends=None, quant: str | None = None,
-                 keep_failed: bool = False, parity_chunks: int = PARITY_CHUNKS, progress=None) -> Path:
+                 keep_failed: bool = False, parity_chunks: int = PARITY_CHUNKS, progress=None,
+                 stream_seconds: float | None = None) -> Path:
     """Build dist/<name>-<family>-<target>/ and return its path. The model is
-    `model` (in memory), else `onnx_model` + `spec` (third-party ONNX with
-    state ports), else `checkpoint`, else the shipped one for `family`."""
+    `model` (in memory: a built-in family's model, or a user's model from
+    edge.declare), else `onnx_model` + `spec` (third-party ONNX with state
+    ports), else `checkpoint`, else the shipped one for `family`.
+    `stream_seconds`: how long the streaming-duration check rolls the ORT
+    graph (default: an hour, or the model's declared max_duration_s)."""
     from edge.checkpoint import load_or_init
     from edge.families import get_family
 
@@ -281,23 +296,27 @@ def build_bundle(family: str = DEFAULT_FAMILY, target: str = "rpi", out_dir: Pat
                                     "ort and tflite (use --quant ort:fp32,...)")
                 pairs = tuple(bp for bp in pairs if bp[0] != "coreml")
         else:
-            try:
-                get_family(family)
-            except KeyError as e:
-                raise UserError(e.args[0]) from None
             if model is None:
+                try:
+                    get_family(family)
+                except KeyError as e:
+                    raise UserError(e.args[0]) from None
                 model, info = load_or_init(family, checkpoint)
+            elif hasattr(model, "info"):  # a declared model says where it came from, its tokens, if trained
+                info = model.info()
             else:
                 info = {"source": "in-memory model", "tokens": [], "meta": {"trained": False}}
-            if model.signature().family != family:
-                raise UserError(f"model is a {model.signature().family!r}, not {family!r}")
+            declared = model.signature().family
+            if family is not None and family != declared and not hasattr(model, "info"):
+                raise UserError(f"model is a {declared!r}, not {family!r}")
+            family = declared
             source = Source.from_model(model, info)
         out = Path(out_dir) if out_dir else Path("dist") / f"{name}-{family}-{target}"
-        return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress)
+        return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress, stream_seconds)
 
 
 def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str, keep_failed: bool,
-           parity_chunks: int, progress) -> Path:
+           parity_chunks: int, progress, stream_seconds: float | None = None) -> Path:
     from runtime_py.audio import read_wav, write_wav
     from runtime_py.decoding import tokens_to_text
     from runtime_py.frontend import compute_features
@@ -333,7 +352,9 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                     f"[{time.perf_counter() - t0:.1f}s]")
                 continue
             records = check_set(signature, reference, _runners(backend, files, signature), precision,
-                                speech, parity_chunks, ref_tokens)
+                                speech, parity_chunks, ref_tokens, trained=trained)
+            if precision == "int8":
+                _check_quantised(backend, files, records)
             for g, p in files.items():
                 records[g]["reference"] = source.reference_name
                 bw.add_artifact(p.name, g, backend, precision, records[g])
@@ -390,7 +411,32 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
     return out
 
 
+def _check_quantised(backend: str, files: dict[str, Path], records: dict) -> None:
+    """An int8 file in which nothing was quantised is an fp32 file under an
+    int8 name: report it as such and fail it, whatever its parity."""
+    for g, p in files.items():
+        if backend in ("ort", "onnx"):
+            from .ort import quantized_op_count
+            n = quantized_op_count(p)
+        elif backend == "tflite":
+            from .tflite import quantized_tensor_count
+            n = quantized_tensor_count(p)
+        else:
+            continue
+        records[g]["quantized_ops"] = n
+        if n == 0:
+            records[g]["passed"] = False
+            records[g]["why"] = (f"no weight of graph {g!r} was quantised (no MatMul/Gemm/Conv/LSTM with "
+                                 "constant weights); the file is fp32 under an int8 name")
+
+
 def _describe(rec: dict) -> str:
+    flag = "" if rec["passed"] else " FAILED"
+    if rec.get("quantized_ops") == 0:
+        return f"int8 quantised nothing: {rec['why']} FAILED"
+    if rec.get("judged_by") == "relative_error":
+        return (f"relative error {rec['relative_error']:.2e} <= {rec['relative_error_bar']:.0e}, "
+                f"cosine {rec['cosine']:.4f} ({rec['why'].split(',')[0]}){flag}")
     if rec.get("tolerance") is None:
         return (f"decoded agreement {rec['decoded_agreement']:.3f} (bar {rec['agreement_bar']}), "
                 f"max|diff| {rec['max_abs_diff']:.2e}{'' if rec['passed'] else ' FAILED'}")
@@ -419,7 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="print targets, their files and options, and exit")
     g = p.add_argument_group("what to build")
     g.add_argument("--target", help="rpi | android | ios")
-    g.add_argument("--family", default=DEFAULT_FAMILY, help="lstm | conformer | transducer (default: %(default)s)")
+    g.add_argument("--family", help=f"a built-in demo model: lstm | conformer | transducer (default: {DEFAULT_FAMILY})")
+    g.add_argument("--model", metavar="FILE.py:FACTORY",
+                   help="your own model: a file (or package.module) and the function returning edge.declare(...); "
+                        "see docs/bring-your-own-model.md")
     g.add_argument("--checkpoint", type=Path, help="checkpoint .pt (default: the shipped demo model)")
     g.add_argument("--onnx", type=Path, help="third-party streaming ONNX model with explicit state ports")
     g.add_argument("--spec", type=Path, help="JSON spec for --onnx (states, chunk, frontend; see targets/thirdparty.py)")
@@ -467,15 +516,21 @@ def _main(argv) -> int:
     except ImportError as e:  # torch / onnx: the exporter's own dependencies
         return fail(str(missing_extra(e.name or "torch", "export")))
     t0 = time.perf_counter()
+    if args.model and (args.family or args.checkpoint or args.onnx):
+        return fail("--model is your own model; leave out --family/--checkpoint/--onnx (the factory loads it)")
     try:
+        model = None
+        if args.model:
+            from edge.factory import load_model
+            model = load_model(args.model)
         spec = None
         if args.onnx or args.spec or args.state:
             from .thirdparty import load_spec
             if not args.onnx:
                 return fail("--spec/--state describe a third-party model given with --onnx FILE")
             spec = load_spec(args.spec, args.state)
-        out = build_bundle(args.family, args.target, args.output, checkpoint=args.checkpoint, name=args.name,
-                           onnx_model=args.onnx, spec=spec,
+        out = build_bundle(args.family or DEFAULT_FAMILY if model is None else None, args.target, args.output,
+                           model=model, checkpoint=args.checkpoint, name=args.name, onnx_model=args.onnx, spec=spec,
                            quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
                            progress=lambda m: print(f"  {m}", flush=True))
     except (UserError, CheckpointError, ExportError) as e:

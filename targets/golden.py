@@ -55,8 +55,12 @@ def with_tail(audio: np.ndarray, rate: int) -> np.ndarray:
 
 
 def feature_chunks(features: np.ndarray, signature: Signature) -> list[np.ndarray]:
-    """[frames, dim] -> encoder inputs [1, chunk_frames, dim], stepping by shift."""
+    """[frames, dim] -> encoder inputs [1, chunk_frames, dim], stepping by
+    shift, after the frontend's left_pad zero frames (as the client does)."""
     c, s = signature.chunk_frames, signature.shift_frames
+    pad = signature.frontend.left_pad
+    if pad:
+        features = np.concatenate([np.zeros((pad, features.shape[1]), features.dtype), features])
     return [features[None, i:i + c] for i in range(0, features.shape[0] - c + 1, s)]
 
 

@@ -21,6 +21,11 @@ def _parity_cell(p: dict) -> str:
     if p.get("verified") is False:
         return "not run: " + p.get("reason", "").split(";")[0]
     mark = "pass" if p.get("passed") else "FAILED"
+    if p.get("quantized_ops") == 0:
+        return f"{mark}: int8 quantised nothing, the file is fp32"
+    if p.get("judged_by") == "relative_error":
+        return (f"{mark}: relative error {p['relative_error']:.2e} <= {p['relative_error_bar']:g}, cosine "
+                f"{p['cosine']:.4f}, {p['chunks']} chunks ({p['why'].split(',')[0]})")
     if p.get("tolerance") is None:
         return (f"{mark}: decoded tokens agree {p['decoded_agreement']:.3f} (bar {p['agreement_bar']}), "
                 f"max abs diff {p['max_abs_diff']:.2e}, {p['chunks']} chunks")

@@ -177,6 +177,15 @@ def op_counts(path: Path | str) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+QUANTIZED_OP_MARKERS = ("DynamicQuantize", "MatMulInteger", "ConvInteger", "QLinear", "QuantizeLinear",
+                        "QAttention", "QGemm")
+
+
+def quantized_op_count(path: Path | str) -> int:
+    """Nodes of an .ort/.onnx file that compute in int8 (0: nothing was quantised)."""
+    return sum(n for op, n in op_counts(path).items() if any(m in op for m in QUANTIZED_OP_MARKERS))
+
+
 def optimisation_report(before_onnx: Path | str, after: Path | str) -> dict:
     """What the conversion did: op counts before/after, and the op types that
     appeared (fused kernels) or disappeared (folded into them)."""

@@ -7,6 +7,12 @@ Tolerances: fp32 1e-4 (only kernel and summation order differ); fp16 1e-2
 (weights rounded to 11 significant bits); int8 has no elementwise bound that
 means anything, so it is judged on the decoded output: the token sequence the
 int8 set decodes from the parity stream against PyTorch's.
+
+Decoded tokens mean something only for a trained model with a decoding head,
+and only over enough of them. So int8 and fp16 of an untrained model, of a
+model whose head is "none" (VAD, embeddings), or of a stream that decodes
+fewer than MIN_AGREEMENT_TOKENS are judged by the numeric figure instead
+(relative error of all outputs, RELATIVE_ERROR_BARS), and the record says why.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import numpy as np
 
 from runtime_py.decoding import agreement, make_decoder
 from runtime_py.signature import GraphSpec, Signature
-from runtime_py.stateloop import INT8_AGREEMENT_BAR, TOLERANCES, StateLoop, compare_rollouts, within
+from runtime_py.stateloop import (INT8_AGREEMENT_BAR, MIN_AGREEMENT_TOKENS, RELATIVE_ERROR_BARS, TOLERANCES,
+                                  StateLoop, compare_rollouts, within)
 
 
 def graph_chunks(signature: Signature, graph: GraphSpec, speech_chunks: list[np.ndarray],
@@ -29,22 +36,43 @@ def graph_chunks(signature: Signature, graph: GraphSpec, speech_chunks: list[np.
     return random_chunks(graph, signature, n, seed)
 
 
+def stepper(graph: GraphSpec, run):
+    """A graph as inputs -> outputs: through a StateLoop when it has states."""
+    return StateLoop(graph, run).step if graph.states else run
+
+
 def decode_tokens(signature: Signature, runs: dict, chunks: list[np.ndarray]) -> list[int]:
     enc_graph = signature.graph("encoder")
     loop = StateLoop(enc_graph, runs["encoder"])
-    decoder = make_decoder(signature, runs)
+    decoder = make_decoder(signature, {g.name: stepper(g, runs[g.name]) for g in signature.graphs[1:]})
     out_name = enc_graph.outputs[0].name
     for c in chunks:
         decoder.accept(loop.step({enc_graph.inputs[0].name: c})[out_name])
     return decoder.tokens
 
 
+def numeric_reason(signature: Signature, precision: str, trained: bool, ref_tokens: int) -> str | None:
+    """Why this set is judged by the numeric figure, or None when the usual bar applies."""
+    if precision == "fp32":
+        return None
+    if signature.decoder == "none":
+        return f"head 'none': there are no tokens to compare, so {precision} is judged by the output error"
+    if not trained:
+        return f"untrained weights decode meaningless tokens, so {precision} is judged by the output error"
+    if precision == "int8" and ref_tokens < MIN_AGREEMENT_TOKENS:
+        return (f"the parity stream decodes only {ref_tokens} reference tokens (< {MIN_AGREEMENT_TOKENS}); "
+                "token agreement over so few is refused, the output error decides")
+    return None
+
+
 def check_set(signature: Signature, reference: dict, candidate: dict, precision: str,
-              speech_chunks: list[np.ndarray], n: int, ref_tokens: list[int] | None = None) -> dict[str, dict]:
+              speech_chunks: list[np.ndarray], n: int, ref_tokens: list[int] | None = None,
+              trained: bool = True) -> dict[str, dict]:
     """Parity records per graph for one (backend, precision) artifact set."""
     tokens_ref = ref_tokens if ref_tokens is not None else decode_tokens(signature, reference, speech_chunks[:n])
     tokens_cand = decode_tokens(signature, candidate, speech_chunks[:n])
     agree = agreement(tokens_ref, tokens_cand)
+    reason = numeric_reason(signature, precision, trained, len(tokens_ref))
     tol = TOLERANCES[precision]
     records = {}
     for graph in signature.graphs:
@@ -52,9 +80,15 @@ def check_set(signature: Signature, reference: dict, candidate: dict, precision:
                              graph_chunks(signature, graph, speech_chunks, n))
         rec = {"reference": "pytorch", "chunks": r["chunks"], "max_abs_diff": r["max_abs_diff"],
                "state_max_abs_diff": r["state_max_abs_diff"], "state_max_scaled_diff": r["state_max_scaled_diff"],
-               "tolerance": tol, "decoded_agreement": round(agree, 6),
-               "reference_tokens": len(tokens_ref)}
-        if tol is None:
+               "tolerance": tol, "decoded_agreement": round(agree, 6) if tokens_ref else None,
+               "reference_tokens": len(tokens_ref),
+               "relative_error": r["relative_error"], "cosine": r["cosine"]}
+        if reason:
+            rec.update(judged_by="relative_error", relative_error_bar=RELATIVE_ERROR_BARS[precision],
+                       why=reason, tolerance=None)
+            rec["passed"] = bool(r["relative_error"] <= RELATIVE_ERROR_BARS[precision]
+                                 and np.isfinite(r["max_abs_diff"]))
+        elif tol is None:
             rec["agreement_bar"] = INT8_AGREEMENT_BAR
             rec["passed"] = agree >= INT8_AGREEMENT_BAR
         else:

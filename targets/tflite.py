@@ -87,18 +87,93 @@ def onnx_to_tflite(onnx_path: Path | str, graph: GraphSpec, out_dir: Path | str,
         # onnx2tf shells out to tools installed next to the interpreter.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "targets.tflite", json.dumps(job)],
-                              cwd=tmp, env=env, capture_output=True, text=True)
+        rc, out = run_guarded([sys.executable, "-m", "targets.tflite", json.dumps(job)], cwd=tmp, env=env,
+                              what=f"onnx2tf conversion of graph {graph.name!r}")
         elapsed = time.perf_counter() - t0
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr)[-4000:]
-            raise TfliteConversionError(f"onnx2tf conversion of graph {graph.name!r} failed:\n{tail}")
+        if rc != 0:
+            raise TfliteConversionError(f"onnx2tf conversion of graph {graph.name!r} failed:\n{out[-6000:]}"
+                                        + dynamic_shape_note(onnx_path))
         report = json.loads((Path(tmp) / "result.json").read_text())
     result = _PathDict({p: Path(job["out"][p]) for p in precisions})
     result.timings = {"total_s": round(elapsed, 2), **report["timings"]}
     result.permutations = report["permutations"]
     result.fp16_constants_kept_fp32 = report.get("fp16_constants_kept_fp32", {})
     return result
+
+
+# A converter must never take the machine down: onnx2tf's automatic retries
+# have grown past 24 GB on a graph it could not convert. Limits per conversion,
+# overridable by the environment for a bigger machine.
+CONVERT_MAX_GB = float(os.environ.get("EDGE_CONVERT_MAX_GB", "10"))
+CONVERT_MAX_S = float(os.environ.get("EDGE_CONVERT_MAX_S", "1200"))
+
+
+def run_guarded(cmd: list, cwd, env, what: str, max_gb: float | None = None,
+                max_s: float | None = None) -> tuple[int, str]:
+    """Run a converter subprocess; kill its whole tree past `max_gb` resident
+    memory or `max_s` seconds (TfliteConversionError saying which limit)."""
+    import signal
+
+    import psutil
+
+    max_gb = CONVERT_MAX_GB if max_gb is None else max_gb
+    max_s = CONVERT_MAX_S if max_s is None else max_s
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        t0, peak, why = time.perf_counter(), 0.0, None
+        while proc.poll() is None:
+            try:
+                root = psutil.Process(proc.pid)
+                rss = sum(p.memory_info().rss for p in [root] + root.children(recursive=True)) / 2 ** 30
+            except psutil.Error:
+                rss = 0.0
+            peak = max(peak, rss)
+            if rss > max_gb:
+                why = f"used {rss:.1f} GB of memory (limit {max_gb:g} GB, EDGE_CONVERT_MAX_GB)"
+            elif time.perf_counter() - t0 > max_s:
+                why = f"ran past {max_s:.0f} s (limit EDGE_CONVERT_MAX_S)"
+            if why:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise TfliteConversionError(f"{what} stopped: it {why}; the converter was killed")
+            time.sleep(0.25)
+        log.seek(0)
+        return proc.returncode, log.read()
+
+
+def dynamic_shape_note(onnx_path: Path | str) -> str:
+    """Every input shape is fixed, so a node whose output shape inference
+    cannot fix is data-dependent (a Slice or Gather by a computed index, a
+    Range, a NonZero): converters that need static shapes fail near it."""
+    try:
+        import onnx
+
+        model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    except Exception:  # noqa: BLE001 - a diagnostic must not hide the real error
+        return ""
+    known = {v.name: v for v in list(model.graph.value_info) + list(model.graph.output)}
+    dynamic = []
+    for node in model.graph.node:
+        for out in node.output:
+            v = known.get(out)
+            dims = v.type.tensor_type.shape.dim if v is not None else None
+            if dims is not None and any(not d.HasField("dim_value") for d in dims):
+                dynamic.append(f"{node.op_type} {node.name or out}")
+                break
+    if not dynamic:
+        return ""
+    return (f"\n  data-dependent shapes: {len(dynamic)} node(s) have an output shape that shape inference "
+            f"cannot fix, first: {', '.join(dynamic[:3])}")
+
+
+def quantized_tensor_count(path: Path | str) -> int:
+    """int8 tensors in a .tflite file (0: dynamic-range quantisation found nothing to quantise)."""
+    require("ai_edge_litert.interpreter", "litert")
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    return sum(1 for t in it.get_tensor_details() if np.dtype(t["dtype"]) == np.int8)
 
 
 class _PathDict(dict):
@@ -118,7 +193,7 @@ def runner(path: Path | str, graph: GraphSpec, threads: int = 1):
 
 # -- the conversion worker (runs in a subprocess) ------------------------------
 
-_TF_DTYPES = {"float32": "float32", "int64": "int64", "int32": "int32"}
+_TF_DTYPES = {"float32": "float32", "int64": "int64", "int32": "int32", "bool": "bool"}
 
 
 def _find_permutation(got: np.ndarray, want: np.ndarray):
