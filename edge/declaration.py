@@ -160,7 +160,11 @@ def _path_text(path: tuple) -> str:
 
 
 def _default_name(path: tuple) -> str:
-    return "state_" + "_".join(str(p) for p in path) if path else "state"
+    """Dict keys as they are ({'h': ..} -> 'h'); list positions as state_0, state_1_2, ..."""
+    if not path:
+        return "state"
+    joined = "_".join(str(p) for p in path)
+    return joined if isinstance(path[0], str) else "state_" + joined
 
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")

@@ -135,13 +135,34 @@ def test_interrupted_build_keeps_previous_bundle(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"], "no partial folder may remain"
 
 
-def test_int8_is_judged_on_decoded_tokens(tmp_path):
+def test_int8_of_an_untrained_model_is_judged_by_output_error(tmp_path):
+    """Tokens an untrained model decodes mean nothing: its int8 is judged by
+    the relative output error, and the record says why."""
     out = build_bundle("transducer", "rpi", tmp_path / "q", model=tiny("transducer"),
                        backends=[("ort", "int8")], keep_failed=True)
     for a in Bundle(out).artifacts:
-        assert a.parity["tolerance"] is None
-        assert 0.0 <= a.parity["decoded_agreement"] <= 1.0
+        assert a.parity["judged_by"] == "relative_error" and "untrained" in a.parity["why"]
+        assert a.parity["quantized_ops"] > 0
+        assert a.parity["passed"] == (a.parity["relative_error"] <= a.parity["relative_error_bar"])
+
+
+def test_int8_of_a_trained_model_is_judged_on_decoded_tokens(tmp_path):
+    out = build_bundle("lstm", "rpi", tmp_path / "t", backends=[("ort", "int8")], keep_failed=True,
+                       parity_chunks=200)  # the shipped, trained checkpoint
+    for a in Bundle(out).artifacts:
+        assert a.parity["tolerance"] is None and "judged_by" not in a.parity
+        assert a.parity["reference_tokens"] >= 20
         assert a.parity["passed"] == (a.parity["decoded_agreement"] >= a.parity["agreement_bar"])
+
+
+def test_int8_agreement_over_too_few_tokens_is_refused():
+    from runtime_py.signature import Signature
+    from targets.parity import numeric_reason
+    sig = tiny("lstm").signature()
+    assert isinstance(sig, Signature)
+    assert "only 5 reference tokens" in numeric_reason(sig, "int8", True, 5)
+    assert numeric_reason(sig, "int8", True, 20) is None
+    assert numeric_reason(sig, "fp32", False, 0) is None
 
 
 def test_targets_table_and_suggestions(capsys):

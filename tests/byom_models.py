@@ -1,0 +1,96 @@
+"""Models written the way other projects write them, for the bring-your-own-model
+tests and docs/bring-your-own-model.md: nothing here knows about edge-speech
+except the `declare_*` functions at the bottom."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import edge
+
+FEATS, HIDDEN, VOCAB, CHUNK, CACHE = 20, 16, 12, 8, 8
+POSITIONS = 64  # the positional table's length: positions saturate there
+
+
+class TimeMajorChunkModel(nn.Module):
+    """A WeNet-like chunk step: time-major features, a lengths input, an
+    int64 frame offset the caller advances, a constant cache size, nested
+    states (a dict holding a list), and an attention mask the caller derives
+    from a count of valid cache frames."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.inp = nn.Linear(FEATS, HIDDEN)
+        self.conv = nn.Conv1d(HIDDEN, HIDDEN, 3, groups=HIDDEN)
+        self.q, self.k, self.v = (nn.Linear(HIDDEN, HIDDEN) for _ in range(3))
+        self.pos = nn.Parameter(0.1 * torch.randn(POSITIONS, HIDDEN, generator=g))
+        self.out = nn.Linear(HIDDEN, VOCAB)
+
+    def init_states(self, batch: int = 1) -> dict:
+        return {"conv": [torch.zeros(batch, HIDDEN, 2)],
+                "attn": {"keys": torch.zeros(batch, CACHE, HIDDEN), "values": torch.zeros(batch, CACHE, HIDDEN)},
+                "valid": torch.zeros(batch, dtype=torch.int64)}
+
+    def forward_chunk(self, xs, lengths, offset, cache_size: int, states, mask):
+        # xs [T, B, F] time-major; lengths [B] (all T for a full chunk); offset [] int64
+        x = self.inp(xs.transpose(0, 1))  # [B, T, H]
+        pos = self.pos[torch.clamp(offset + torch.arange(xs.shape[0]), max=POSITIONS - 1)]
+        x = x + pos * (lengths[:, None, None] > 0)
+        cc = torch.cat([states["conv"][0], x.transpose(1, 2)], dim=2)
+        x = x + self.conv(cc).transpose(1, 2)
+        k = torch.cat([states["attn"]["keys"], self.k(x)], dim=1)
+        v = torch.cat([states["attn"]["values"], self.v(x)], dim=1)
+        scores = self.q(x) @ k.transpose(1, 2) / HIDDEN ** 0.5
+        full = torch.cat([mask, torch.ones(mask.shape[0], xs.shape[0], dtype=torch.bool)], dim=1)
+        scores = scores + (~full[:, None, :]).float() * -1e4
+        x = x + torch.softmax(scores, dim=-1) @ v
+        y = torch.log_softmax(self.out(x), dim=-1).transpose(0, 1)  # time-major out [T, B, V]
+        new = {"conv": [cc[:, :, -2:]],
+               "attn": {"keys": k[:, -cache_size:], "values": v[:, -cache_size:]},
+               "valid": torch.clamp(states["valid"] + lengths, max=cache_size)}
+        return y, new
+
+
+class RawVad(nn.Module):
+    """A Silero-like VAD: 64 past samples + 512 new ones in, a speech
+    probability out, an LSTM state as a (h, c) tuple."""
+
+    def __init__(self):
+        super().__init__()
+        self.frame = nn.Conv1d(1, 32, 64, stride=32)
+        self.rnn = nn.LSTMCell(32, 32)
+        self.head = nn.Linear(32, 1)
+
+    def forward(self, samples, state):
+        h, c = state
+        f = torch.relu(self.frame(samples[:, None, :])).mean(dim=2)  # [1, 32]
+        h, c = self.rnn(f, (h, c))
+        return torch.sigmoid(self.head(h)), (h, c)
+
+
+def declare_time_major():
+    torch.manual_seed(0)
+    m = TimeMajorChunkModel().eval()
+    valid_mask = edge.Derived(
+        lambda st: torch.arange(CACHE)[None, :] >= CACHE - st["valid"][:, None], doc="valid cache frames")
+    step = edge.Step(
+        m.forward_chunk, states=m.init_states,
+        args=(edge.FEATURES, edge.LENGTHS, edge.Counter("offset", step=CHUNK, max=POSITIONS - CHUNK),
+              edge.Const(CACHE), edge.STATES, valid_mask),
+        returns=("log_probs", edge.STATES), layout="TBF", output_layout="TBF",
+        names=lambda path: "_".join(str(p) for p in path))
+    return edge.declare("timemajor", encoder=step, head="ctc", chunk=CHUNK,
+                        frontend=edge.FrontendSpec(num_mel_bins=FEATS), tokens=[f"w{i}" for i in range(VOCAB)],
+                        trained=False)
+
+
+def declare_vad():
+    torch.manual_seed(0)
+    vad = RawVad().eval()
+    return edge.declare("vad", encoder=edge.Step(vad, states=lambda b: (torch.zeros(b, 32), torch.zeros(b, 32)),
+                                                 names=["h", "c"], returns=("speech_prob", edge.STATES),
+                                                 layout="BT"),
+                        head="none", chunk=576, shift=512, frontend=edge.FrontendSpec.raw(16000, left_context=64),
+                        trained=False)

@@ -1,0 +1,134 @@
+"""Bring your own model through edge-build: factories, bundles, the client,
+and the icefall Zipformer2 from PyPI (small configuration)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import edge
+from byom_models import declare_vad
+from runtime_py.manifest import Bundle
+from runtime_py.session import ModelSession
+from targets import build as build_mod
+from targets.build import build_bundle
+
+pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+ROOT = Path(__file__).resolve().parent.parent
+ORT = [("ort", "fp32"), ("ort", "int8")]
+
+
+def _factory(tmp_path: Path, body: str) -> str:
+    f = tmp_path / "my_factory.py"
+    f.write_text("import torch\nimport edge\n\n" + body)
+    return f"{f}:build"
+
+
+@pytest.mark.parametrize("body, message", [
+    ("def build():\n    raise ValueError('no checkpoint at /x.pt')\n",
+     r"my_factory.py:build\(\) raised ValueError: no checkpoint at /x.pt \(at my_factory.py:5\)"),
+    ("def build():\n    return {'not': 'a model'}\n", r"returned a dict; it must return the model edge.declare"),
+    ("def make():\n    pass\n", r"my_factory.py has no function 'build'; its functions: make"),
+    ("import not_installed_pkg\n", r"importing my_factory.py failed: ModuleNotFoundError"),
+    ("def build():\n    return edge.declare('m', encoder=edge.Step(lambda x, s: (x, [s[0][:, :1]]), "
+     "states=[torch.zeros(1, 3)], names=['h'], returns=('y', edge.STATES)), head='none', chunk=4)\n",
+     r"h: got \[1, 1\], want \[1, 3\]"),
+])
+def test_factory_errors_are_one_line_and_leave_no_bundle(tmp_path, capsys, body, message):
+    out = tmp_path / "bundle"
+    rc = build_mod.main(["--target", "rpi", "--model", _factory(tmp_path, body), "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert __import__("re").search(message, err[0]), err[0]
+    assert not out.exists()
+
+
+def test_model_and_family_together_are_refused(capsys):
+    assert build_mod.main(["--target", "rpi", "--model", "x.py:build", "--family", "lstm"]) == 2
+    assert "leave out --family" in capsys.readouterr().err
+
+
+def test_vad_bundle_runs_in_the_client_and_int8_is_judged_numerically(tmp_path):
+    out = build_bundle(None, "rpi", tmp_path / "vad", model=declare_vad(), backends=ORT, parity_chunks=60)
+    bundle = Bundle(out)
+    assert bundle.manifest["family"] == "vad" and bundle.signature.decoder == "none"
+    int8 = bundle.find("encoder", "ort", "int8").parity
+    assert int8["judged_by"] == "relative_error" and "head 'none'" in int8["why"]
+    assert int8["decoded_agreement"] is None and int8["quantized_ops"] > 0 and int8["passed"]
+    session = ModelSession(out, backend="ort", precision="fp32")
+    audio = np.random.default_rng(0).standard_normal(576).astype(np.float32)[None, :, None] * 0.1
+    prob = session.encode(audio[0])
+    assert prob.shape == (1, 1) and 0.0 < float(prob[0, 0]) < 1.0
+    session.decoder.accept(prob)
+    assert session.text() == "" and len(session.decoder.outputs) == 1
+
+
+def test_int8_that_quantised_nothing_fails(tmp_path):
+    """No weight matmul at all: dynamic int8 has nothing to quantise."""
+    step = edge.Step(lambda x, s: (torch.tanh(x.mean(-1)) + s[0].mean(), [s[0] * 0.5 + x.mean()]),
+                     states=lambda b: [torch.zeros(b, 4)], names=["acc"], returns=("y", edge.STATES))
+    model = edge.declare("noweights", encoder=step, head="none", chunk=4)
+    out = build_bundle(None, "rpi", tmp_path / "nw", model=model, backends=ORT, keep_failed=True, parity_chunks=20)
+    rec = Bundle(out, verify=False).find("encoder", "ort", "int8").parity
+    assert rec["quantized_ops"] == 0 and rec["passed"] is False and "quantised" in rec["why"]
+
+
+# -- the icefall Zipformer2 from PyPI --------------------------------------------------
+
+needs_zipformer = pytest.mark.skipif(importlib.util.find_spec("zipformer") is None,
+                                     reason="the PyPI zipformer package is not installed (.ci/run installs it; "
+                                            "see docs/bring-your-own-model.md)")
+
+
+def _zipformer_factory():
+    spec = importlib.util.spec_from_file_location("zipformer_factory", ROOT / "examples" / "zipformer_factory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_zipformer
+def test_zipformer_declares_and_matches_onnx_over_200_chunks(tmp_path):
+    from edge.export import check_onnx_parity, export_onnx
+    model = _zipformer_factory().build_small()
+    sig = model.signature()
+    enc = sig.graph("encoder")
+    assert len(enc.states) == 6 * 6 + 2  # 6 stacks of 1 layer, 6 caches each, + embed cache + processed_lens
+    by = {s.name: s for s in enc.states}
+    assert by["cached_key_0"].batch_axis == 1 and by["cached_conv1_0"].batch_axis == 0
+    assert by["processed_lens"].dtype == "int64"
+    assert enc.outputs[0].shape == (1, 8, 256) and sig.subsampling == 4 and sig.decoder == "transducer"
+    report = check_onnx_parity(model, export_onnx(model, tmp_path), chunks=200)
+    for g, r in report.items():
+        assert r["passed"] and r["max_abs_diff"] <= 1e-4, (g, r)
+
+
+@needs_zipformer
+def test_zipformer_factory_builds_a_bundle_that_verifies(tmp_path, capsys):
+    from targets.verify import main as verify_main
+    out = tmp_path / "zf"
+    rc = build_mod.main(["--target", "rpi", "--model", f"{ROOT / 'examples' / 'zipformer_factory.py'}:build_small",
+                         "--quant", "ort:fp32", "--parity-chunks", "20", "-o", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    bundle = Bundle(out)
+    assert bundle.manifest["model"]["trained"] is False and len(bundle.tokens()) == 500
+    assert verify_main([str(out)]) == 0
+
+
+@needs_zipformer
+def test_zipformer_state_dict_loads_through_the_factory(tmp_path, monkeypatch):
+    zf = _zipformer_factory()
+    first = zf.build_small()
+    user_model = first.modules_of("decoder")[0]  # the AsrModel the decoder lambda closes over
+    torch.save(user_model.state_dict(), tmp_path / "model.pt")
+    monkeypatch.setenv("ZIPFORMER_CHECKPOINT", str(tmp_path / "model.pt"))
+    again = zf.build_small()
+    assert again.trained is True
+    a = dict(first.named_parameters())
+    b = dict(again.named_parameters())
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
