@@ -66,6 +66,17 @@ class Final:
     reason: str = "silence"  # "silence", "max_length", "idle" or "finish"
 
 
+SAFE_MARGIN = 0.9  # cut an utterance at 90 % of the model's proven safe streaming duration
+
+
+def safe_stream_seconds(session) -> float | None:
+    """The bundle's proven safe streaming duration (None: no limit was found)."""
+    bundle = getattr(session, "bundle", None)
+    manifest = getattr(bundle, "manifest", None) or {}
+    value = manifest.get("proofs", {}).get("stream", {}).get("safe_seconds")
+    return float(value) if value else None
+
+
 class StreamingRecognizer:
     def __init__(self, session, endpoint_silence_ms: float = 600.0,
                  vad: EnergyVad | bool | None = None, max_utterance_s: float = DEFAULT_MAX_UTTERANCE_S,
@@ -86,6 +97,10 @@ class StreamingRecognizer:
         self.sample_rate = self.spec.sample_rate
         self.chunk_frames, self.shift_frames = sig.chunk_frames, sig.shift_frames
         self.hop = self.shift_frames * self.spec.frame_shift  # samples per encoder step
+        # A model that can stream only so long (edge-build's stream proof) is cut before it.
+        safe = safe_stream_seconds(session)
+        if safe is not None and safe * SAFE_MARGIN < max_utterance_s:
+            max_utterance_s = safe * SAFE_MARGIN
         self.max_utterance_s = max_utterance_s
         self.allow_resample = resample
         self.tail_padding_s = tail_padding_s

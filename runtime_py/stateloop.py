@@ -82,6 +82,10 @@ class StateLoop:
         return done
 
 
+class RolloutError(RuntimeError):
+    """The reference or the candidate raised during a rollout; says at which chunk."""
+
+
 def compare_rollouts(graph: GraphSpec, reference: RunFn, candidate: RunFn,
                      chunks: Iterable[dict]) -> dict:
     """Roll both backends over the same input chunks, each carrying its own
@@ -94,8 +98,18 @@ def compare_rollouts(graph: GraphSpec, reference: RunFn, candidate: RunFn,
     ref, cand = StateLoop(graph, reference), StateLoop(graph, candidate)
     per_chunk, state_abs, state_scaled = [], 0.0, 0.0
     err2 = ref2 = dot = cand2 = 0.0
-    for inputs in chunks:
-        a, b = ref.step(inputs), cand.step(inputs)
+    for i, inputs in enumerate(chunks):
+        for which, loop in (("reference", ref), ("candidate", cand)):
+            try:
+                out = loop.step(inputs)
+            except Exception as e:  # noqa: BLE001 - a user's model raises its own types
+                raise RolloutError(f"graph {graph.name!r}: the {which} raised at chunk {i} "
+                                   f"(after {i} chunks): {type(e).__name__}: "
+                                   f"{' '.join(str(e).split())[:300]}") from None
+            if which == "reference":
+                a = out
+            else:
+                b = out
         diff = 0.0
         for name in a:
             x, y = np.asarray(a[name], np.float64), np.asarray(b[name], np.float64)

@@ -366,6 +366,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
             from . import ort
             ort.required_operators_config(sorted(bw.tmp.glob("*.ort")), bw.path("required_operators.config"))
             bw.add_file("required_operators.config")
+        proofs = _proofs(source, signature, onnx_paths, speech, trained, stream_seconds, say)
         if failed and not keep_failed:
             raise UserError("parity failed, bundle not written (use --keep-failed to keep it, marked failed):\n  "
                             + "\n  ".join(failed))
@@ -402,12 +403,43 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                        "inputs": {"encoder": "golden/encoder_inputs.npz"},
                        "outputs": {"encoder": "golden/encoder_outputs.npz"},
                        "transcript": "golden/transcript.txt", "chunks": len(chunks)},
+            "proofs": proofs,
             "parity_stream": {"chunks": parity_chunks, "reference_tokens": len(ref_tokens),
                               "source": "shipped sample utterances with seeded gain/noise"
                               if gold.sample_utterances(rate) else "synthetic harmonic signal"},
         }
         bw.write_text("README.md", model_card(manifest, bw.artifacts, tgt))
         bw.commit(manifest)
+    return out
+
+
+def _proofs(source: Source, signature, onnx_paths: dict, speech: list, trained: bool,
+            stream_seconds: float | None, say) -> dict:
+    """Reset, streaming == offline and how long it can stream (targets.proofs)."""
+    from runtime_py.backends import open_runner
+
+    from . import proofs
+
+    run = open_runner(onnx_paths["encoder"], signature.graph("encoder"), "onnx", 1)
+    c, s = signature.chunk_frames, signature.shift_frames
+    feats = np.concatenate([speech[0][0]] + [ch[0][c - s:] for ch in speech[1:]])
+    declared = getattr(source.torch_model, "max_duration_s", None)
+    seconds = stream_seconds or declared or proofs.STREAM_CHECK_SECONDS
+    out = {"reset": proofs.reset_check(signature, run, speech),
+           "offline": proofs.offline_check(source.torch_model, signature, source.reference["encoder"], feats, speech),
+           "stream": proofs.stream_check(signature, run, speech, seconds)}
+    st = out["stream"]
+    limit = (f"safe for {st['safe_seconds']:.0f} s: {st['why']} at chunk {st['failed_at_chunk']}"
+             if not st["passed"] else f"streams {st['seconds_checked']:.0f} s with drift {st['max_drift']:.1e}")
+    say(f"proofs: reset {'ok' if out['reset']['passed'] else 'FAILED'}; offline "
+        f"{('ok' if out['offline']['passed'] else 'FAILED') if out['offline']['checked'] else 'not declared'}; "
+        f"{limit} [{proofs.stream_check.last_run_seconds:.0f}s]")
+    if not out["reset"]["passed"]:
+        raise UserError(f"resetting the states to their declared initial values does not reproduce a fresh stream "
+                        f"(max diff {out['reset']['max_abs_diff']:.2e}): a state's initial value is wrong")
+    if out["offline"].get("checked") and not out["offline"]["passed"]:
+        raise UserError(f"streaming differs from the declared offline function by "
+                        f"{out['offline']['max_abs_diff']:.2e} (tolerance {proofs.OFFLINE_TOLERANCE:g})")
     return out
 
 
@@ -513,6 +545,7 @@ def _main(argv) -> int:
     try:
         from edge.checkpoint import CheckpointError
         from edge.export import ExportError
+        from runtime_py.stateloop import RolloutError
     except ImportError as e:  # torch / onnx: the exporter's own dependencies
         return fail(str(missing_extra(e.name or "torch", "export")))
     t0 = time.perf_counter()
@@ -533,7 +566,7 @@ def _main(argv) -> int:
                            model=model, checkpoint=args.checkpoint, name=args.name, onnx_model=args.onnx, spec=spec,
                            quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
                            progress=lambda m: print(f"  {m}", flush=True))
-    except (UserError, CheckpointError, ExportError) as e:
+    except (UserError, CheckpointError, ExportError, RolloutError) as e:
         return fail(str(e))
     except OSError as e:  # the output folder is not writable, the disk is full, ...
         where = f"{e.filename}: " if e.filename else ""

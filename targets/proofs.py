@@ -1,0 +1,110 @@
+"""The checks a bundle's model must pass beyond per-artifact parity, run by
+edge-build and written into the manifest (`manifest["proofs"]`):
+
+- reset: after a stream has run, resetting every state to its declared
+  initial value gives exactly a fresh stream's first output;
+- offline: when the model gives an offline function (edge.declare(offline=)),
+  the streamed outputs equal one whole-utterance run;
+- stream: how long the encoder can stream. The ONNX graph runs on ONNX
+  Runtime over a periodic input (a speech segment repeated) for an hour of
+  audio (or the declared max_duration_s). A model without absolute positions
+  settles into the same period after its context fills, so every later
+  period is compared with the second one: the first chunk whose output is
+  non-finite, raises, or drifts beyond STREAM_DRIFT_BAR (relative) ends the
+  safe duration. The client cuts an utterance before it (runtime_py.recognizer).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from runtime_py.signature import Signature
+from runtime_py.stateloop import StateLoop
+
+STREAM_CHECK_SECONDS = 3600.0
+STREAM_PERIOD_S = 12.0  # one period of the repeated input: longer than any shipped model's context
+# Relative drift of one chunk's outputs from the same chunk one or more periods
+# earlier. Finite-context models repeat to ~1e-6 (float summation order only);
+# a recurrent model's state converges onto the period (measured 1e-5..1e-4 for
+# the shipped LSTMs); a position table running out or a state blowing up is
+# O(1). 1e-2 sits between.
+STREAM_DRIFT_BAR = 1e-2
+OFFLINE_TOLERANCE = 1e-4  # fp32: streaming and offline differ by summation order only
+
+
+def _out(loop: StateLoop, chunk: np.ndarray) -> dict:
+    return loop.step({loop.graph.inputs[0].name: chunk})
+
+
+def reset_check(signature: Signature, run, chunks: list[np.ndarray]) -> dict:
+    enc = signature.graph("encoder")
+    fresh = _out(StateLoop(enc, run), chunks[0])
+    loop = StateLoop(enc, run)
+    for c in chunks[: min(len(chunks), 20)]:
+        _out(loop, c)
+    loop.reset("session")
+    again = _out(loop, chunks[0])
+    diff = max(float(np.max(np.abs(np.asarray(fresh[k], np.float64) - np.asarray(again[k], np.float64))))
+               if np.asarray(fresh[k]).size else 0.0 for k in fresh)
+    return {"max_abs_diff": diff, "passed": diff <= 1e-6, "after_chunks": min(len(chunks), 20)}
+
+
+def offline_check(model, signature: Signature, run, features: np.ndarray, chunks: list[np.ndarray]) -> dict:
+    offline = getattr(model, "offline", None)
+    if offline is None:
+        return {"checked": False, "why": "no offline function was declared (edge.declare(offline=...))"}
+    enc = signature.graph("encoder")
+    loop = StateLoop(enc, run)
+    name = enc.outputs[0].name
+    streamed = np.concatenate([np.asarray(_out(loop, c)[name]) for c in chunks], axis=1)
+    whole = np.asarray(offline(features))
+    n = min(streamed.shape[1], whole.shape[1])
+    diff = float(np.max(np.abs(streamed[:, :n] - whole[:, :n]))) if n else float("inf")
+    return {"checked": True, "frames": n, "max_abs_diff": diff, "tolerance": OFFLINE_TOLERANCE,
+            "passed": diff <= OFFLINE_TOLERANCE}
+
+
+def stream_check(signature: Signature, run, speech_chunks: list[np.ndarray], seconds: float) -> dict:
+    """Roll `run` (ONNX Runtime) over `seconds` of a periodic input."""
+    enc = signature.graph("encoder")
+    fe = signature.frontend
+    chunk_s = signature.shift_frames * fe.frame_shift / fe.sample_rate
+    period = max(1, min(len(speech_chunks), int(round(STREAM_PERIOD_S / chunk_s))))
+    total = max(3 * period, int(np.ceil(seconds / chunk_s)))
+    loop = StateLoop(enc, run)
+    ref: list[dict] = []
+    worst, t0 = 0.0, time.perf_counter()
+    failure = None
+    for i in range(total):
+        c = speech_chunks[i % period]
+        try:
+            out = _out(loop, c)
+        except Exception as e:  # noqa: BLE001 - the runtime's own error types
+            failure = (i, f"the graph raised {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+            break
+        values = [np.asarray(v, np.float64) for v in out.values()]
+        if not all(np.isfinite(v).all() for v in values):
+            failure = (i, "an output turned non-finite")
+            break
+        if period <= i < 2 * period:
+            ref.append(values)
+        elif i >= 2 * period:
+            r = ref[i % period]
+            num = np.sqrt(sum(float(np.sum((v - w) ** 2)) for v, w in zip(values, r)))
+            den = np.sqrt(sum(float(np.sum(w ** 2)) for w in r))
+            drift = num / den if den > 0 else num
+            worst = max(worst, drift)
+            if drift > STREAM_DRIFT_BAR:
+                failure = (i, f"outputs drifted {drift:.2e} (relative) from the same input one period earlier")
+                break
+    rec = {"seconds_checked": round(total * chunk_s, 1), "chunks": total, "period_chunks": period,
+           "max_drift": float(f"{worst:.3g}"), "drift_bar": STREAM_DRIFT_BAR, "backend": "onnxruntime fp32"}
+    stream_check.last_run_seconds = round(time.perf_counter() - t0, 1)  # printed, not recorded: bundles are reproducible
+    if failure:
+        i, why = failure
+        rec.update(safe_seconds=round(i * chunk_s, 1), failed_at_chunk=i, why=why, passed=False)
+    else:
+        rec.update(safe_seconds=None, passed=True)
+    return rec
