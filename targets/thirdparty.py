@@ -15,7 +15,15 @@ Spec keys (all optional except `states`):
      "chunk_frames": 16, "shift_frames": 16,   needed when the time axis is dynamic
      "subsampling": 4,                         default: chunk / output frames
      "reset": {"h_in": "utterance"}, "initial": {"h_in": 0.0},
-     "frontend": {... FrontendSpec fields ...}, "blank_id": 0, "family": "thirdparty"}
+     "frontend": {... FrontendSpec fields ...}, "blank_id": 0, "family": "thirdparty",
+     "head": "ctc",                            "ctc" (output [1, T, vocab]) or "none" (any outputs)
+     "outputs": ["prob"],                      head "none": the outputs the app gets (default: all non-state)
+     "inputs": {"sr": {"role": "const", "value": 16000},        folded into the graph
+                "offset": {"role": "counter", "step": 16, "max": 5000}},   an int64 state the graph advances
+     "state_shapes": {"cache": [1, 64, 256]},  where a state's axis is dynamic
+     "batch_axis": {"h_in": 1, "offset": null}}
+This is the same declaration as edge.declare (docs/bring-your-own-model.md),
+for a graph that is already ONNX.
 """
 
 from __future__ import annotations
@@ -28,7 +36,9 @@ import onnx
 from edge.errors import UserError
 from runtime_py.signature import FrontendSpec, GraphSpec, Signature, SignatureError, StateSpec, TensorSpec
 
-_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32"}
+_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32",
+           onnx.TensorProto.BOOL: "bool"}
+ROLES = ("const", "counter")
 
 
 def load_spec(path: Path | str | None, state_flags: list[str] | None = None) -> dict:
@@ -64,8 +74,15 @@ def _value_infos(values) -> dict[str, tuple[list, str]]:
     return out
 
 
-def _fix(dims: list, name: str, time_len: int | None) -> tuple[int, ...]:
-    """Batch (axis 0) -> 1; a dynamic axis 1 (time) -> time_len."""
+def _fix(dims: list, name: str, time_len: int | None, given=None) -> tuple[int, ...]:
+    """`given` (the spec's state_shapes) wins; else batch (axis 0) -> 1 and a
+    dynamic axis 1 (time) -> time_len."""
+    if given is not None:
+        given = tuple(int(d) for d in given)
+        if len(given) != len(dims) or any(d is not None and d != g for d, g in zip(dims, given)):
+            raise UserError(f"state_shapes[{name!r}] = {list(given)} does not fit the file's shape "
+                            f"{[d if d is not None else '?' for d in dims]}")
+        return given
     fixed = []
     for axis, d in enumerate(dims):
         if d is None:
@@ -87,19 +104,64 @@ def _set_dims(value, shape: tuple[int, ...]) -> None:
         d.dim_value = n
 
 
-def _probe_output_shapes(src: Path, in_shapes: dict, dtypes: dict) -> dict[str, tuple[int, ...]]:
-    """Output shapes for one chunk, read by running the source once: dynamic
-    axes in a foreign file rarely let shape inference fix them."""
+def _probe_output_shapes(src: Path, in_shapes: dict, dtypes: dict, initial: dict | None = None
+                         ) -> dict[str, tuple[int, ...]]:
+    """Output shapes for one chunk, read by running the source once with every
+    state at its declared initial value: dynamic axes in a foreign file rarely
+    let shape inference fix them."""
     import numpy as np
     import onnxruntime as ort
 
+    initial = initial or {}
     try:
         sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
-        feeds = {n: np.zeros(shape, dtype=dtypes[n]) for n, shape in in_shapes.items()}
+        feeds = {n: np.full(shape, initial.get(n, 0), dtype=dtypes[n]) for n, shape in in_shapes.items()}
         names = [o.name for o in sess.get_outputs()]
         return {n: tuple(int(d) for d in v.shape) for n, v in zip(names, sess.run(names, feeds))}
     except Exception as e:  # onnxruntime raises its own exception types
         raise UserError(f"running {src.name} once on one chunk {in_shapes} failed: {e}") from None
+
+
+def _fold_roles(proto, spec: dict) -> None:
+    """Inputs that are neither features nor states: a const becomes an
+    initializer (folded); a counter becomes a state whose next value the graph
+    computes (min(value + step, max))."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    for name, role in (spec.get("inputs") or {}).items():
+        kind = role.get("role") if isinstance(role, dict) else None
+        value = next((v for v in proto.graph.input if v.name == name), None)
+        if value is None:
+            raise UserError(f"\"inputs\" names {name!r}, which is not an input of the model")
+        if kind not in ROLES:
+            raise UserError(f"input {name!r}: role {kind!r} is not one of {ROLES}")
+        elem = value.type.tensor_type.elem_type
+        np_type = onnx.helper.tensor_dtype_to_np_dtype(elem)
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        if kind == "const":
+            arr = np.asarray(role.get("value"), dtype=np_type).reshape([d or 1 for d in dims])
+            proto.graph.input.remove(value)
+            proto.graph.initializer.append(numpy_helper.from_array(arr, name))
+            continue
+        if elem != onnx.TensorProto.INT64 or len(dims) > 1:
+            raise UserError(f"counter {name!r} must be an int64 of rank 0 or 1, the file has "
+                            f"{onnx.helper.tensor_dtype_to_string(elem)} of rank {len(dims)}")
+        try:
+            step, top = int(role["step"]), int(role["max"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"counter {name!r} needs integer \"step\" and \"max\"") from None
+        nxt = f"{name}__advanced"
+        proto.graph.initializer.extend([numpy_helper.from_array(np.asarray(step, np.int64), f"{name}__step"),
+                                        numpy_helper.from_array(np.asarray(top, np.int64), f"{name}__max")])
+        proto.graph.node.extend([helper.make_node("Add", [name, f"{name}__step"], [f"{name}__sum"]),
+                                 helper.make_node("Min", [f"{name}__sum", f"{name}__max"], [nxt])])
+        out = proto.graph.output.add()
+        out.CopyFrom(value)
+        out.name = nxt
+        spec["states"][name] = nxt
+        spec.setdefault("initial", {}).setdefault(name, float(role.get("start", 0)))
+        spec.setdefault("batch_axis", {}).setdefault(name, None if not dims else 0)
 
 
 def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signature]:
@@ -111,6 +173,9 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
         proto = onnx.load(str(src))
     except Exception as e:  # protobuf raises several types for a non-ONNX file
         raise UserError(f"{src} is not a readable ONNX model: {e}") from None
+    spec = {**spec, "states": dict(spec["states"]), "initial": dict(spec.get("initial", {})),
+            "batch_axis": dict(spec.get("batch_axis", {}))}  # counters add states: the caller's dict stays
+    _fold_roles(proto, spec)
     inits = {i.name for i in proto.graph.initializer}
     ins = {k: v for k, v in _value_infos(proto.graph.input).items() if k not in inits}
     outs = _value_infos(proto.graph.output)
@@ -126,10 +191,21 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
     if x_name is None or x_name not in plain_in:
         raise UserError(f"say which input takes the features (\"input\" in the spec); candidates: {plain_in}")
     if len(plain_in) != 1:
-        raise UserError(f"only one non-state input is supported, got {plain_in}")
-    y_name = spec.get("output") or (plain_out[0] if plain_out else None)
-    if y_name not in plain_out:
-        raise UserError(f"output {y_name!r} not found; non-state outputs: {plain_out}")
+        others = [n for n in plain_in if n != x_name]
+        raise UserError(f"inputs {others} are neither the features nor states: declare each in the spec's "
+                        "\"inputs\" as {\"role\": \"const\", \"value\": ...} or {\"role\": \"counter\", "
+                        "\"step\": N, \"max\": M}")
+    head = spec.get("head", "ctc")
+    if head not in ("ctc", "none"):
+        raise UserError(f"third-party head {head!r}: the ONNX route takes 'ctc' or 'none' (a transducer's three "
+                        "graphs go through edge.declare)")
+    y_names = list(spec.get("outputs") or [spec.get("output") or (plain_out[0] if plain_out else None)])
+    if head == "ctc":
+        y_names = y_names[:1]
+    for y in y_names:
+        if y not in plain_out:
+            raise UserError(f"output {y!r} not found; non-state outputs: {plain_out}")
+    y_name = y_names[0]
 
     chunk = spec.get("chunk_frames") or ins[x_name][0][1]
     if not chunk:
@@ -138,41 +214,56 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
     if len(x_shape) != 3:
         raise UserError(f"feature input {x_name!r} must be [batch, frames, dim], got {x_shape}")
     in_shapes = {x_name: x_shape}
-    in_shapes.update({i: _fix(ins[i][0], i, None) for i in states})
-    out_shapes = _probe_output_shapes(src, in_shapes, {n: ins[n][1] for n in in_shapes})
+    given = spec.get("state_shapes", {})
+    in_shapes.update({i: _fix(ins[i][0], i, None, given.get(i)) for i in states})
+    initial = {i: float(spec.get("initial", {}).get(i, 0.0)) for i in states}
+    probe_src = src
+    if spec.get("inputs"):  # the folded graph is what runs from now on
+        probe_src = Path(out)
+        probe_src.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(proto, str(probe_src))
+    out_shapes = _probe_output_shapes(probe_src, in_shapes, {n: ins[n][1] for n in in_shapes}, initial)
     y_shape = out_shapes[y_name]
-    if len(y_shape) != 3:
-        raise UserError(f"output {y_name!r} must be [batch, frames, vocab], got {y_shape}")
-    subsampling = spec.get("subsampling") or x_shape[1] // y_shape[1]
+    if head == "ctc" and len(y_shape) != 3:
+        raise UserError(f"output {y_name!r} must be [batch, frames, vocab] for a CTC head, got {list(y_shape)}; "
+                        "give \"head\": \"none\" for a model whose outputs go to the app")
+    subsampling = spec.get("subsampling") or (x_shape[1] // y_shape[1] if head == "ctc" else 1)
     rename, state_specs = {}, []
     for i, o in states.items():
         shape = in_shapes[i]
         if out_shapes[o] != shape:
             raise UserError(f"state {i!r} {shape} and its output {o!r} {out_shapes[o]} differ in shape")
+        axes = spec.get("batch_axis", {})
+        axis = axes[i] if i in axes else (None if not shape else 0 if len(shape) < 3 else 1)
         state_specs.append(StateSpec(i, shape, ins[i][1], doc=f"third-party state {i} -> {o}",
-                                     initial=float(spec.get("initial", {}).get(i, 0.0)),
-                                     batch_axis=int(spec.get("batch_axis", {}).get(i, 0 if len(shape) < 3 else 1)),
+                                     initial=initial[i], batch_axis=None if axis is None else int(axis),
                                      reset=spec.get("reset", {}).get(i, "utterance")))
         rename[o] = i + "_next"
     try:
         graph = GraphSpec("encoder", inputs=(TensorSpec(x_name, x_shape, ins[x_name][1]),),
-                          outputs=(TensorSpec(y_name, y_shape, outs[y_name][1]),), states=tuple(state_specs))
+                          outputs=tuple(TensorSpec(y, out_shapes[y], outs[y][1]) for y in y_names),
+                          states=tuple(state_specs))
         frontend = FrontendSpec(**{**{"num_mel_bins": x_shape[2]}, **spec.get("frontend", {})})
+        tokens = spec.get("tokens_list") or []
+        if head == "ctc" and tokens and len(tokens) != y_shape[-1]:
+            raise UserError(f"output {y_name!r} is {list(y_shape)}: a CTC head needs [1, frames, vocab="
+                            f"{len(tokens)}]; is it a hidden state? Give \"head\": \"none\" or the logits output")
         signature = Signature(spec.get("family", "thirdparty"), frontend, x_shape[1],
                               int(spec.get("shift_frames", x_shape[1])), int(subsampling), (graph,),
-                              vocab_size=y_shape[-1], blank_id=int(spec.get("blank_id", 0)), decoder="ctc",
-                              extra={"source": src.name})
+                              vocab_size=y_shape[-1] if head == "ctc" else max(1, len(tokens)),
+                              blank_id=int(spec.get("blank_id", 0)), decoder=head, extra={"source": src.name})
     except (SignatureError, TypeError) as e:
         raise UserError(f"third-party spec: {e}") from None
 
     for node in proto.graph.node:  # rename state outputs to our <state>_next convention
         node.output[:] = [rename.get(n, n) for n in node.output]
+        node.input[:] = [rename.get(n, n) for n in node.input]  # a state output read again inside the graph
     shapes = {t.name: t.shape for t in graph.all_inputs()}
-    keep_out = [y_name] + list(states.values())
+    keep_out = y_names + list(states.values())
     kept = []
     for v in proto.graph.output:
         if v.name in keep_out:
-            shape = y_shape if v.name == y_name else shapes[[k for k, o in states.items() if o == v.name][0]]
+            shape = out_shapes[v.name] if v.name in y_names else shapes[[k for k, o in states.items() if o == v.name][0]]
             v.name = rename.get(v.name, v.name)
             _set_dims(v, shape)
             kept.append(v)

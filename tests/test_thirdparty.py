@@ -84,3 +84,55 @@ def test_thirdparty_errors_are_clear(foreign_onnx, tmp_path):
     bad.write_bytes(b"\x00garbage")
     with pytest.raises(UserError, match="not a readable ONNX"):
         normalise(bad, {"states": {"a": "b"}}, tmp_path / "y.onnx")
+
+
+class ForeignRoles(nn.Module):
+    """A foreign graph with inputs that are neither features nor states: a
+    constant sample rate, a frame offset the caller advances, a cache whose
+    time axis is dynamic in the file, and a [1, 1] output (no CTC head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(MELS, 8)
+        self.pos = nn.Parameter(torch.randn(512, 8))
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, feats, sr, offset, cache):
+        x = self.proj(feats) * (sr.float() / 16000.0)
+        x = x + self.pos[offset + torch.arange(feats.shape[1])]
+        cache = torch.cat([cache, x], dim=1)[:, -16:]
+        return torch.sigmoid(self.head(cache.mean(dim=1))), cache
+
+
+def test_onnx_route_takes_constants_counters_dynamic_state_shapes_and_no_head(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "roles.onnx"
+    args = (torch.zeros(1, CHUNK, MELS), torch.tensor(16000), torch.tensor(0), torch.zeros(1, 16, 8))
+    torch.onnx.export(ForeignRoles().eval(), args, str(path), input_names=["feats", "sr", "offset", "cache_in"],
+                      output_names=["prob", "cache_out"], dynamic_axes={"cache_in": {1: "t"}, "cache_out": {1: "t"}},
+                      opset_version=17, dynamo=False)
+    spec = {"states": {"cache_in": "cache_out"}, "head": "none", "state_shapes": {"cache_in": [1, 16, 8]},
+            "batch_axis": {"cache_in": 0},
+            "inputs": {"sr": {"role": "const", "value": 16000},
+                       "offset": {"role": "counter", "step": CHUNK, "max": 512 - CHUNK}}}
+    out, sig = normalise(path, spec, tmp_path / "norm" / "encoder.onnx")
+    enc = sig.graph("encoder")
+    assert sig.decoder == "none" and [t.name for t in enc.inputs] == ["feats"]
+    by = {s.name: s for s in enc.states}
+    assert by["cache_in"].shape == (1, 16, 8) and by["offset"].shape == () and by["offset"].batch_axis is None
+    assert enc.outputs[0].shape == (1, 1)
+    from runtime_py.backends import open_runner
+    from runtime_py.stateloop import StateLoop
+    loop = StateLoop(enc, open_runner(out, enc, "onnx", 1))
+    for _ in range(100):  # 800 frames: the counter saturates instead of running off the 512-entry table
+        loop.step({"feats": torch.randn(1, CHUNK, MELS).numpy()})
+    assert int(loop.states["offset"]) == 512 - CHUNK
+
+
+def test_onnx_route_refuses_an_undeclared_extra_input(tmp_path):
+    path = tmp_path / "roles.onnx"
+    args = (torch.zeros(1, CHUNK, MELS), torch.tensor(16000), torch.tensor(0), torch.zeros(1, 16, 8))
+    torch.onnx.export(ForeignRoles().eval(), args, str(path), input_names=["feats", "sr", "offset", "cache_in"],
+                      output_names=["prob", "cache_out"], opset_version=17, dynamo=False)
+    with pytest.raises(UserError, match=r"inputs \['sr', 'offset'\] are neither the features nor states"):
+        normalise(path, {"states": {"cache_in": "cache_out"}, "input": "feats", "head": "none"}, tmp_path / "n.onnx")
