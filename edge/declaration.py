@@ -200,8 +200,8 @@ class DeclaredModel(StreamingModel):
 
     def __init__(self, name: str, steps: dict[str, Step], head: str, chunk: int, shift: int,
                  frontend: FrontendSpec, tokens: list[str], blank_id: int, context_size: int,
-                 trained: bool, subsampling: int | None, offline: Callable | None, source: str,
-                 max_duration_s: float | None):
+                 trained: bool, subsampling: int | None, offline: Callable | None, source: str | None,
+                 max_duration_s: float | None, vocab_size: int | None = None, extra: dict | None = None):
         super().__init__(config=None)
         self.family = name
         self.steps = steps
@@ -214,6 +214,8 @@ class DeclaredModel(StreamingModel):
         self.offline = offline
         self.source = source
         self.max_duration_s = max_duration_s
+        self._vocab = vocab_size
+        self._extra = {**(extra or {}), **({"source": source} if source else {})}
         self._subsampling = subsampling
         self._trees: dict[str, Any] = {}
         self._flat: dict[str, list[_FlatState]] = {}
@@ -239,7 +241,7 @@ class DeclaredModel(StreamingModel):
 
     @property
     def vocab_size(self) -> int:
-        return len(self.tokens) if self.tokens else self._signature.vocab_size
+        return self._signature.vocab_size
 
     def info(self) -> dict:
         return {"source": self.source, "tokens": list(self.tokens), "meta": {"trained": self.trained}}
@@ -355,7 +357,7 @@ class DeclaredModel(StreamingModel):
             return Signature(self.family, self.frontend, self.chunk, self.shift, subsampling,
                              tuple(specs[g] for g in self.steps), vocab_size=vocab, blank_id=self.blank_id,
                              decoder=self.head, context_size=self.context_size if self.head == "transducer" else 0,
-                             extra={"declared": True, "source": self.source})
+                             extra=self._extra)
         except SignatureError as e:
             raise DeclarationError(str(e)) from None
 
@@ -457,14 +459,16 @@ class DeclaredModel(StreamingModel):
 
     def _check_head(self, specs: dict[str, GraphSpec]) -> int:
         enc_out = specs["encoder"].outputs[0]
-        n_tok = len(self.tokens)
+        n_tok = len(self.tokens) or self._vocab or 0
+        if self.tokens and self._vocab and len(self.tokens) != self._vocab:
+            raise DeclarationError(f"{len(self.tokens)} tokens but vocab_size={self._vocab}")
         if self.head == "none":
             return max(1, n_tok)
         if len(enc_out.shape) != 3:
             raise DeclarationError(f"encoder output {enc_out.name!r} is {list(enc_out.shape)}; a {self.head} head "
                                    "needs [1, frames, dim] (set output_layout= if it is time-major)")
         if not n_tok:
-            raise DeclarationError(f"a {self.head} head needs tokens= (a list, or a tokens.txt path)")
+            raise DeclarationError(f"a {self.head} head needs tokens= (a list, or a tokens.txt path) or vocab_size=")
         if self.head == "ctc":
             if enc_out.shape[-1] != n_tok:
                 raise DeclarationError(
@@ -627,11 +631,39 @@ def read_tokens(tokens) -> list[str]:
     return [str(t) for t in tokens]
 
 
+def declare_family(model: StreamingModel) -> DeclaredModel:
+    """A built-in family through the same path: its plan (a Signature) says
+    names, docs and scopes; its step functions are called and the derived
+    signature must equal the plan."""
+    plan = model.plan()
+    fns = model.step_fns()
+    roles = {"encoder": (FEATURES,), "decoder": (TOKENS,), "joiner": (ENCODER_OUT, DECODER_OUT)}
+    steps = {}
+    for g in plan.graphs:
+        states = {s.name: torch.full(s.shape, s.initial, dtype=_torch_dtype(s.dtype)) for s in g.states}
+        docs = {t.name: t.doc for t in list(g.inputs) + list(g.outputs) + list(g.states)}
+        steps[g.name] = Step(fns[g.name], states=states or None,
+                             args=roles[g.name] + tuple(State(s.name) for s in g.states),
+                             returns=tuple(t.name for t in g.outputs) + tuple(State(s.name) for s in g.states),
+                             batch_axis={s.name: s.batch_axis for s in g.states},
+                             reset={s.name: s.reset for s in g.states}, docs=docs, module=model)
+    declared = declare(plan.family, **steps, head=plan.decoder, chunk=plan.chunk_frames, shift=plan.shift_frames,
+                       subsampling=plan.subsampling, frontend=plan.frontend, vocab_size=plan.vocab_size,
+                       blank_id=plan.blank_id, context_size=plan.context_size or 2, trained=False,
+                       source=None, extra=plan.extra)
+    got = declared.signature()
+    if got.to_dict() != {**plan.to_dict(), "context_size": got.context_size}:
+        raise DeclarationError(f"family {plan.family!r}: the declared signature differs from its plan:\n"
+                               f"  plan     {plan.to_json()}\n  declared {got.to_json()}")
+    return declared
+
+
 def declare(name: str, *, encoder: Step, decoder: Step | None = None, joiner: Step | None = None,
             head: str = "ctc", chunk: int, shift: int | None = None, subsampling: int | None = None,
-            frontend: FrontendSpec | None = None, tokens=None, blank_id: int = 0, context_size: int = 2,
-            trained: bool = True, offline: Callable | None = None, source: str | None = None,
-            max_duration_s: float | None = None) -> DeclaredModel:
+            frontend: FrontendSpec | None = None, tokens=None, vocab_size: int | None = None, blank_id: int = 0,
+            context_size: int = 2, trained: bool = True, offline: Callable | None = None,
+            source: str | None = "caller", max_duration_s: float | None = None,
+            extra: dict | None = None) -> DeclaredModel:
     """Declare a streaming model. `chunk` and `shift` are in frames of
     `frontend` (samples for a raw frontend); right context = chunk - shift.
     `offline(features [T, dim] ndarray) -> first output [1, T', ...]` enables
@@ -661,9 +693,9 @@ def declare(name: str, *, encoder: Step, decoder: Step | None = None, joiner: St
     if max_duration_s is not None and not (isinstance(max_duration_s, (int, float)) and max_duration_s > 0
                                            and math.isfinite(max_duration_s)):
         raise DeclarationError(f"max_duration_s must be a positive number of seconds, got {max_duration_s!r}")
-    where = source or _caller_file()
+    where = _caller_file() if source == "caller" else source
     return DeclaredModel(name, steps, head, chunk, shift, frontend, read_tokens(tokens), blank_id, context_size,
-                         trained, subsampling, offline, where, max_duration_s)
+                         trained, subsampling, offline, where, max_duration_s, vocab_size, dict(extra or {}))
 
 
 def _caller_file() -> str:

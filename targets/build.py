@@ -312,11 +312,12 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
             family = declared
             source = Source.from_model(model, info)
         out = Path(out_dir) if out_dir else Path("dist") / f"{name}-{family}-{target}"
-        return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress, stream_seconds)
+        return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress, stream_seconds,
+                      explicit=bool(backends or quant))
 
 
 def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str, keep_failed: bool,
-           parity_chunks: int, progress, stream_seconds: float | None = None) -> Path:
+           parity_chunks: int, progress, stream_seconds: float | None = None, explicit: bool = True) -> Path:
     from runtime_py.audio import read_wav, write_wav
     from runtime_py.decoding import tokens_to_text
     from runtime_py.frontend import compute_features
@@ -336,14 +337,22 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
     say(f"model {signature.family} ({info['source']}); parity stream {len(speech)} chunks, "
         f"{source.reference_name} decodes {len(ref_tokens)} tokens")
 
-    failed = []
+    failed, not_converted = [], []
     with BundleWriter(out) as bw:
         onnx_paths = source.onnx(work)
         for backend, precision in pairs:
             t0 = time.perf_counter()
             say(f"{backend} {precision}: converting {len(onnx_paths)} graph(s)...")
-            files = _convert(backend, precision, source.torch_model, signature, onnx_paths, work, bw.tmp,
-                             speech[:50])
+            try:
+                files = _convert(backend, precision, source.torch_model, signature, onnx_paths, work, bw.tmp,
+                                 speech[:50])
+            except ConversionError as e:
+                if explicit:  # the user asked for this one: fail, saying why
+                    raise
+                # a target default that does not convert: left out, and said so (manifest, card, output)
+                not_converted.append({"backend": backend, "precision": precision, "reason": str(e)})
+                say(f"{backend} {precision}: NOT CONVERTED, left out of the bundle: {str(e).splitlines()[0]}")
+                continue
             if backend == "coreml":
                 from . import coreml
                 for g, p in files.items():
@@ -404,6 +413,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                        "outputs": {"encoder": "golden/encoder_outputs.npz"},
                        "transcript": "golden/transcript.txt", "chunks": len(chunks)},
             "proofs": proofs,
+            "not_converted": not_converted,
             "parity_stream": {"chunks": parity_chunks, "reference_tokens": len(ref_tokens),
                               "source": "shipped sample utterances with seeded gain/noise"
                               if gold.sample_utterances(rate) else "synthetic harmonic signal"},
@@ -427,7 +437,7 @@ def _proofs(source: Source, signature, onnx_paths: dict, speech: list, trained: 
     seconds = stream_seconds or declared or proofs.STREAM_CHECK_SECONDS
     out = {"reset": proofs.reset_check(signature, run, speech),
            "offline": proofs.offline_check(source.torch_model, signature, source.reference["encoder"], feats, speech),
-           "stream": proofs.stream_check(signature, run, speech, seconds)}
+           "stream": proofs.stream_check(signature, run, proofs.period_chunks(signature), seconds)}
     st = out["stream"]
     limit = (f"safe for {st['safe_seconds']:.0f} s: {st['why']} at chunk {st['failed_at_chunk']}"
              if not st["passed"] else f"streams {st['seconds_checked']:.0f} s with drift {st['max_drift']:.1e}")

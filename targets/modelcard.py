@@ -125,6 +125,16 @@ def model_card(manifest: dict, artifacts: list[dict], target) -> str:
         parts += ["**Not verified numerically here:** " + ", ".join(f"`{p}`" for p in unverified)
                   + ". CoreML models cannot execute on Linux; their spec (I/O names, shapes, dtypes, ops, "
                   "deployment target, metadata) was checked. Run the golden check on a Mac or device.", ""]
+    for nc in manifest.get("not_converted", []):
+        parts += [f"**Not converted: {nc['backend']} {nc['precision']}.** The converter refused this model, so the "
+                  "bundle has no such file:", "", "```", nc["reason"], "```", ""]
+    stream = manifest.get("proofs", {}).get("stream")
+    if stream:
+        parts += ["**How long it can stream.** " + (
+            f"Proven for {stream['seconds_checked']:.0f} s of continuous audio on ONNX Runtime (max drift "
+            f"{stream['max_drift']:.1e}, bar {stream['drift_bar']:g})." if stream["passed"] else
+            f"Safe for {stream['safe_seconds']:.0f} s of continuous audio: {stream['why']}. The reference client "
+            "ends an utterance (resetting its states) before that; an app must do the same."), ""]
     parts += ["## Audio frontend", "",
               f"{fe.kind} with {fe.feature_dim} bins, {fe.sample_rate} Hz mono, window {fe.frame_length} samples "
               f"({fe.window}), hop {fe.frame_shift} samples, preemphasis {fe.preemphasis}, dither {fe.dither}, "

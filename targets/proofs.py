@@ -68,6 +68,15 @@ def offline_check(model, signature: Signature, run, features: np.ndarray, chunks
             "passed": diff <= OFFLINE_TOLERANCE}
 
 
+def period_chunks(signature: Signature) -> list[np.ndarray]:
+    """One period of the repeated input: STREAM_PERIOD_S of the parity speech."""
+    from .golden import parity_stream
+
+    fe = signature.frontend
+    chunk_s = signature.shift_frames * fe.frame_shift / fe.sample_rate
+    return parity_stream(signature, max(3, int(round(STREAM_PERIOD_S / chunk_s))), seed=1)
+
+
 def stream_check(signature: Signature, run, speech_chunks: list[np.ndarray], seconds: float) -> dict:
     """Roll `run` (ONNX Runtime) over `seconds` of a periodic input."""
     enc = signature.graph("encoder")

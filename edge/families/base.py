@@ -69,12 +69,28 @@ class StreamingModel(nn.Module):
         self.config = config
 
     # -- declared once -----------------------------------------------------
-    def signature(self) -> Signature:
+    def plan(self) -> Signature:
+        """The signature the family means to have (checked against the declaration)."""
         raise NotImplementedError
+
+    def step_fns(self) -> dict[str, Callable]:
+        """graph name -> fn(*inputs, *states) -> (*outputs, *next_states)."""
+        raise NotImplementedError
+
+    def declared(self):
+        """This model through edge.declare, made once (not a submodule: it holds this model)."""
+        d = self.__dict__.get("_declared")
+        if d is None:
+            from ..declaration import declare_family
+            d = self.__dict__["_declared"] = declare_family(self)
+        return d
+
+    def signature(self) -> Signature:
+        return self.declared().signature()
 
     def graph_module(self, name: str) -> nn.Module:
         """A module with forward(*inputs, *states) -> (*outputs, *next_states)."""
-        raise NotImplementedError
+        return self.declared().graph_module(name)
 
     # -- offline reference and training ------------------------------------
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor):
@@ -88,22 +104,6 @@ class StreamingModel(nn.Module):
     @property
     def vocab_size(self) -> int:
         return self.config.vocab_size
-
-
-class _GraphCall(nn.Module):
-    """Binds one of a model's step functions as a standalone graph module."""
-
-    def __init__(self, model: StreamingModel, fn: Callable):
-        super().__init__()
-        self.model = model
-        self._fn = fn
-
-    def forward(self, *args):
-        return self._fn(*args)
-
-
-def graph_call(model: StreamingModel, fn: Callable) -> nn.Module:
-    return _GraphCall(model, fn)
 
 
 # -- registry -----------------------------------------------------------------

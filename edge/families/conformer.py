@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..signature import FrontendSpec, Signature, StateSpec, TensorSpec
-from .base import NEG_BIAS, GlobalCMVN, StreamingModel, check_chunk, encoder_graph, graph_call, register
+from .base import NEG_BIAS, GlobalCMVN, StreamingModel, check_chunk, encoder_graph, register
 
 
 @dataclass(frozen=True)
@@ -340,7 +340,7 @@ class ConformerCtc(StreamingModel):
         self.ctc = nn.Linear(config.d_model, config.vocab_size)
         self.encoder_cmvn = self.encoder.cmvn
 
-    def signature(self) -> Signature:
+    def plan(self) -> Signature:
         c = self.config
         out = TensorSpec("log_probs", (1, c.chunk_frames // SUBSAMPLING, c.vocab_size), doc="CTC log-probabilities")
         encoder = encoder_graph(c.chunk_frames, c.num_mel_bins, out, self.encoder.state_specs())
@@ -352,10 +352,8 @@ class ConformerCtc(StreamingModel):
         y, *next_states = self.encoder.step(x, *states)
         return (torch.log_softmax(self.ctc(y), dim=-1), *next_states)
 
-    def graph_module(self, name: str) -> nn.Module:
-        if name != "encoder":
-            raise KeyError(f"conformer has only an 'encoder' graph, not {name!r}")
-        return graph_call(self, self.step)
+    def step_fns(self) -> dict:
+        return {"encoder": self.step}
 
     def forward(self, feats, lengths):
         y, out_lens = self.encoder.offline(feats, lengths)

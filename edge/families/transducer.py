@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..signature import FrontendSpec, GraphSpec, Signature, TensorSpec
-from .base import StreamingModel, check_chunk, encoder_graph, graph_call, register
+from .base import StreamingModel, check_chunk, encoder_graph, register
 from .lstm import LstmEncoder
 
 
@@ -74,7 +74,7 @@ class Transducer(StreamingModel):
         self.joiner = Joiner(c.joiner_dim, c.vocab_size)
         self.encoder_cmvn = self.encoder.cmvn
 
-    def signature(self) -> Signature:
+    def plan(self) -> Signature:
         c = self.config
         out = TensorSpec("encoder_out", (1, c.chunk_frames // c.stack, c.joiner_dim), doc="encoder frames, projected")
         encoder = encoder_graph(c.chunk_frames, c.num_mel_bins, out, self.encoder.state_specs())
@@ -104,11 +104,8 @@ class Transducer(StreamingModel):
     def joiner_step(self, enc, dec):
         return self.joiner(enc, dec)
 
-    def graph_module(self, name: str) -> nn.Module:
-        fns = {"encoder": self.encoder_step, "decoder": self.decoder_step, "joiner": self.joiner_step}
-        if name not in fns:
-            raise KeyError(f"transducer graphs are {sorted(fns)}, not {name!r}")
-        return graph_call(self, fns[name])
+    def step_fns(self) -> dict:
+        return {"encoder": self.encoder_step, "decoder": self.decoder_step, "joiner": self.joiner_step}
 
     def forward(self, feats, lengths):
         y, out_lens = self.encoder.offline(feats, lengths)
