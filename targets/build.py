@@ -343,7 +343,11 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
         for backend, precision in pairs:
             t0 = time.perf_counter()
             say(f"{backend} {precision}: converting {len(onnx_paths)} graph(s)...")
+            earlier = next((nc for nc in not_converted if nc["backend"] == backend), None)
             try:
+                if earlier:  # every precision of a backend starts from the same conversion: do not retry it
+                    raise ConversionError(f"not tried: {backend} {earlier['precision']} did not convert "
+                                          f"(same converter)\n{earlier['reason']}")
                 files = _convert(backend, precision, source.torch_model, signature, onnx_paths, work, bw.tmp,
                                  speech[:50])
             except ConversionError as e:
@@ -351,7 +355,9 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                     raise
                 # a target default that does not convert: left out, and said so (manifest, card, output)
                 not_converted.append({"backend": backend, "precision": precision, "reason": str(e)})
-                say(f"{backend} {precision}: NOT CONVERTED, left out of the bundle: {str(e).splitlines()[0]}")
+                lines = str(e).splitlines()
+                say(f"{backend} {precision}: NOT CONVERTED, left out of the bundle: {lines[0]}"
+                    + "".join(f"\n    {ln.strip()}" for ln in lines[1:3] if not earlier))
                 continue
             if backend == "coreml":
                 from . import coreml

@@ -27,11 +27,12 @@ from runtime_py.stateloop import StateLoop
 STREAM_CHECK_SECONDS = 3600.0
 STREAM_PERIOD_S = 12.0  # one period of the repeated input: longer than any shipped model's context
 # Relative drift of one chunk's outputs from the same chunk one period
-# earlier. Measured over an hour on the shipped models: conformer 0 (finite
-# context: it repeats exactly), transducer 4.9e-3 and LSTM 7.5e-3 (a recurrent
-# state never forgets the start completely, so periods differ slightly). A
-# position table running out or a state blowing up is O(1). 5e-2 leaves the
-# recurrent models a 6x margin and still catches those.
+# earlier. Measured over an hour on the shipped models (edge-build --target
+# rpi --family F): conformer 0 (finite context: it repeats exactly),
+# transducer 6.5e-4 and LSTM 1.8e-3 (a recurrent state never quite forgets
+# the start, so periods differ slightly); the Zipformer2 1.1e-7. A position
+# table running out or a state blowing up is O(1) or raises. 5e-2 leaves the
+# recurrent models a 25x margin and still catches those.
 STREAM_DRIFT_BAR = 5e-2
 OFFLINE_TOLERANCE = 1e-4  # fp32: streaming and offline differ by summation order only
 
