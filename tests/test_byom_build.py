@@ -132,3 +132,29 @@ def test_zipformer_state_dict_loads_through_the_factory(tmp_path, monkeypatch):
     a = dict(first.named_parameters())
     b = dict(again.named_parameters())
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@needs_zipformer
+@pytest.mark.slow
+def test_sherpa_sized_zipformer_exports_with_parity_and_int8(tmp_path):
+    """The configuration users deploy (about 20 M parameters, chunk 16, left
+    context 64): what the benchmarks use."""
+    from edge.export import check_onnx_parity, export_onnx
+    from runtime_py.backends import open_runner
+    from runtime_py.stateloop import RELATIVE_ERROR_BARS, compare_rollouts
+    from targets.golden import parity_stream
+    from targets.ort import quantized_op_count, to_ort
+    model = _zipformer_factory().build()
+    params = sum(p.numel() for p in model.modules_of("encoder")[0].parameters())
+    assert 15e6 < params < 30e6, params
+    paths = export_onnx(model, tmp_path / "onnx")
+    report = check_onnx_parity(model, paths, chunks=200)
+    assert all(r["passed"] for r in report.values()), report
+    sig = model.signature()
+    enc = sig.graph("encoder")
+    int8 = to_ort(paths["encoder"], tmp_path, "int8")
+    assert quantized_op_count(int8) > 100
+    fp32 = open_runner(paths["encoder"], enc, "onnx", 1)
+    r = compare_rollouts(enc, fp32, open_runner(int8, enc, "ort", 1),
+                         [{"x": c} for c in parity_stream(sig, 100)])
+    assert r["relative_error"] <= RELATIVE_ERROR_BARS["int8"], r["relative_error"]
