@@ -26,7 +26,7 @@ from .signature import GraphSpec, Signature
 OPSET = 17
 METADATA_KEY = "edge.signature"
 _ONNX_DTYPES = {"float32": onnx.TensorProto.FLOAT, "int64": onnx.TensorProto.INT64,
-                "int32": onnx.TensorProto.INT32}
+                "int32": onnx.TensorProto.INT32, "bool": onnx.TensorProto.BOOL}
 
 
 class ExportError(RuntimeError):

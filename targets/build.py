@@ -431,25 +431,14 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
 
 def _proofs(source: Source, signature, onnx_paths: dict, speech: list, trained: bool,
             stream_seconds: float | None, say) -> dict:
-    """Reset, streaming == offline and how long it can stream (targets.proofs)."""
-    from runtime_py.backends import open_runner
-
+    """Reset, streaming == offline and how long it can stream (targets.proofs);
+    a failed reset or offline check fails the build."""
     from . import proofs
 
-    run = open_runner(onnx_paths["encoder"], signature.graph("encoder"), "onnx", 1)
-    c, s = signature.chunk_frames, signature.shift_frames
-    feats = np.concatenate([speech[0][0]] + [ch[0][c - s:] for ch in speech[1:]])
     declared = getattr(source.torch_model, "max_duration_s", None)
-    seconds = stream_seconds or declared or proofs.STREAM_CHECK_SECONDS
-    out = {"reset": proofs.reset_check(signature, run, speech),
-           "offline": proofs.offline_check(source.torch_model, signature, source.reference["encoder"], feats, speech),
-           "stream": proofs.stream_check(signature, run, proofs.period_chunks(signature), seconds)}
-    st = out["stream"]
-    limit = (f"safe for {st['safe_seconds']:.0f} s: {st['why']} at chunk {st['failed_at_chunk']}"
-             if not st["passed"] else f"streams {st['seconds_checked']:.0f} s with drift {st['max_drift']:.1e}")
-    say(f"proofs: reset {'ok' if out['reset']['passed'] else 'FAILED'}; offline "
-        f"{('ok' if out['offline']['passed'] else 'FAILED') if out['offline']['checked'] else 'not declared'}; "
-        f"{limit} [{proofs.stream_check.last_run_seconds:.0f}s]")
+    out = proofs.run_proofs(signature, onnx_paths["encoder"], source.reference["encoder"], source.torch_model,
+                            speech, stream_seconds or declared or proofs.STREAM_CHECK_SECONDS)
+    say("proofs: " + proofs.summary(out))
     if not out["reset"]["passed"]:
         raise UserError(f"resetting the states to their declared initial values does not reproduce a fresh stream "
                         f"(max diff {out['reset']['max_abs_diff']:.2e}): a state's initial value is wrong")

@@ -34,7 +34,7 @@ DEPLOYMENT_TARGET = "iOS16"  # ML program + fp16 I/O support; ~all devices in us
 # Core ML specification version per deployment target (coremltools' table).
 SPEC_VERSIONS = {"iOS15": 6, "iOS16": 7, "iOS17": 8, "iOS18": 9}
 # signature dtype -> Core ML multi-array dtype
-COREML_DTYPES = {"float32": "FLOAT32", "int32": "INT32", "int64": "INT32"}
+COREML_DTYPES = {"float32": "FLOAT32", "int32": "INT32", "int64": "INT32", "bool": "BOOL"}
 _UUID_NAMESPACE = uuid.UUID("6b1f0d2e-2c1a-4f43-9d59-7f0e2b8a5e10")
 
 
@@ -58,9 +58,14 @@ def to_coreml(model, graph: GraphSpec, signature, out_dir: Path | str, precision
     module = model.graph_module(graph.name).eval()
     feeds = example_inputs(graph, signature)
     args = tuple(torch.from_numpy(feeds[n]) for n in graph.input_names)
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # shapes the tracer fixes are meant to be fixed (batch 1, one chunk); parity of the
+        # ONNX graph from the same step is what proves the trace (as in edge.export)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         traced = torch.jit.trace(module, args, check_trace=False)
-    np_dtypes = {"FLOAT32": np.float32, "INT32": np.int32}
+    np_dtypes = {"FLOAT32": np.float32, "INT32": np.int32, "BOOL": np.bool_}
     inputs = [ct.TensorType(name=t.name, shape=t.shape, dtype=np_dtypes[COREML_DTYPES[t.dtype]])
               for t in graph.all_inputs()]
     # Explicit output dtypes: with fp16 compute coremltools would otherwise

@@ -125,3 +125,15 @@ def test_vad_on_raw_samples_is_first_class(tmp_path):
     assert enc.inputs[0].shape == (1, 576, 1) and enc.outputs[0].shape == (1, 1)
     paths = export_onnx(model, tmp_path)
     assert check_onnx_parity(model, paths, chunks=200)["encoder"]["passed"]
+
+
+def test_a_bool_state_exports_and_runs(tmp_path):
+    """A validity flag kept as bool: declared, exported, and rolled out on ONNX Runtime."""
+    def step(x, seen):
+        y = x.mean(-1) * seen.float()
+        return y, torch.ones_like(seen)
+    decl = edge.Step(step, states=lambda b: torch.zeros(b, 1, dtype=torch.bool), names=["seen"],
+                     returns=("y", edge.State("seen")))
+    model = edge.declare("flag", encoder=decl, head="none", chunk=4)
+    assert model.signature().graph("encoder").states[0].dtype == "bool"
+    assert check_onnx_parity(model, export_onnx(model, tmp_path), chunks=20)["encoder"]["passed"]

@@ -80,3 +80,31 @@ def test_the_client_cuts_utterances_before_the_safe_duration():
     rec = StreamingRecognizer(session, vad=False)
     assert rec.max_utterance_s == pytest.approx(9.0)
     assert np.isfinite(rec.max_utterance_s)
+
+
+def test_check_model_is_callable_without_a_bundle():
+    from byom_models import declare_time_major
+    from targets.proofs import check_model
+    report = check_model(declare_time_major(), chunks=200, seconds=60)
+    assert report["passed"] and report["parity"]["encoder"]["chunks"] == 200
+    assert report["parity"]["encoder"]["one_step_max_abs_diff"] <= 1e-4
+    assert report["reset"]["passed"] and report["offline"]["checked"] is False and report["stream"]["passed"]
+
+
+def _running_sum(offline_scale: float = 1.0):
+    """Output = running sum of the features: streamed with a carried total, or
+    offline over the whole utterance (scaled, to make a wrong offline)."""
+    def step(x, total):
+        y = torch.cumsum(x, dim=1) + total[:, None, :]
+        return y, y[:, -1, :]
+    decl = edge.Step(step, states=lambda b: torch.zeros(b, 80), names=["total"], returns=("y", edge.State("total")))
+    offline = lambda feats: offline_scale * np.cumsum(feats.astype(np.float64), axis=0)[None].astype(np.float32)
+    return edge.declare("runsum", encoder=decl, head="none", chunk=4, offline=offline)
+
+
+def test_streaming_equals_the_declared_offline_function():
+    from targets.proofs import check_model
+    good = check_model(_running_sum(), chunks=50, seconds=10)["offline"]
+    assert good["checked"] and good["passed"] and good["frames"] == 200
+    bad = check_model(_running_sum(1.001), chunks=50, seconds=10)["offline"]
+    assert bad["checked"] and not bad["passed"]
