@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
 import signal
 import sys
@@ -432,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS,
                    help="chunks in each parity rollout (default: %(default)s)")
     o.add_argument("--keep-failed", action="store_true", help="write the bundle even if parity fails (marked failed)")
+    o.add_argument("--force", action="store_true",
+                   help="-o names an existing folder that is not a bundle: move it aside (renamed, never deleted)")
     return p
 
 
@@ -466,6 +469,16 @@ def _main(argv) -> int:
         from edge.export import ExportError
     except ImportError as e:  # torch / onnx: the exporter's own dependencies
         return fail(str(missing_extra(e.name or "torch", "export")))
+    from .bundle import check_output_dir, move_aside
+
+    out_dir = args.output or Path("dist") / f"{args.name}-{args.family}-{args.target}"
+    moved = None
+    try:  # before any work: never build towards a folder we may not replace
+        if check_output_dir(out_dir, force=args.force):
+            moved = move_aside(out_dir)
+            print(f"  --force: moved the existing {out_dir} to {moved} (nothing deleted)", flush=True)
+    except UserError as e:
+        return fail(str(e))
     t0 = time.perf_counter()
     try:
         spec = None
@@ -485,6 +498,9 @@ def _main(argv) -> int:
         return fail(f"{where}{e.strerror or e}; no partial bundle was left and any previous bundle is intact")
     except KeyboardInterrupt:
         return fail("interrupted; no partial bundle was left and any previous bundle is intact", 130)
+    finally:
+        if moved is not None and not Path(out_dir).exists():  # the build failed: put the folder back
+            os.replace(moved, out_dir)
     from runtime_py.manifest import load_bundle
     bundle = load_bundle(out)
     size = sum(a.bytes for a in bundle.artifacts)
