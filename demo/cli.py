@@ -17,6 +17,7 @@ import shutil
 import sys
 import warnings
 
+from runtime_py.cliargs import add_verbose, make_parser, quiet_libraries
 from runtime_py.audio import WavError
 from runtime_py.backends import BackendError
 from runtime_py.manifest import ManifestError
@@ -31,10 +32,9 @@ EXIT_USER_ERROR = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="edge-demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Streaming speech recognition from a microphone or a WAV file with an "
+    p = make_parser("edge-demo", "Streaming speech recognition from a microphone or a WAV file with an "
                     "edge-build bundle (no PyTorch needed).")
+    add_verbose(p)
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder made by edge-build (holds manifest.json)")
     src = p.add_argument_group("input")
     which = src.add_mutually_exclusive_group(required=True)
@@ -175,6 +175,7 @@ def main(argv=None, *, source_factory=None, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
+    quiet_libraries(args.verbose)
     logging.getLogger("runtime_py.rtf").setLevel(logging.ERROR)  # printed by the loop instead
     try:
         if args.threads < 1:

@@ -8,20 +8,21 @@ import sys
 import time
 from pathlib import Path
 
+from .cliutil import add_verbose, family_names, make_parser, quiet_libraries, torch_side
 from .errors import UserError, fail, missing_extra
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .families import family_names
-
-    p = argparse.ArgumentParser(prog="edge-export", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser("edge-export", __doc__)
     p.add_argument("--family", required=True, help=f"one of: {', '.join(family_names())}")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="checkpoint .pt (default: the shipped demo model, else a seeded untrained one)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder for <graph>.onnx")
-    p.add_argument("--chunks", type=int, default=200, help="chunks in the parity rollout (0 skips it)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parity-chunks", dest="chunks", type=int, default=200, metavar="N",
+                   help="chunks in the parity rollout (0 skips it)")
+    p.add_argument("--chunks", dest="chunks", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
+    p.add_argument("--seed", type=int, default=0, help="seed of the untrained model when no checkpoint exists")
+    add_verbose(p)
     return p
 
 
@@ -60,7 +61,8 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return run(args)
+    quiet_libraries(args.verbose)
+    return torch_side("export") or run(args)
 
 
 if __name__ == "__main__":

@@ -415,9 +415,11 @@ def list_targets() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-build", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from edge.cliutil import add_verbose, make_parser
+
+    p = make_parser("edge-build", __doc__)
     p.add_argument("--list", action="store_true", help="print targets, their files and options, and exit")
+    add_verbose(p)
     g = p.add_argument_group("what to build")
     g.add_argument("--target", help="rpi | android | ios")
     g.add_argument("--family", default=DEFAULT_FAMILY, help="lstm | conformer | transducer (default: %(default)s)")
@@ -457,6 +459,9 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
+    from edge.cliutil import quiet_libraries
+
+    quiet_libraries(args.verbose)
     if args.list:
         print(list_targets())
         return 0

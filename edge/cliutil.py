@@ -1,0 +1,42 @@
+"""What the edge-* commands that need PyTorch share, importable without it:
+the family names (read from file names, not imported), typo suggestions, and
+the guard that turns a missing heavy package into one line naming the extra.
+The parser grammar itself is in runtime_py.cliargs (the torch-free client
+uses it too)."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+from pathlib import Path
+
+from runtime_py.cliargs import add_verbose, make_parser, quiet_libraries  # noqa: F401 (one import for the commands)
+
+from .errors import fail, missing_extra
+
+
+def family_names() -> list[str]:
+    """The built-in families, read from the file names in edge/families/
+    without importing them (importing a family imports torch)."""
+    spec = importlib.util.find_spec("edge.families")
+    folders = spec.submodule_search_locations if spec else []
+    return sorted(p.stem for d in folders for p in Path(d).glob("*.py") if not p.stem.startswith("_")
+                  and p.stem != "base")
+
+
+def unknown(what: str, name: str, known) -> str:
+    """"unknown family 'lstn'. Did you mean 'lstm'? Known: ..." """
+    known = list(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"unknown {what} {name!r}.{hint} Known: {', '.join(known)}"
+
+
+def torch_side(extra: str = "export", hint: str = ""):
+    """Guard for the commands that need PyTorch (and ONNX): None when they
+    are importable, else the exit code after one `error:` line naming the
+    extra to install."""
+    for module in ("torch", "onnx") if extra == "export" else ("torch",):
+        if importlib.util.find_spec(module) is None:
+            return fail(str(missing_extra(module, extra)) + hint)
+    return None
