@@ -122,7 +122,7 @@ class MicSource(_QueueSource):
             import sounddevice
         except ImportError:
             raise SourceError("the microphone needs the sounddevice package: pip install sounddevice "
-                              "(or pip install 'edge-speech[mic]')") from None
+                              "(or pip install -e '.[mic]' in the edge-speech checkout)") from None
         except OSError as e:  # sounddevice imports but finds no PortAudio library
             raise SourceError(f"PortAudio is missing ({e}); on Raspberry Pi OS / Debian: "
                               "sudo apt-get install libportaudio2") from None

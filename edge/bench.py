@@ -687,8 +687,8 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
             flops = 2 * sum(macs.get(g, 0) * n for g, n in calls.items())
             row.update(chunks=len(chunks), audio_s=audio_s, compute_s=med["total"], rtf=med["total"] / audio_s,
                        p50_ms=med["p50"] * 1e3, p90_ms=med["p90"] * 1e3, p99_ms=med["p99"] * 1e3,
-                       mean_ms=med["mean"] * 1e3, calls=calls, flops_per_pass=flops,
-                       gflops=flops / med["total"] / 1e9)
+                       mean_ms=med["mean"] * 1e3, calls=calls, flops_per_pass=flops if macs else None,
+                       gflops=flops / med["total"] / 1e9 if macs else None)
             if peak:
                 row["peak_fraction"] = row["gflops"] / (peak * k[1])
         for (lb, t), row in rows.items():
@@ -925,7 +925,10 @@ def main(argv=None) -> int:
 
     args = build_parser().parse_args(argv)
     quiet_libraries(args.verbose)
-    has_torch = importlib.util.find_spec("torch") is not None
+    try:
+        has_torch = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        has_torch = False
     try:
         fams = list(FAMILIES) if args.family == "all" else [args.family or "conformer"]
         if args.family == "all" and (args.checkpoint or args.bundle):

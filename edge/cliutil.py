@@ -7,6 +7,7 @@ uses it too)."""
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.util
 from pathlib import Path
 
@@ -37,6 +38,8 @@ def torch_side(extra: str = "export", hint: str = ""):
     are importable, else the exit code after one `error:` line naming the
     extra to install."""
     for module in ("torch", "onnx") if extra == "export" else ("torch",):
-        if importlib.util.find_spec(module) is None:
+        try:  # imported, not just looked up: the command uses it next anyway, and a broken install shows here
+            importlib.import_module(module)
+        except ImportError:
             return fail(str(missing_extra(module, extra)) + hint)
     return None

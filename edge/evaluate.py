@@ -241,6 +241,9 @@ def main(argv=None) -> int:
     quiet_libraries(args.verbose)
     if args.family not in family_names():
         return fail(unknown("family", args.family, family_names()))
+    code = torch_side("export")  # first: on a runtime-only install nothing else matters
+    if code:
+        return code
     split_file = Path(args.corpus) / f"{args.split}.jsonl"
     if not split_file.is_file():
         return fail(f"no {args.split} split at {split_file}; make a corpus with: "
@@ -248,9 +251,6 @@ def main(argv=None) -> int:
     for b in args.bundle:
         if not (Path(b) / "manifest.json").is_file():
             return fail(f"--bundle {b}: not a bundle folder (no manifest.json); build one with edge-build")
-    code = torch_side("export")
-    if code:
-        return code
     import torch
 
     from .checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint

@@ -516,6 +516,9 @@ def main(argv=None) -> int:
     quiet_libraries(args.verbose)
     if args.family not in family_names():
         return fail(unknown("family", args.family, family_names()))
+    code = torch_side("export")  # first: on a runtime-only install nothing else matters
+    if code:
+        return code
     corpus = Path(args.corpus)
     if not (corpus / "train.jsonl").is_file():
         return fail(f"corpus {corpus} not found (no train.jsonl there); make one with: "
@@ -523,9 +526,6 @@ def main(argv=None) -> int:
     for flag, path in (("--init", args.init), ("--teacher", args.teacher)):
         if path and not Path(path).is_file():
             return fail(f"{flag} {path}: no such checkpoint file")
-    code = torch_side("export")
-    if code:
-        return code
     from .checkpoint import CheckpointError
 
     try:

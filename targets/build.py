@@ -45,7 +45,7 @@ TARGETS = {
                   default=(("ort", "fp32"), ("ort", "int8"), ("tflite", "fp32")),
                   allowed=(("ort", "fp32"), ("ort", "int8"), ("tflite", "fp32"), ("tflite", "fp16"),
                            ("tflite", "int8"), ("onnx", "fp32")),
-                  runtime="edge-demo BUNDLE --wav FILE (pip install 'edge-speech[runtime]')"),
+                  runtime="edge-demo BUNDLE --wav FILE (install: pip install -e '.[runtime]', docs/install.md)"),
     "android": Target("android", "Android: LiteRT (TFLite) and ONNX Runtime Mobile",
                       default=(("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("ort", "fp32"),
                                ("ort", "int8")),

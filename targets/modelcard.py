@@ -34,7 +34,7 @@ def _snippets(sig: Signature, target: str, artifacts: list[dict]) -> str:
              for b in ("ort", "tflite", "coreml")}
     state_names = ", ".join(s.name for s in enc.states) or "(none)"
     py = f"""```python
-# pip install 'edge-speech[runtime]'   (numpy + onnxruntime; no torch)
+# in the edge-speech checkout: pip install -e '.[runtime]'   (numpy + onnxruntime; no torch)
 from runtime_py.recognizer import transcribe_file
 print(transcribe_file("path/to/this/bundle", "speech.wav"))
 
