@@ -18,7 +18,8 @@ import sys
 import warnings
 
 from runtime_py.cliargs import add_verbose, make_parser, quiet_libraries
-from runtime_py.audio import WavError
+from runtime_py.audio import NARROWBAND_HZ, WavError, is_narrowband
+from runtime_py.decoding import word_vocabulary
 from runtime_py.backends import BackendError
 from runtime_py.manifest import ManifestError
 from runtime_py.recognizer import Final, Partial, StreamingRecognizer
@@ -164,6 +165,28 @@ def format_summary(s: dict, session) -> str:
     ])
 
 
+VOCABULARY_SHOWN = 100  # list a word vocabulary in the banner up to this size
+
+
+def banner(session, source, args) -> str:
+    """What runs, on what input, and what the model can recognise at all:
+    a command-word model turns any other speech into its nearest words."""
+    rate, model_rate = source.sample_rate, session.sample_rate
+    where = "microphone" if args.mic else args.wav
+    how = f"{rate} Hz" if rate == model_rate else f"resampled from {rate} to {model_rate} Hz"
+    lines = [f"{session.describe()}; input: {where} ({how}). Ctrl-C ends."]
+    words = word_vocabulary(session.tokens, session.signature.blank_id)
+    if words and len(words) <= VOCABULARY_SHOWN:
+        lines.append(f"This model knows {len(words)} words and nothing else (other speech comes out as the "
+                     f"nearest of them): {' '.join(words)}")
+    samples = getattr(source, "samples", None)  # a WAV file: judge its content, not just its rate
+    if rate < model_rate and rate <= 2 * NARROWBAND_HZ or samples is not None and is_narrowband(samples, rate):
+        lines.append(f"warning: this audio is narrowband (nothing above {NARROWBAND_HZ // 1000} kHz, e.g. 8 kHz "
+                     f"telephone audio resampled up); the model was trained on {model_rate // 1000} kHz "
+                     "wideband speech, so expect more errors")
+    return "\n".join(lines) + "\n"
+
+
 def make_source(args, model_rate: int):
     """The audio source the arguments ask for (tests replace this)."""
     if args.mic:
@@ -190,8 +213,7 @@ def main(argv=None, *, source_factory=None, out=None, err=None) -> int:
         rec = StreamingRecognizer(session, endpoint_silence_ms=args.endpoint_ms, vad=vad,
                                   max_utterance_s=args.max_utterance_s, max_backlog_s=args.max_backlog_s,
                                   warn_backlog_s=min(0.5, args.max_backlog_s))
-        err.write(f"{session.describe()}; input: "
-                  f"{'microphone' if args.mic else args.wav} at {source.sample_rate} Hz. Ctrl-C ends.\n")
+        err.write(banner(session, source, args))
         partials = {"on": True, "off": False}.get(args.partials, is_terminal(out))
         summary = run_stream(rec, source, Printer(out, err, partials=partials))
     except (ManifestError, SessionError, SignatureError, BackendError, WavError, SourceError,

@@ -386,7 +386,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                               "source": "shipped sample utterances with seeded gain/noise"
                               if gold.sample_utterances(rate) else "synthetic harmonic signal"},
         }
-        bw.write_text("README.md", model_card(manifest, bw.artifacts, tgt))
+        bw.write_text("README.md", model_card(manifest, bw.artifacts, tgt, tokens=tokens))
         bw.commit(manifest)
     return out
 

@@ -3,6 +3,7 @@ so it cannot drift from the files)."""
 
 from __future__ import annotations
 
+from runtime_py.decoding import word_vocabulary
 from runtime_py.signature import Signature
 from .tflite import FP16_KEEP_FP32_VALUES
 
@@ -96,7 +97,28 @@ PRECISION_NOTES = {
 }
 
 
-def model_card(manifest: dict, artifacts: list[dict], target) -> str:
+def _scope(model: dict, sig: Signature, tokens: list[str] | None) -> list[str]:
+    """What the model can recognise at all, before anyone tries dictation on it."""
+    words = word_vocabulary(tokens or [], sig.blank_id)
+    if words is None:
+        n = len(tokens or [])
+        return ["## What it recognises", "", f"{n} tokens (`tokens.txt`); sub-words or characters can spell "
+                "words the training data did not hold, with the accuracy the training data gives.", ""]
+    out = ["## What it recognises", "",
+           f"**{len(words)} words and nothing else:** " + " ".join(f"`{w}`" for w in words) + ".", "",
+           "Any other speech comes out as the nearest sequence of these words (\"hello world, what is the "
+           "weather\" might read \"home no quieter enter\"): this is a command-word recogniser, not dictation."]
+    if str(model.get("source", "")).startswith("shipped:"):
+        out += ["", "It is one of the project's demo models, trained on synthetic speech (espeak-ng: English "
+                "accents and voice variants, 1-6 words per utterance, added noise; `edge/data/corpus.py`) to show "
+                "the export, bundle and client working end to end on real audio. Accuracy figures: "
+                "`docs/accuracy.md`."]
+    rate = sig.frontend.sample_rate
+    return out + ["", f"Audio must be {rate // 1000} kHz wideband speech (the client resamples other rates); "
+                  "narrowband audio (8 kHz telephone audio, even resampled up) costs accuracy.", ""]
+
+
+def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] | None = None) -> str:
     sig = Signature.from_dict(manifest["signature"])
     fe = sig.frontend
     model = manifest["model"]
@@ -106,6 +128,7 @@ def model_card(manifest: dict, artifacts: list[dict], target) -> str:
                   "> parity checks are real; its transcripts are not. Build from a trained checkpoint for use.", ""]
     parts += [f"{target.description}. Source: `{model['source']}`. Decoder: {sig.decoder} greedy. "
               f"Run on this host with: `{target.runtime}`.", "",
+              *_scope(model, sig, tokens),
               "## Files", "",
               _table(["file", "graph", "backend", "precision", "bytes", "parity vs PyTorch"],
                      [[f"`{a['path']}`", a["graph"], a["backend"], a["precision"], a["bytes"],

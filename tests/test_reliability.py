@@ -641,7 +641,8 @@ def test_other_sample_rates_are_resampled_in_the_stream(rate, lstm_bundle, tmp_p
         orig.write_bytes(wav_bytes(x16, RATE, 3, 4))
         assert got == texts(lstm_bundle, orig)
     rc, out, err = demo_main([str(lstm_bundle), "--wav", str(src)])
-    assert rc == 0 and f"at {rate} Hz" in err and "--- summary ---" in out, err
+    assert rc == 0 and f"resampled from {rate} to {RATE} Hz" in err and "--- summary ---" in out, err
+    assert ("narrowband" in err) == (rate == 8000), err
 
 
 @pytest.mark.parametrize("case, phrase", [
