@@ -32,6 +32,20 @@ from .sources import GeneratedSource, MicSource, SourceError, WavSource  # noqa:
 EXIT_USER_ERROR = 2
 
 
+BACKENDS = ("ort", "onnx", "tflite")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def backend_choice(text: str) -> tuple[str, str | None]:
+    """'ort' or 'ort:int8' -> (backend, precision or None): the backend:precision
+    syntax of edge-build --quant and edge-bench --backends."""
+    backend, _, precision = text.lower().partition(":")
+    if backend not in BACKENDS or (precision and precision not in PRECISIONS):
+        raise argparse.ArgumentTypeError(f"unknown artifact {text!r}; use BACKEND[:PRECISION] with backend "
+                                         f"{'/'.join(BACKENDS)} and precision {'/'.join(PRECISIONS)}, e.g. ort:fp32")
+    return backend, precision or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser("edge-demo", "Streaming speech recognition from a microphone or a WAV file with an "
                     "edge-build bundle (no PyTorch needed).")
@@ -52,10 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--mic-rate", type=int, default=None,
                      help="microphone sample rate in Hz (resampled to the model's); default: the model's rate")
     model = p.add_argument_group("model")
-    model.add_argument("--backend", choices=("ort", "onnx", "tflite"), default=None,
-                       help="runtime to use; default: the best one in the bundle (ort fp32 first)")
+    model.add_argument("--backend", type=backend_choice, default=None, metavar="BACKEND[:PRECISION]",
+                       help="artifact to run, e.g. ort:fp32, ort:int8, tflite:fp16 (or ort, onnx, tflite with "
+                            "--precision); default: the best one in the bundle (ort fp32 first)")
     model.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                        help="artifact precision; default: fp32 if present")
+    model.add_argument("--providers", default=None, metavar="LIST",
+                       help="ONNX Runtime execution providers in order, e.g. xnnpack,nnapi,cpu or coreml,cpu; "
+                            "one missing from this onnxruntime build is skipped with a notice; default: cpu")
     model.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime")
     ep = p.add_argument_group("endpointing and live input")
     ep.add_argument("--endpoint-ms", type=float, default=600.0,
@@ -157,7 +175,8 @@ def format_summary(s: dict, session) -> str:
     return "\n".join([
         "--- summary" + (" (interrupted)" if s.get("interrupted") else "") + " ---",
         f"audio {s['audio_s']:.2f} s, compute {s['compute_s']:.3f} s, RTF {s['rtf']:.4f} "
-        f"({s['backend']}, {session.threads} thread{'s' if session.threads != 1 else ''})",
+        f"({s['backend']}{' on ' + session.provider if getattr(session, 'provider', None) else ''}, "
+        f"{session.threads} thread{'s' if session.threads != 1 else ''})",
         f"latency per {chunk_ms:.0f} ms chunk: p50 {ms(lat['p50'])}, p90 {ms(lat['p90'])}, "
         f"p99 {ms(lat['p99'])}, max {ms(lat['max'])}",
         f"utterances {s['utterances']}; overruns {s['overrun_warnings']} (drops {s['overrun_drops']}, "
@@ -203,7 +222,15 @@ def main(argv=None, *, source_factory=None, out=None, err=None) -> int:
     try:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        session = ModelSession(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
+        backend, precision = args.backend or (None, None)
+        if precision and args.precision and precision != args.precision:
+            raise ValueError(f"--backend {backend}:{precision} and --precision {args.precision} disagree")
+        with warnings.catch_warnings(record=True) as caught:  # a missing execution provider: one line
+            warnings.simplefilter("always")
+            session = ModelSession(args.bundle, backend=backend, precision=precision or args.precision,
+                                   threads=args.threads, providers=args.providers)
+        for message in dict.fromkeys(str(w.message) for w in caught):  # once, not once per graph
+            err.write(f"notice: {message}\n")
         with warnings.catch_warnings(record=True) as caught:  # e.g. a truncated WAV: one plain line each
             warnings.simplefilter("always")
             source = (source_factory or make_source)(args, session.sample_rate)

@@ -55,6 +55,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,7 @@ ROW_KEYS = ("family", "label", "backend", "precision", "threads", "status", "err
             "compute_s", "rtf", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "speedup_vs_pytorch",
             "speedup_rtf_vs_pytorch", "speedup_vs_pytorch_paired", "cold_start_ms", "load_ms", "first_chunk_ms", "import_ms",
             "peak_rss_mb", "baseline_rss_mb", "torch_imported", "size_bytes", "calls", "flops_per_pass",
-            "gflops", "peak_fraction", "parity")
+            "gflops", "peak_fraction", "parity", "provider")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -197,11 +198,13 @@ class _TorchConfig:
 
 
 class _ArtifactConfig:
-    def __init__(self, files: dict, signature, backend, threads):
+    def __init__(self, files: dict, signature, backend, threads, providers=None):
         from runtime_py.backends import open_runner
 
-        self.pipe = Pipeline(signature, {g.name: open_runner(files[g.name], g, backend, threads)
+        self.pipe = Pipeline(signature, {g.name: open_runner(files[g.name], g, backend, threads, providers=providers)
                                          for g in signature.graphs})
+        # the ONNX Runtime execution provider actually used (None for LiteRT)
+        self.provider = getattr(self.pipe.raw_runs["encoder"], "provider", None)
 
     def run(self, chunks):
         return run_pass(self.pipe, chunks)
@@ -521,7 +524,8 @@ def _child(spec_path: str) -> None:
         t1 = time.perf_counter()
         from runtime_py.backends import open_runner
 
-        pipe = Pipeline(signature, {g.name: open_runner(spec["files"][g.name], g, spec["backend"], threads)
+        pipe = Pipeline(signature, {g.name: open_runner(spec["files"][g.name], g, spec["backend"], threads,
+                                                        providers=spec.get("providers"))
                                     for g in signature.graphs})
         ctx = contextlib.nullcontext()
     t2 = time.perf_counter()
@@ -587,7 +591,7 @@ def _empty_row(family, label, threads) -> dict:
 def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=None, seconds: float = 60.0,
               threads=(1,), backends=DEFAULT_BACKENDS, repeats: int | None = None, json_path=None, png_path=None,
               parity_chunks: int = PARITY_CHUNKS, subprocesses: bool = True, peak_matmul: bool = True,
-              progress=print) -> dict:
+              providers=None, progress=print) -> dict:
     """Benchmark one family; returns {"machine", "workload", "model", "rows"}.
     `model` (in memory) wins over `checkpoint`, else the shipped model (or an
     untrained one when none is shipped). Writes `json_path`/`png_path` if given."""
@@ -660,7 +664,12 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
                     if lb == "pytorch":
                         configs[(lb, t)] = _TorchConfig(model, signature, t)
                     else:
-                        configs[(lb, t)] = _ArtifactConfig(art["files"], signature, _split(lb)[0], t)
+                        with warnings.catch_warnings(record=True) as caught:  # a missing execution provider
+                            warnings.simplefilter("always")
+                            configs[(lb, t)] = _ArtifactConfig(art["files"], signature, _split(lb)[0], t, providers)
+                        for message in dict.fromkeys(str(w.message) for w in caught):
+                            say(f"[bench] notice: {lb}: {message}")
+                        row["provider"] = configs[(lb, t)].provider
                 except Exception as e:  # noqa: BLE001
                     row.update(status="failed", error=f"load failed: {_first_line(e)}")
 
@@ -710,7 +719,7 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
                 spec = {"backend": b, "threads": t, "signature": signature.to_dict(),
                         "chunks": str(work / "chunks.npy"),
                         "files": {g: str(p) for g, p in artifacts[lb]["files"].items()},
-                        "checkpoint": str(ckpt)}
+                        "checkpoint": str(ckpt), "providers": providers}
                 say(f"[bench] cold start + peak memory: {lb} x{t} (fresh process) ...")
                 try:
                     res = run_child(spec, work)
@@ -836,6 +845,9 @@ def format_table(result: dict) -> str:
              f"{m['loadavg_start'][0]:.2f} -> {(m.get('loadavg_end') or [float('nan')])[0]:.2f}",
              f"workload: {_per(w['audio_s'], '.1f')}s of audio, {_per(w['chunks'], 'd')} chunks, {w['includes']}; median of "
              f"{w['repeats']} round-robin rounds"]
+    used = {f"{r['label']} x{r['threads']}": r["provider"] for r in result["rows"] if r.get("provider")}
+    if used:
+        notes.append("ONNX Runtime execution provider used: " + "; ".join(f"{k} {v}" for k, v in used.items()))
     if result.get("peak_matmul_gflops_1thread"):
         notes.append(f"peak: {result['peak_matmul_gflops_1thread']:.1f} GFLOP/s (512x512 fp32 matmul, 1 thread; "
                      "% peak uses peak x threads)")
@@ -907,6 +919,9 @@ def build_parser():
     ap.add_argument("--backends", default=None,
                     help=f"comma list from {','.join(ALL_BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)}; "
                          "with --bundle and no PyTorch installed: the bundle's artifacts)")
+    ap.add_argument("--providers", default=None, metavar="LIST",
+                    help="ONNX Runtime execution providers in order, e.g. xnnpack,cpu (a missing one is skipped "
+                         "with a notice; default: cpu)")
     ap.add_argument("--repeats", type=int, default=REPEATS, help="round-robin rounds")
     ap.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS, help="parity rollout of the bundle build")
     ap.add_argument("--no-subprocess", action="store_true", help="skip cold-start/memory children")
@@ -921,6 +936,7 @@ def main(argv=None) -> int:
 
     from edge.cliutil import quiet_libraries, torch_side
     from edge.errors import fail
+    from runtime_py.backends import BackendError
     from runtime_py.manifest import ManifestError
 
     args = build_parser().parse_args(argv)
@@ -946,6 +962,9 @@ def main(argv=None) -> int:
                 print(f"[bench] PyTorch is not installed: timing the bundle's artifacts {', '.join(backends)}",
                       file=sys.stderr)
         labels = parse_backends(backends or DEFAULT_BACKENDS)
+        if args.providers:
+            from runtime_py.backends import provider_names
+            provider_names(args.providers)  # an unknown name is an error before any work
         if "pytorch" in labels or not args.bundle:
             code = torch_side("export", hint="; without it, time a bundle: edge-bench --bundle B --backends ort:fp32")
             if code:
@@ -953,8 +972,9 @@ def main(argv=None) -> int:
         results = [run_bench(f, checkpoint=args.checkpoint, bundle=args.bundle, seconds=args.seconds,
                              threads=args.threads, backends=labels, repeats=args.repeats,
                              parity_chunks=args.parity_chunks, subprocesses=not args.no_subprocess,
+                             providers=args.providers,
                              progress=lambda m: print(m, file=sys.stderr, flush=True)) for f in fams]
-    except (BenchError, ManifestError) as e:
+    except (BenchError, ManifestError, BackendError) as e:
         return fail(str(e))
     except ValueError as e:  # e.g. --threads 1,x
         return fail(f"{e}")
