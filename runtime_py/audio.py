@@ -70,6 +70,12 @@ def parse_wav(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
     if len(data) == 0:
         raise WavError(f"{name}: the file is empty")
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        kind = sniff_format(data)
+        if kind:  # a compressed file, whatever its name says
+            stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "audio"
+            raise WavError(f"{name}: this is {kind}, not WAV; convert it with sox/ffmpeg: "
+                           f"ffmpeg -i '{name}' -ac 1 -ar 16000 '{stem}-16k.wav'  (or: sox '{name}' -c 1 -r 16000 "
+                           f"'{stem}-16k.wav')")
         raise WavError(f"{name}: not a RIFF/WAVE file (header {data[:12]!r})")
     fmt = None
     pcm = None  # (bytes, truncated)
@@ -107,6 +113,22 @@ def parse_wav(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
     raw = body[: frames * frame_bytes]
     samples = _decode(raw, fmt_code, width).reshape(frames, channels)
     return _downmix(samples), rate
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The compressed audio format a file's first bytes announce (MP3, FLAC,
+    Ogg, MP4/M4A), or None."""
+    if data[:3] == b"ID3":
+        return "MP3"
+    if len(data) >= 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0 and (data[1] & 0x06) != 0:
+        return "MP3"  # an MPEG audio frame sync with a valid layer (AAC ADTS has layer bits 00)
+    if data[:4] == b"fLaC":
+        return "FLAC"
+    if data[:4] == b"OggS":
+        return "Ogg (Vorbis/Opus)"
+    if data[4:8] == b"ftyp":
+        return "MP4/M4A (AAC)"
+    return None
 
 
 def _parse_fmt(body: bytes, name: str) -> tuple[int, int, int, int]:

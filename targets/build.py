@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.cliutil import unknown
 from edge.errors import UserError, fail, missing_extra
 
 DEFAULT_FAMILY = "conformer"
@@ -76,7 +77,15 @@ def parse_quant(target: Target, quant: str | None) -> tuple[tuple[str, str], ...
     if not quant:
         return target.default
     chosen = []
+    known = sorted({p for _, p in target.allowed})
     for item in [q.strip() for q in quant.split(",") if q.strip()]:
+        backend, _, precision = item.rpartition(":")
+        if precision not in known:
+            # no "did you mean": int4 is not a typo of int8, and a silent int8 is not what was asked
+            raise UserError(f"--quant {item!r}: unknown precision {precision!r}. Known: {', '.join(known)}"
+                            + f" (target {target.name}: " + ", ".join(f"{b}:{p}" for b, p in target.allowed) + ")")
+        if backend and backend not in SUFFIX:
+            raise UserError(f"--quant {item!r}: " + unknown("backend", backend, SUFFIX))
         if ":" in item:
             pair = tuple(item.split(":", 1))
             if pair not in target.allowed:
