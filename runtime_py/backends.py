@@ -25,9 +25,12 @@ naming the pip command. Torch-free.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +201,30 @@ def match_names(want: list[tuple[str, int]], have: list[tuple[str, int]], what: 
 TFLITE_SIGNATURE = "serving_default"  # the signature key targets.tflite writes
 
 
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Hide what C++ code prints on file descriptor 2 for the duration (e.g.
+    LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."),
+    unless EDGE_SPEECH_VERBOSE is set (the commands' --verbose). Errors still
+    arrive as Python exceptions."""
+    if os.environ.get("EDGE_SPEECH_VERBOSE"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (an embedding app): nothing to hide
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _strict_names(path: Path, graph: GraphSpec, in_details: dict, out_details: dict) -> None:
     missing = ([t.name for t in graph.all_inputs() if t.name not in in_details]
                + [t.name for t in graph.all_outputs() if t.name not in out_details])
@@ -238,12 +265,19 @@ def _tflite_runner(path: Path, graph: GraphSpec, threads: int, strict: bool = Fa
         out_map = match_names([(t.name, int(np.prod(t.shape))) for t in out_specs],
                               [(n, size(d)) for n, d in out_details.items()], f"{path.name} outputs")
 
+    first = [True]
+
     def run(feeds: dict) -> dict:
         kwargs = {}
         for t in in_specs:
             d = in_details[in_map[t.name]]
             kwargs[in_map[t.name]] = np.asarray(feeds[t.name]).astype(d["dtype"], copy=False).reshape(d["shape"])
-        res = runner(**kwargs)
+        if first[0]:  # LiteRT applies its XNNPACK delegate here and says so on the C++ stderr
+            first[0] = False
+            with native_stderr_silenced():
+                res = runner(**kwargs)
+        else:
+            res = runner(**kwargs)
         return {t.name: np.asarray(res[out_map[t.name]]).astype(t.dtype, copy=False).reshape(t.shape)
                 for t in out_specs}
 

@@ -55,6 +55,7 @@ def quiet_libraries(verbose: bool = False) -> None:
     TensorFlow's and LiteRT's C++ INFO lines, torch's tracer warnings.
     Call before they are imported; `verbose` leaves everything on."""
     if verbose:
+        os.environ["EDGE_SPEECH_VERBOSE"] = "1"  # runtime_py.backends leaves native stderr alone too
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")

@@ -501,10 +501,16 @@ def _main(argv) -> int:
             if not args.onnx:
                 return fail("--spec/--state describe a third-party model given with --onnx FILE")
             spec = load_spec(args.spec, args.state)
-        out = build_bundle(args.family, args.target, args.output, checkpoint=args.checkpoint, name=args.name,
-                           onnx_model=args.onnx, spec=spec,
-                           quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
-                           progress=lambda m: print(f"  {m}", flush=True))
+        from .progress import StepProgress
+
+        progress = StepProgress(steps=len(parse_quant(get_target(args.target), args.quant)))
+        try:
+            out = build_bundle(args.family, args.target, args.output, checkpoint=args.checkpoint, name=args.name,
+                               onnx_model=args.onnx, spec=spec,
+                               quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
+                               progress=progress)
+        finally:
+            progress.close()
     except (UserError, CheckpointError, ExportError) as e:
         return fail(str(e))
     except OSError as e:  # the output folder is not writable, the disk is full, ...
