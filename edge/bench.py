@@ -869,6 +869,18 @@ def format_table(result: dict) -> str:
     return "\n".join(out + [""] + notes)
 
 
+def chart_title(result: dict) -> str:
+    """What a chart shows, so it can be read on its own: the model(s), the
+    machine, the threads and the workload."""
+    m, w = result["machine"], result["workload"]
+    models = ", ".join(f"{fam} ({mi['source']}{'' if mi.get('trained', True) else ', untrained'})"
+                       for fam, mi in result["models"].items())
+    threads = ", ".join(str(t) for t in w["threads"])
+    audio = w["audio_s"] if not isinstance(w["audio_s"], dict) else max(w["audio_s"].values())
+    return (f"edge-bench: {models}\n{m['cpu']}, {m['cores']} cores; threads {threads}; "
+            f"{audio:.0f} s of audio, median of {w['repeats']} rounds")
+
+
 def plot(result: dict, path) -> Path:
     import matplotlib
 
@@ -880,7 +892,8 @@ def plot(result: dict, path) -> Path:
     ok = [r["status"] == "ok" for r in rows]
     val = lambda k: [r[k] if r["status"] == "ok" and r[k] is not None else 0.0 for r in rows]  # noqa: E731
     x = np.arange(len(rows))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(rows) + 4), 4.8))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(rows) + 4), 5.2))
+    fig.suptitle(chart_title(result), fontsize=10)
     ax1.bar(x - 0.2, val("p50_ms"), 0.4, label="p50")
     ax1.bar(x + 0.2, val("p90_ms"), 0.4, label="p90")
     ax1.set_ylabel("latency per chunk (ms)")
