@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cliutil import add_verbose, family_names, make_parser, quiet_libraries, torch_side
+from .cliutil import add_verbose, family_names, make_parser, quiet_libraries, torch_side, unknown
 from .errors import UserError, fail, missing_extra
 
 
@@ -62,6 +62,8 @@ def run(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries(args.verbose)
+    if args.family not in family_names():
+        return fail(unknown("family", args.family, family_names()))
     return torch_side("export") or run(args)
 
 

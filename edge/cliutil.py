@@ -7,7 +7,6 @@ uses it too)."""
 from __future__ import annotations
 
 import difflib
-import importlib
 import importlib.util
 from pathlib import Path
 
@@ -38,8 +37,10 @@ def torch_side(extra: str = "export", hint: str = ""):
     are importable, else the exit code after one `error:` line naming the
     extra to install."""
     for module in ("torch", "onnx") if extra == "export" else ("torch",):
-        try:  # imported, not just looked up: the command uses it next anyway, and a broken install shows here
-            importlib.import_module(module)
-        except ImportError:
+        try:  # looked up, not imported: a mistake further on is reported without paying torch's 2 s import
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a finder that refuses the name counts as not installed
+            found = False
+        if not found:
             return fail(str(missing_extra(module, extra)) + hint)
     return None

@@ -478,6 +478,10 @@ def _main(argv) -> int:
         return fail("--target is required (rpi | android | ios); see edge-build --list")
     if args.parity_chunks < 1:
         return fail("--parity-chunks must be at least 1")
+    try:  # a mistyped target or precision is reported before torch is imported (2 s)
+        steps = len(parse_quant(get_target(args.target), args.quant))
+    except UserError as e:
+        return fail(str(e))
     try:
         from edge.checkpoint import CheckpointError
         from edge.export import ExportError
@@ -503,7 +507,7 @@ def _main(argv) -> int:
             spec = load_spec(args.spec, args.state)
         from .progress import StepProgress
 
-        progress = StepProgress(steps=len(parse_quant(get_target(args.target), args.quant)))
+        progress = StepProgress(steps=steps)
         try:
             out = build_bundle(args.family, args.target, args.output, checkpoint=args.checkpoint, name=args.name,
                                onnx_model=args.onnx, spec=spec,
