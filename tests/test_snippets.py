@@ -63,3 +63,23 @@ def test_card_explains_required_operators_config():
     bundle, _ = cached_bundle("conformer")
     card = (bundle / "README.md").read_text()
     assert "### required_operators.config" in card and "--include_ops_by_config required_operators.config" in card
+
+
+@pytest.mark.parametrize("family", ["conformer", "lstm"])
+def test_card_python_state_loop_reproduces_the_golden_outputs(family, monkeypatch):
+    """The card's by-hand ONNX Runtime loop, run as written in the bundle folder."""
+    bundle, _ = cached_bundle(family)
+    card = (bundle / "README.md").read_text()
+    block, = [b for b in _blocks(card, "python") if "by hand" in b]
+    by_hand = block[block.index("import json"):]
+    sig = Bundle(bundle).signature
+    x, out = sig.graph("encoder").inputs[0].name, sig.graph("encoder").outputs[0].name
+    with np.load(bundle / "golden" / "encoder_inputs.npz") as z:
+        chunks = [z[k] for k in sorted(z.files)]
+    with np.load(bundle / "golden" / "encoder_outputs.npz") as z:
+        last = z[f"{out}_{len(chunks) - 1:04d}"]
+    monkeypatch.chdir(bundle)
+    scope = {"chunks": chunks}
+    exec(by_hand, scope)
+    assert np.abs(scope["res"][out] - last).max() < 1e-4  # states carried through every chunk
+    assert x in by_hand
