@@ -44,7 +44,6 @@ machine's peak is a 512x512 fp32 matmul in torch at 1 thread.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os

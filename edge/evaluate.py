@@ -16,7 +16,6 @@ code: build a decode_fn for it and pass `load_utterances(...)`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
