@@ -83,3 +83,26 @@ def test_card_python_state_loop_reproduces_the_golden_outputs(family, monkeypatc
     exec(by_hand, scope)
     assert np.abs(scope["res"][out] - last).max() < 1e-4  # states carried through every chunk
     assert x in by_hand
+
+
+@pytest.mark.parametrize("family", ["conformer", "transducer"])
+def test_card_litert_kotlin_for_a_bundle_with_tflite_files(family):
+    """An android bundle's card (built here from the ort bundle's manifest with
+    .tflite entries added: the conversion itself is a slow test)."""
+    import json
+
+    from runtime_py.backends import TFLITE_SIGNATURE
+    from targets.build import get_target
+    from targets.modelcard import model_card
+
+    bundle, _ = cached_bundle(family)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    arts = manifest["artifacts"] + [dict(a, path=a["path"].replace(".ort", ".tflite"), backend="tflite")
+                                    for a in manifest["artifacts"]]
+    card = model_card(manifest, arts, get_target("android"), tokens=Bundle(bundle).tokens())
+    assert "### Android: LiteRT (Kotlin)" in card
+    kotlin, = [b for b in _blocks(card, "kotlin") if "org.tensorflow.lite.Interpreter" in b]
+    assert f'interpreter.runSignature(inputs, outputs, "{TFLITE_SIGNATURE}")' in kotlin
+    enc = Bundle(bundle).signature.graph("encoder")
+    assert f'put("{enc.inputs[0].name}", x)' in kotlin and f'put("{enc.outputs[0].name}", out.rewind())' in kotlin
+    assert 'put(k + "_next", b.rewind())' in kotlin and "encoder.fp32.tflite" in kotlin
