@@ -918,11 +918,10 @@ def plot(result: dict, path) -> Path:
 # -- CLI -----------------------------------------------------------------------------
 
 def build_parser():
-    from edge.cliutil import add_verbose, make_parser
+    from edge.cliutil import add_family, add_verbose, make_parser
 
     ap = make_parser("edge-bench", __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
-    ap.add_argument("--family", default=None, choices=FAMILIES + ("all",),
-                    help="model family, or all (default: the --bundle's family, else conformer)")
+    add_family(ap, default=None, extra=("all",), note=" (default: the --bundle's family, else conformer)")
     ap.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
     ap.add_argument("--bundle", help="use this bundle's artifacts instead of building them; with only "
                                      "artifact backends (no pytorch) the run is torch-free, e.g. on a Pi")
@@ -946,13 +945,16 @@ def build_parser():
 def main(argv=None) -> int:
     import importlib.util
 
-    from edge.cliutil import quiet_libraries, torch_side
+    from edge.cliutil import family_error, quiet_libraries, torch_side
     from edge.errors import fail
     from runtime_py.backends import BackendError
     from runtime_py.manifest import ManifestError
 
     args = build_parser().parse_args(argv)
     quiet_libraries(args.verbose)
+    error = family_error(args.family, extra=("all",))
+    if error:
+        return fail(error)
     try:
         has_torch = importlib.util.find_spec("torch") is not None
     except (ImportError, ValueError):

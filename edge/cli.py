@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from .cliutil import add_verbose, family_names, make_parser, quiet_libraries, torch_side, unknown
+from .cliutil import add_family, add_verbose, family_error, make_parser, quiet_libraries, torch_side
 from .errors import UserError, fail, missing_extra
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser("edge-export", __doc__)
-    p.add_argument("--family", required=True, help=f"one of: {', '.join(family_names())}")
+    add_family(p)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="checkpoint .pt (default: the shipped demo model, else a seeded untrained one)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder for <graph>.onnx")
@@ -62,8 +62,9 @@ def run(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries(args.verbose)
-    if args.family not in family_names():
-        return fail(unknown("family", args.family, family_names()))
+    error = family_error(args.family)
+    if error:
+        return fail(error)
     return torch_side("export") or run(args)
 
 

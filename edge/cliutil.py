@@ -24,6 +24,22 @@ def family_names() -> list[str]:
                   and p.stem != "base")
 
 
+DEFAULT_FAMILY = "conformer"
+
+
+def add_family(p, default: str | None = DEFAULT_FAMILY, extra: tuple[str, ...] = (), note: str = "") -> None:
+    """--family, spelled and defaulted the same on every command; checked
+    with `family_error` (a typo gets a suggestion)."""
+    names = ", ".join(family_names() + list(extra))
+    p.add_argument("--family", default=default, help=f"model family: {names}{note}")
+
+
+def family_error(name: str | None, extra: tuple[str, ...] = ()) -> str | None:
+    """The error line for an unknown family name, else None."""
+    known = family_names() + list(extra)
+    return None if name is None or name in known else unknown("family", name, known)
+
+
 def unknown(what: str, name: str, known) -> str:
     """"unknown family 'lstn'. Did you mean 'lstm'? Known: ..." """
     known = list(known)

@@ -29,7 +29,7 @@ from runtime_py.frontend import compute_features
 from runtime_py.recognizer import TAIL_PADDING_S, tail_padding_samples
 from runtime_py.stateloop import StateLoop
 
-from .cliutil import add_verbose, family_names, make_parser, quiet_libraries, torch_side, unknown
+from .cliutil import add_family, add_verbose, family_error, make_parser, quiet_libraries, torch_side
 from .errors import fail
 
 if TYPE_CHECKING:  # torch is imported where it is used: --help and a runtime-only install stay torch-free
@@ -219,7 +219,7 @@ def _fmt(name: str, r: dict) -> str:
 def build_parser():
     ap = make_parser("edge-eval", "Word error rate of a model on a corpus split, through the streaming path "
                      "(PyTorch streaming and offline; with --bundle, every artifact through the client).")
-    ap.add_argument("--family", required=True, help=f"model family: {', '.join(family_names())}")
+    add_family(ap)
     ap.add_argument("--checkpoint", help="checkpoint .pt (default: the shipped edge/checkpoints/<family>/model.pt)")
     ap.add_argument("--corpus", default="data/corpus",
                     help="corpus folder (make one with: python -m edge.data.corpus --out data/corpus)")
@@ -238,8 +238,9 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries(args.verbose)
-    if args.family not in family_names():
-        return fail(unknown("family", args.family, family_names()))
+    error = family_error(args.family)
+    if error:
+        return fail(error)
     code = torch_side("export")  # first: on a runtime-only install nothing else matters
     if code:
         return code

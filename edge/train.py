@@ -35,7 +35,7 @@ import numpy as np
 from runtime_py.frontend import compute_features
 from runtime_py.recognizer import TAIL_PADDING_S
 
-from .cliutil import add_verbose, family_names, make_parser, quiet_libraries, torch_side, unknown
+from .cliutil import add_family, add_verbose, family_error, make_parser, quiet_libraries, torch_side
 from .data.corpus import load_split, worker_pool, read_wav16, tokens as corpus_tokens, write_tokens
 from .errors import fail
 
@@ -452,7 +452,7 @@ DEFAULTS = {  # per family: peak learning rate and batch size used for the shipp
 
 def build_parser() -> argparse.ArgumentParser:
     ap = make_parser("edge-train", __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
-    ap.add_argument("--family", required=True, help=f"model family: {', '.join(family_names())}")
+    add_family(ap)
     ap.add_argument("--corpus", default="data/corpus",
                     help="corpus folder with train/valid.jsonl (make one with: python -m edge.data.corpus)")
     ap.add_argument("-o", "--output", dest="out", metavar="CHECKPOINT",
@@ -514,8 +514,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     quiet_libraries(args.verbose)
-    if args.family not in family_names():
-        return fail(unknown("family", args.family, family_names()))
+    error = family_error(args.family)
+    if error:
+        return fail(error)
     code = torch_side("export")  # first: on a runtime-only install nothing else matters
     if code:
         return code

@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_verbose(p)
     g = p.add_argument_group("what to build")
     g.add_argument("--target", help="rpi | android | ios")
-    g.add_argument("--family", default=DEFAULT_FAMILY, help="lstm | conformer | transducer (default: %(default)s)")
+    g.add_argument("--family", default=DEFAULT_FAMILY, help="model family: lstm, conformer, transducer")
     g.add_argument("--checkpoint", type=Path, help="checkpoint .pt (default: the shipped demo model)")
     g.add_argument("--onnx", type=Path, help="third-party streaming ONNX model with explicit state ports")
     g.add_argument("--spec", type=Path, help="JSON spec for --onnx (states, chunk, frontend; see targets/thirdparty.py)")
@@ -478,10 +478,14 @@ def _main(argv) -> int:
         return fail("--target is required (rpi | android | ios); see edge-build --list")
     if args.parity_chunks < 1:
         return fail("--parity-chunks must be at least 1")
-    try:  # a mistyped target or precision is reported before torch is imported (2 s)
+    try:  # a mistyped target, precision or family is reported before torch is imported (2 s)
         steps = len(parse_quant(get_target(args.target), args.quant))
     except UserError as e:
         return fail(str(e))
+    from edge.cliutil import family_error
+
+    if not args.onnx and family_error(args.family):
+        return fail(family_error(args.family))
     try:
         from edge.checkpoint import CheckpointError
         from edge.export import ExportError

@@ -106,3 +106,21 @@ def test_common_mistakes_are_one_error_line(command, argv, says, tmp_path):
     r = _run(f"import sys\nfrom {module} import {func} as main\nsys.exit(main(sys.argv[1:]))", *argv)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert says in _one_error_line(r.stderr)
+
+
+@pytest.mark.parametrize("command, argv", [
+    ("edge-build", ["--target", "rpi"]), ("edge-export", ["-o", "{tmp}/o"]), ("edge-train", ["-o", "{tmp}/x.pt"]),
+    ("edge-eval", []), ("edge-bench", []),
+])
+def test_family_is_the_same_flag_everywhere(command, argv, tmp_path):
+    """Same default (conformer; edge-bench: the --bundle's), same check, same line for a typo."""
+    import importlib
+    parser = importlib.import_module(PARSERS[command]).build_parser()
+    family, = [a for a in parser._actions if "--family" in a.option_strings]
+    assert family.default == (None if command == "edge-bench" else "conformer") and not family.required
+    module, func = SCRIPTS[command].split(":")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--family", "lstn"]
+    r = _run(f"import sys\nfrom {module} import {func} as main\nsys.exit(main(sys.argv[1:]))", *argv)
+    assert r.returncode == 2
+    line = _one_error_line(r.stderr)
+    assert line.startswith("error: unknown family 'lstn'. Did you mean 'lstm'? Known: conformer, lstm, transducer")
