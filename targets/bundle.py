@@ -66,14 +66,17 @@ def _protected(path: Path) -> str | None:
     directory, one of its parents, / or the home folder), else None."""
     target = path.resolve()
     cwd = Path.cwd().resolve()
-    home = Path.home().resolve()
+    try:
+        home = Path.home().resolve()
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry (some containers)
+        home = None
     if target == Path(target.anchor):
         return "it is the file-system root"
     if target == cwd:
         return "it is the working directory"
     if target in cwd.parents:
         return "it holds the working directory"
-    if target == home or target in home.parents:
+    if home is not None and (target == home or target in home.parents):
         return "it is (or holds) your home folder"
     return None
 
