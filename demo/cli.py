@@ -17,7 +17,9 @@ import shutil
 import sys
 import warnings
 
-from runtime_py.audio import WavError
+from runtime_py.cliargs import add_verbose, make_parser, quiet_libraries
+from runtime_py.audio import NARROWBAND_HZ, WavError, is_narrowband
+from runtime_py.decoding import word_vocabulary
 from runtime_py.backends import BackendError
 from runtime_py.manifest import ManifestError
 from runtime_py.recognizer import Final, Partial, StreamingRecognizer
@@ -30,11 +32,24 @@ from .sources import GeneratedSource, MicSource, SourceError, WavSource  # noqa:
 EXIT_USER_ERROR = 2
 
 
+BACKENDS = ("ort", "onnx", "tflite")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def backend_choice(text: str) -> tuple[str, str | None]:
+    """'ort' or 'ort:int8' -> (backend, precision or None): the backend:precision
+    syntax of edge-build --quant and edge-bench --backends."""
+    backend, _, precision = text.lower().partition(":")
+    if backend not in BACKENDS or (precision and precision not in PRECISIONS):
+        raise argparse.ArgumentTypeError(f"unknown artifact {text!r}; use BACKEND[:PRECISION] with backend "
+                                         f"{'/'.join(BACKENDS)} and precision {'/'.join(PRECISIONS)}, e.g. ort:fp32")
+    return backend, precision or None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="edge-demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Streaming speech recognition from a microphone or a WAV file with an "
+    p = make_parser("edge-demo", "Streaming speech recognition from a microphone or a WAV file with an "
                     "edge-build bundle (no PyTorch needed).")
+    add_verbose(p)
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder made by edge-build (holds manifest.json)")
     src = p.add_argument_group("input")
     which = src.add_mutually_exclusive_group(required=True)
@@ -51,10 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--mic-rate", type=int, default=None,
                      help="microphone sample rate in Hz (resampled to the model's); default: the model's rate")
     model = p.add_argument_group("model")
-    model.add_argument("--backend", choices=("ort", "onnx", "tflite"), default=None,
-                       help="runtime to use; default: the best one in the bundle (ort fp32 first)")
+    model.add_argument("--backend", type=backend_choice, default=None, metavar="BACKEND[:PRECISION]",
+                       help="artifact to run, e.g. ort:fp32, ort:int8, tflite:fp16 (or ort, onnx, tflite with "
+                            "--precision); default: the best one in the bundle (ort fp32 first)")
     model.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
                        help="artifact precision; default: fp32 if present")
+    model.add_argument("--providers", default=None, metavar="LIST",
+                       help="ONNX Runtime execution providers in order, e.g. xnnpack,nnapi,cpu or coreml,cpu; "
+                            "one missing from this onnxruntime build is skipped with a notice; default: cpu")
     model.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime")
     ep = p.add_argument_group("endpointing and live input")
     ep.add_argument("--endpoint-ms", type=float, default=600.0,
@@ -156,12 +175,35 @@ def format_summary(s: dict, session) -> str:
     return "\n".join([
         "--- summary" + (" (interrupted)" if s.get("interrupted") else "") + " ---",
         f"audio {s['audio_s']:.2f} s, compute {s['compute_s']:.3f} s, RTF {s['rtf']:.4f} "
-        f"({s['backend']}, {session.threads} thread{'s' if session.threads != 1 else ''})",
+        f"({s['backend']}{' on ' + session.provider if getattr(session, 'provider', None) else ''}, "
+        f"{session.threads} thread{'s' if session.threads != 1 else ''})",
         f"latency per {chunk_ms:.0f} ms chunk: p50 {ms(lat['p50'])}, p90 {ms(lat['p90'])}, "
         f"p99 {ms(lat['p99'])}, max {ms(lat['max'])}",
         f"utterances {s['utterances']}; overruns {s['overrun_warnings']} (drops {s['overrun_drops']}, "
         f"{s['dropped_s']:.2f} s of audio dropped); NaN/Inf samples replaced {s['nan_count']}",
     ])
+
+
+VOCABULARY_SHOWN = 100  # list a word vocabulary in the banner up to this size
+
+
+def banner(session, source, args) -> str:
+    """What runs, on what input, and what the model can recognise at all:
+    a command-word model turns any other speech into its nearest words."""
+    rate, model_rate = source.sample_rate, session.sample_rate
+    where = "microphone" if args.mic else args.wav
+    how = f"{rate} Hz" if rate == model_rate else f"resampled from {rate} to {model_rate} Hz"
+    lines = [f"{session.describe()}; input: {where} ({how}). Ctrl-C ends."]
+    words = word_vocabulary(session.tokens, session.signature.blank_id)
+    if words and len(words) <= VOCABULARY_SHOWN:
+        lines.append(f"This model knows {len(words)} words and nothing else (other speech comes out as the "
+                     f"nearest of them): {' '.join(words)}")
+    samples = getattr(source, "samples", None)  # a WAV file: judge its content, not just its rate
+    if rate < model_rate and rate <= 2 * NARROWBAND_HZ or samples is not None and is_narrowband(samples, rate):
+        lines.append(f"warning: this audio is narrowband (nothing above {NARROWBAND_HZ // 1000} kHz, e.g. 8 kHz "
+                     f"telephone audio resampled up); the model was trained on {model_rate // 1000} kHz "
+                     "wideband speech, so expect more errors")
+    return "\n".join(lines) + "\n"
 
 
 def make_source(args, model_rate: int):
@@ -175,11 +217,20 @@ def main(argv=None, *, source_factory=None, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
+    quiet_libraries(args.verbose)
     logging.getLogger("runtime_py.rtf").setLevel(logging.ERROR)  # printed by the loop instead
     try:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        session = ModelSession(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
+        backend, precision = args.backend or (None, None)
+        if precision and args.precision and precision != args.precision:
+            raise ValueError(f"--backend {backend}:{precision} and --precision {args.precision} disagree")
+        with warnings.catch_warnings(record=True) as caught:  # a missing execution provider: one line
+            warnings.simplefilter("always")
+            session = ModelSession(args.bundle, backend=backend, precision=precision or args.precision,
+                                   threads=args.threads, providers=args.providers)
+        for message in dict.fromkeys(str(w.message) for w in caught):  # once, not once per graph
+            err.write(f"notice: {message}\n")
         with warnings.catch_warnings(record=True) as caught:  # e.g. a truncated WAV: one plain line each
             warnings.simplefilter("always")
             source = (source_factory or make_source)(args, session.sample_rate)
@@ -189,8 +240,7 @@ def main(argv=None, *, source_factory=None, out=None, err=None) -> int:
         rec = StreamingRecognizer(session, endpoint_silence_ms=args.endpoint_ms, vad=vad,
                                   max_utterance_s=args.max_utterance_s, max_backlog_s=args.max_backlog_s,
                                   warn_backlog_s=min(0.5, args.max_backlog_s))
-        err.write(f"{session.describe()}; input: "
-                  f"{'microphone' if args.mic else args.wav} at {source.sample_rate} Hz. Ctrl-C ends.\n")
+        err.write(banner(session, source, args))
         partials = {"on": True, "off": False}.get(args.partials, is_terminal(out))
         summary = run_stream(rec, source, Printer(out, err, partials=partials))
     except (ManifestError, SessionError, SignatureError, BackendError, WavError, SourceError,

@@ -115,6 +115,18 @@ class MicSource(_QueueSource):
         self.device, self.channels = device, channels
         self._stream = None
         self._sd = self._sounddevice()  # fail here, before anything starts, if it is missing
+        self._check_device()  # and here if there is no microphone, before the demo prints its banner
+
+    def _check_device(self) -> None:
+        try:
+            info = self._sd.query_devices(self.device, "input")
+        except Exception as e:  # sounddevice.PortAudioError or ValueError: no (such) input device
+            which = "no default input device" if self.device is None else f"no input device {self.device!r}"
+            raise SourceError(f"cannot use the microphone: {which} ({e}). List the input devices with: "
+                              f"python -m sounddevice   then pass --device N") from None
+        if not info or int(info.get("max_input_channels", 0)) < 1:
+            raise SourceError(f"device {self.device!r} has no input channels; list the input devices with: "
+                              "python -m sounddevice   then pass --device N")
 
     @staticmethod
     def _sounddevice():
@@ -122,7 +134,7 @@ class MicSource(_QueueSource):
             import sounddevice
         except ImportError:
             raise SourceError("the microphone needs the sounddevice package: pip install sounddevice "
-                              "(or pip install 'edge-speech[mic]')") from None
+                              "(or pip install -e '.[mic]' in the edge-speech checkout)") from None
         except OSError as e:  # sounddevice imports but finds no PortAudio library
             raise SourceError(f"PortAudio is missing ({e}); on Raspberry Pi OS / Debian: "
                               "sudo apt-get install libportaudio2") from None

@@ -44,7 +44,6 @@ machine's peak is a 512x512 fp32 matmul in torch at 1 thread.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -55,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +74,7 @@ ROW_KEYS = ("family", "label", "backend", "precision", "threads", "status", "err
             "compute_s", "rtf", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "speedup_vs_pytorch",
             "speedup_rtf_vs_pytorch", "speedup_vs_pytorch_paired", "cold_start_ms", "load_ms", "first_chunk_ms", "import_ms",
             "peak_rss_mb", "baseline_rss_mb", "torch_imported", "size_bytes", "calls", "flops_per_pass",
-            "gflops", "peak_fraction", "parity")
+            "gflops", "peak_fraction", "parity", "provider")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -197,11 +197,13 @@ class _TorchConfig:
 
 
 class _ArtifactConfig:
-    def __init__(self, files: dict, signature, backend, threads):
+    def __init__(self, files: dict, signature, backend, threads, providers=None):
         from runtime_py.backends import open_runner
 
-        self.pipe = Pipeline(signature, {g.name: open_runner(files[g.name], g, backend, threads)
+        self.pipe = Pipeline(signature, {g.name: open_runner(files[g.name], g, backend, threads, providers=providers)
                                          for g in signature.graphs})
+        # the ONNX Runtime execution provider actually used (None for LiteRT)
+        self.provider = getattr(self.pipe.raw_runs["encoder"], "provider", None)
 
     def run(self, chunks):
         return run_pass(self.pipe, chunks)
@@ -449,16 +451,14 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
+    from importlib.metadata import PackageNotFoundError, version
+
     versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("torch", "onnxruntime", "onnx", "ai_edge_litert"):
+    for mod in ("torch", "onnxruntime", "onnx", "ai_edge_litert"):  # from metadata: importing torch takes seconds
         try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001
-            try:
-                from importlib.metadata import version
-                versions[mod] = version(mod.replace("_", "-"))
-            except Exception:  # noqa: BLE001
-                versions[mod] = None
+            versions[mod] = version(mod.replace("_", "-"))
+        except PackageNotFoundError:
+            versions[mod] = None
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -523,7 +523,8 @@ def _child(spec_path: str) -> None:
         t1 = time.perf_counter()
         from runtime_py.backends import open_runner
 
-        pipe = Pipeline(signature, {g.name: open_runner(spec["files"][g.name], g, spec["backend"], threads)
+        pipe = Pipeline(signature, {g.name: open_runner(spec["files"][g.name], g, spec["backend"], threads,
+                                                        providers=spec.get("providers"))
                                     for g in signature.graphs})
         ctx = contextlib.nullcontext()
     t2 = time.perf_counter()
@@ -589,7 +590,7 @@ def _empty_row(family, label, threads) -> dict:
 def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=None, seconds: float = 60.0,
               threads=(1,), backends=DEFAULT_BACKENDS, repeats: int | None = None, json_path=None, png_path=None,
               parity_chunks: int = PARITY_CHUNKS, subprocesses: bool = True, peak_matmul: bool = True,
-              progress=print) -> dict:
+              providers=None, progress=print) -> dict:
     """Benchmark one family; returns {"machine", "workload", "model", "rows"}.
     `model` (in memory) wins over `checkpoint`, else the shipped model (or an
     untrained one when none is shipped). Writes `json_path`/`png_path` if given."""
@@ -599,15 +600,24 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
     repeats = REPEATS if repeats is None else repeats
     if repeats < 1:
         raise BenchError("repeats must be >= 1")
-    if model is None:
+    if model is None and bundle is not None and "pytorch" not in labels:
+        # torch-free (e.g. on a Raspberry Pi): everything comes from the bundle
+        from runtime_py.manifest import Bundle
+
+        b = Bundle(bundle)
+        signature = b.signature
+        source = b.manifest["model"].get("source", str(bundle))
+        trained = bool(b.manifest["model"].get("trained", False))
+    elif model is None:
         from edge.checkpoint import load_or_init
 
         model, info = load_or_init(family, checkpoint)
         source, trained = info["source"], bool(info.get("meta", {}).get("trained", False))
     else:
         source, trained = "in-memory model", False
-    model = model.eval()
-    signature = model.signature()
+    if model is not None:
+        model = model.eval()
+        signature = model.signature()
     family = signature.family
     machine = machine_info()
     chunks, audio_s = workload(signature, seconds)
@@ -618,14 +628,15 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
 
     work = Path(tempfile.mkdtemp(prefix="edge-bench-"))
     try:
-        from edge.checkpoint import save_checkpoint
-        from edge.export import export_onnx
+        ckpt, onnx_paths, macs, torch_flops, ceiling = None, {}, {}, {}, None
+        if model is not None:  # FLOPs and the int8 ceiling need the model's ONNX export (torch, onnx)
+            from edge.checkpoint import save_checkpoint
+            from edge.export import export_onnx
 
-        ckpt = save_checkpoint(model, work / "model.pt")
-        onnx_paths = export_onnx(model, work / "onnx")
-        macs = {g: onnx_macs(p) for g, p in onnx_paths.items()}
-        torch_flops = {g.name: torch_step_flops(model, g) for g in signature.graphs}
-        ceiling = None
+            ckpt = save_checkpoint(model, work / "model.pt")
+            onnx_paths = export_onnx(model, work / "onnx")
+            macs = {g: onnx_macs(p) for g, p in onnx_paths.items()}
+            torch_flops = {g.name: torch_step_flops(model, g) for g in signature.graphs}
         if any(lb.endswith(":int8") for lb in labels) and "encoder" in onnx_paths:
             say("[bench] int8 ceiling: the encoder's weight matmuls alone, fp32 vs int8 ...")
             try:
@@ -634,8 +645,9 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
                 ceiling = {"error": _first_line(e)}
         artifacts = prepare_artifacts(labels, signature, work, model=model, bundle=bundle,
                                       parity_chunks=parity_chunks, say=say)
-        artifacts["pytorch"] = {"files": {"checkpoint": ckpt}, "size_bytes": ckpt.stat().st_size,
-                                "parity_passed": None}
+        if ckpt is not None:
+            artifacts["pytorch"] = {"files": {"checkpoint": ckpt}, "size_bytes": ckpt.stat().st_size,
+                                    "parity_passed": None}
 
         # configurations that can run in this process
         configs, rows = {}, {}
@@ -651,11 +663,16 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
                     if lb == "pytorch":
                         configs[(lb, t)] = _TorchConfig(model, signature, t)
                     else:
-                        configs[(lb, t)] = _ArtifactConfig(art["files"], signature, _split(lb)[0], t)
+                        with warnings.catch_warnings(record=True) as caught:  # a missing execution provider
+                            warnings.simplefilter("always")
+                            configs[(lb, t)] = _ArtifactConfig(art["files"], signature, _split(lb)[0], t, providers)
+                        for message in dict.fromkeys(str(w.message) for w in caught):
+                            say(f"[bench] notice: {lb}: {message}")
+                        row["provider"] = configs[(lb, t)].provider
                 except Exception as e:  # noqa: BLE001
                     row.update(status="failed", error=f"load failed: {_first_line(e)}")
 
-        peak = matmul_peak_gflops() if peak_matmul else None
+        peak = matmul_peak_gflops() if peak_matmul and model is not None else None
         order = list(configs)
         say(f"[bench] warm-up pass x {len(order)} configurations ...")
         passes = {k: [] for k in order}
@@ -678,8 +695,8 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
             flops = 2 * sum(macs.get(g, 0) * n for g, n in calls.items())
             row.update(chunks=len(chunks), audio_s=audio_s, compute_s=med["total"], rtf=med["total"] / audio_s,
                        p50_ms=med["p50"] * 1e3, p90_ms=med["p90"] * 1e3, p99_ms=med["p99"] * 1e3,
-                       mean_ms=med["mean"] * 1e3, calls=calls, flops_per_pass=flops,
-                       gflops=flops / med["total"] / 1e9)
+                       mean_ms=med["mean"] * 1e3, calls=calls, flops_per_pass=flops if macs else None,
+                       gflops=flops / med["total"] / 1e9 if macs else None)
             if peak:
                 row["peak_fraction"] = row["gflops"] / (peak * k[1])
         for (lb, t), row in rows.items():
@@ -701,7 +718,7 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
                 spec = {"backend": b, "threads": t, "signature": signature.to_dict(),
                         "chunks": str(work / "chunks.npy"),
                         "files": {g: str(p) for g, p in artifacts[lb]["files"].items()},
-                        "checkpoint": str(ckpt)}
+                        "checkpoint": str(ckpt), "providers": providers}
                 say(f"[bench] cold start + peak memory: {lb} x{t} (fresh process) ...")
                 try:
                     res = run_child(spec, work)
@@ -717,14 +734,15 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
             "family": family, "source": source, "trained": trained,
             "chunk_frames": signature.chunk_frames, "shift_frames": signature.shift_frames,
             "chunk_ms": signature.shift_frames * fe.frame_shift / fe.sample_rate * 1e3,
-            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "parameters": int(sum(p.numel() for p in model.parameters())) if model is not None else None,
             "decoding": "CTC greedy (argmax)" if signature.decoder == "ctc"
                         else "transducer greedy (decoder/joiner graph calls on the same backend)",
             "macs_per_call": macs, "torch_flops_per_call": torch_flops,
             "int8_matmul_ceiling": ceiling,
             "encoder_flops_per_audio_s": 2 * macs.get("encoder", 0) * len(chunks) / audio_s,
             "flop_count_method": "analytic from the fp32 ONNX graphs (MatMul/Gemm/Conv/LSTM/GRU, 2 FLOPs per MAC)"
-                                 "; torch_flops_per_call: FlopCounterMode on the PyTorch step",
+                                 "; torch_flops_per_call: FlopCounterMode on the PyTorch step" if macs else
+                                 "not counted: torch-free run on a bundle (FLOPs come from the model's ONNX export)",
         }
         ref = next((r for r in rows.values() if r["status"] == "ok" and r.get("flops_per_pass")), None)
         model_info["flops_per_audio_s"] = ref["flops_per_pass"] / audio_s if ref else None
@@ -826,6 +844,9 @@ def format_table(result: dict) -> str:
              f"{m['loadavg_start'][0]:.2f} -> {(m.get('loadavg_end') or [float('nan')])[0]:.2f}",
              f"workload: {_per(w['audio_s'], '.1f')}s of audio, {_per(w['chunks'], 'd')} chunks, {w['includes']}; median of "
              f"{w['repeats']} round-robin rounds"]
+    used = {f"{r['label']} x{r['threads']}": r["provider"] for r in result["rows"] if r.get("provider")}
+    if used:
+        notes.append("ONNX Runtime execution provider used: " + "; ".join(f"{k} {v}" for k, v in used.items()))
     if result.get("peak_matmul_gflops_1thread"):
         notes.append(f"peak: {result['peak_matmul_gflops_1thread']:.1f} GFLOP/s (512x512 fp32 matmul, 1 thread; "
                      "% peak uses peak x threads)")
@@ -847,6 +868,18 @@ def format_table(result: dict) -> str:
     return "\n".join(out + [""] + notes)
 
 
+def chart_title(result: dict) -> str:
+    """What a chart shows, so it can be read on its own: the model(s), the
+    machine, the threads and the workload."""
+    m, w = result["machine"], result["workload"]
+    models = ", ".join(f"{fam} ({mi['source']}{'' if mi.get('trained', True) else ', untrained'})"
+                       for fam, mi in result["models"].items())
+    threads = ", ".join(str(t) for t in w["threads"])
+    audio = w["audio_s"] if not isinstance(w["audio_s"], dict) else max(w["audio_s"].values())
+    return (f"edge-bench: {models}\n{m['cpu']}, {m['cores']} cores; threads {threads}; "
+            f"{audio:.0f} s of audio, median of {w['repeats']} rounds")
+
+
 def plot(result: dict, path) -> Path:
     import matplotlib
 
@@ -858,7 +891,8 @@ def plot(result: dict, path) -> Path:
     ok = [r["status"] == "ok" for r in rows]
     val = lambda k: [r[k] if r["status"] == "ok" and r[k] is not None else 0.0 for r in rows]  # noqa: E731
     x = np.arange(len(rows))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(rows) + 4), 4.8))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(rows) + 4), 5.2))
+    fig.suptitle(chart_title(result), fontsize=10)
     ax1.bar(x - 0.2, val("p50_ms"), 0.4, label="p50")
     ax1.bar(x + 0.2, val("p90_ms"), 0.4, label="p90")
     ax1.set_ylabel("latency per chunk (ms)")
@@ -883,46 +917,90 @@ def plot(result: dict, path) -> Path:
 
 # -- CLI -----------------------------------------------------------------------------
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="edge-bench", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--family", default="conformer", choices=FAMILIES + ("all",))
+def build_parser():
+    from edge.cliutil import add_family, add_verbose, make_parser
+
+    ap = make_parser("edge-bench", __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
+    add_family(ap, default=None, extra=("all",), note=" (default: the --bundle's family, else conformer)")
     ap.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
-    ap.add_argument("--bundle", help="use this bundle's artifacts instead of building them")
-    ap.add_argument("--seconds", type=float, default=60.0, help="audio seconds in the workload (default 60)")
-    ap.add_argument("--threads", default="1", help="thread counts, e.g. 1,2 (default 1)")
-    ap.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
-                    help=f"comma list from {','.join(ALL_BACKENDS)} (default {','.join(DEFAULT_BACKENDS)})")
-    ap.add_argument("--repeats", type=int, default=REPEATS, help=f"round-robin rounds (default {REPEATS})")
+    ap.add_argument("--bundle", help="use this bundle's artifacts instead of building them; with only "
+                                     "artifact backends (no pytorch) the run is torch-free, e.g. on a Pi")
+    ap.add_argument("--seconds", type=float, default=60.0, help="audio seconds in the workload")
+    ap.add_argument("--threads", default="1", help="thread counts, e.g. 1,2")
+    ap.add_argument("--backends", default=None,
+                    help=f"comma list from {','.join(ALL_BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)}; "
+                         "with --bundle and no PyTorch installed: the bundle's artifacts)")
+    ap.add_argument("--providers", default=None, metavar="LIST",
+                    help="ONNX Runtime execution providers in order, e.g. xnnpack,cpu (a missing one is skipped "
+                         "with a notice; default: cpu)")
+    ap.add_argument("--repeats", type=int, default=REPEATS, help="round-robin rounds")
     ap.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS, help="parity rollout of the bundle build")
     ap.add_argument("--no-subprocess", action="store_true", help="skip cold-start/memory children")
     ap.add_argument("--json", help="write the results as JSON")
     ap.add_argument("--png", help="write a chart (latency p50/p90, peak memory)")
-    args = ap.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    add_verbose(ap)
+    return ap
+
+
+def main(argv=None) -> int:
+    import importlib.util
+
+    from edge.cliutil import family_error, quiet_libraries, torch_side
+    from edge.errors import fail
+    from runtime_py.backends import BackendError
+    from runtime_py.manifest import ManifestError
+
+    args = build_parser().parse_args(argv)
+    quiet_libraries(args.verbose)
+    error = family_error(args.family, extra=("all",))
+    if error:
+        return fail(error)
     try:
-        fams = list(FAMILIES) if args.family == "all" else [args.family]
+        has_torch = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        has_torch = False
+    try:
+        fams = list(FAMILIES) if args.family == "all" else [args.family or "conformer"]
         if args.family == "all" and (args.checkpoint or args.bundle):
             raise BenchError("--checkpoint/--bundle name one model; pick one --family")
+        backends = args.backends
         if args.bundle:
             from runtime_py.manifest import Bundle
-            fam = Bundle(args.bundle).manifest["family"]
-            if args.family != "conformer" and fam != args.family:
+            bundle = Bundle(args.bundle)
+            fam = bundle.manifest["family"]
+            if args.family is not None and fam != args.family:
                 raise BenchError(f"bundle {args.bundle} holds a {fam!r} model, not {args.family!r}")
             fams = [fam]
+            if backends is None and not has_torch:
+                backends = [f"{b}:{p}" for b, p in bundle.backends() if b in ARTIFACT_BACKENDS]
+                print(f"[bench] PyTorch is not installed: timing the bundle's artifacts {', '.join(backends)}",
+                      file=sys.stderr)
+        labels = parse_backends(backends or DEFAULT_BACKENDS)
+        if args.providers:
+            from runtime_py.backends import provider_names
+            provider_names(args.providers)  # an unknown name is an error before any work
+        if "pytorch" in labels or not args.bundle:
+            code = torch_side("export", hint="; without it, time a bundle: edge-bench --bundle B --backends ort:fp32")
+            if code:
+                return code
         results = [run_bench(f, checkpoint=args.checkpoint, bundle=args.bundle, seconds=args.seconds,
-                             threads=args.threads, backends=args.backends, repeats=args.repeats,
+                             threads=args.threads, backends=labels, repeats=args.repeats,
                              parity_chunks=args.parity_chunks, subprocesses=not args.no_subprocess,
+                             providers=args.providers,
                              progress=lambda m: print(m, file=sys.stderr, flush=True)) for f in fams]
-    except BenchError as e:
-        print(f"edge-bench: {e}", file=sys.stderr)
-        return 2
+    except (BenchError, ManifestError, BackendError) as e:
+        return fail(str(e))
+    except ValueError as e:  # e.g. --threads 1,x
+        return fail(f"{e}")
     result = merge_results(results)
     print(format_table(result))
-    if args.json:
-        print(f"wrote {write_json(result, args.json)}")
-    if args.png:
-        print(f"wrote {plot(result, args.png)}")
+    try:
+        if args.json:
+            print(f"wrote {write_json(result, args.json)}")
+        if args.png:
+            print(f"wrote {plot(result, args.png)}")
+    except ImportError as e:
+        return fail(f"--png needs matplotlib ({e.name} is not installed): pip install matplotlib")
     return 0
 
 

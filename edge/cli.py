@@ -9,22 +9,23 @@ import sys
 import time
 from pathlib import Path
 
+from .cliutil import (DEFAULT_FAMILY, add_family, add_model, add_verbose, family_error, make_parser, quiet_libraries,
+                      torch_side)
 from .errors import UserError, fail, missing_extra
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .families import family_names
-
-    p = argparse.ArgumentParser(prog="edge-export", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--family", help=f"a built-in family: {', '.join(family_names())}")
-    p.add_argument("--model", metavar="FILE.py:FACTORY",
-                   help="your own model: a file (or package.module) and the function returning edge.declare(...)")
+    p = make_parser("edge-export", __doc__)
+    add_family(p, default=None, note=f" (default: {DEFAULT_FAMILY}, unless --model is given)")
+    add_model(p)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="checkpoint .pt (default: the shipped demo model, else a seeded untrained one)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder for <graph>.onnx")
-    p.add_argument("--chunks", type=int, default=200, help="chunks in the parity rollout (0 skips it)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parity-chunks", dest="chunks", type=int, default=200, metavar="N",
+                   help="chunks in the parity rollout (0 skips it)")
+    p.add_argument("--chunks", dest="chunks", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
+    p.add_argument("--seed", type=int, default=0, help="seed of the untrained model when no checkpoint exists")
+    add_verbose(p)
     return p
 
 
@@ -36,16 +37,16 @@ def run(args) -> int:
     except ImportError as e:  # torch / onnx are the exporter's own dependencies
         return fail(str(missing_extra(e.name or "torch", "export")))
 
-    if bool(args.family) == bool(args.model):
-        return fail("give either --family NAME (a built-in) or --model FILE.py:FACTORY (your own model)")
+    if args.family and args.model:
+        return fail("give either --family NAME (a built-in) or --model FILE.py:FACTORY (your own model), not both")
     try:
         if args.model:
             from .factory import load_model
             model = load_model(args.model)
             info = model.info() if hasattr(model, "info") else {"source": args.model}
         else:
-            get_family(args.family)
-            model, info = load_or_init(args.family, args.checkpoint, args.seed)
+            get_family(args.family or DEFAULT_FAMILY)
+            model, info = load_or_init(args.family or DEFAULT_FAMILY, args.checkpoint, args.seed)
         t0 = time.perf_counter()
         paths = export_onnx(model, args.output)
     except (KeyError, CheckpointError, ExportError, UserError) as e:
@@ -70,7 +71,11 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return run(args)
+    quiet_libraries(args.verbose)
+    error = family_error(args.family)
+    if error:
+        return fail(error)
+    return torch_side("export") or run(args)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,14 @@ class UserError(Exception):
     """Something the user can fix; the message says what."""
 
 
+def install_hint(extra: str) -> str:
+    """The install command that works: edge-speech is not on any package index,
+    so from the checkout (or a wheel built there with `pip wheel`)."""
+    return f"pip install -e '.[{extra}]' in the edge-speech checkout (or pip install 'WHEEL[{extra}]'; docs/install.md)"
+
+
 def missing_extra(module: str, extra: str) -> UserError:
-    return UserError(f"{module} is not installed; install it with: pip install 'edge-speech[{extra}]' "
-                     f"(from a checkout: .venv/bin/pip install -e '.[{extra}]')")
+    return UserError(f"{module} is not installed; it comes with the [{extra}] extra: {install_hint(extra)}")
 
 
 def fail(message: str, code: int = 2) -> int:

@@ -16,22 +16,24 @@ code: build a decode_fn for it and pass `load_utterances(...)`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
-import torch
 
 from runtime_py.decoding import CtcGreedy, TransducerGreedy, make_decoder, tokens_to_text
 from runtime_py.frontend import compute_features
 from runtime_py.recognizer import TAIL_PADDING_S, tail_padding_samples
 from runtime_py.stateloop import StateLoop
 
-from .families.base import StreamingModel
+from .cliutil import add_family, add_verbose, family_error, make_parser, quiet_libraries, torch_side
+from .errors import fail
+
+if TYPE_CHECKING:  # torch is imported where it is used: --help and a runtime-only install stay torch-free
+    from .families.base import StreamingModel
 
 
 # -- alignment -----------------------------------------------------------------
@@ -122,6 +124,8 @@ def streaming_features(model: StreamingModel, audio: np.ndarray) -> np.ndarray:
 
 
 def _torch_fn(module):
+    import torch
+
     @torch.no_grad()
     def run(*args):
         return module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in args]).numpy()
@@ -155,6 +159,8 @@ def streaming_decode_fn(model: StreamingModel, tokens: list[str]) -> Callable[[n
 def offline_decode_fn(model: StreamingModel, tokens: list[str]) -> Callable[[np.ndarray], str]:
     """waveform -> text through the batched whole-utterance forward (batch 1)
     on the same features as the streaming path."""
+    import torch
+
     model = model.eval()
     sig = model.signature()
 
@@ -210,34 +216,57 @@ def _fmt(name: str, r: dict) -> str:
             f"utterances wrong; {r['seconds']:.1f} s)")
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="WER of a model on a corpus split (PyTorch, streaming and offline).")
-    ap.add_argument("--family", required=True)
-    ap.add_argument("--checkpoint", help="default: the shipped edge/checkpoints/<family>/model.pt")
-    ap.add_argument("--corpus", default="data/corpus")
-    ap.add_argument("--split", default="test", choices=("train", "valid", "test"))
+def build_parser():
+    ap = make_parser("edge-eval", "Word error rate of a model on a corpus split, through the streaming path "
+                     "(PyTorch streaming and offline; with --bundle, every artifact through the client).")
+    add_family(ap)
+    ap.add_argument("--checkpoint", help="checkpoint .pt (default: the shipped edge/checkpoints/<family>/model.pt)")
+    ap.add_argument("--corpus", default="data/corpus",
+                    help="corpus folder (make one with: python -m edge.data.corpus --out data/corpus)")
+    ap.add_argument("--split", default="test", choices=("train", "valid", "test"), help="which split to score")
     ap.add_argument("--limit", type=int, default=None, help="first N utterances only")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="PyTorch and ONNX Runtime threads")
     ap.add_argument("--no-offline", action="store_true", help="skip the offline-forward row")
-    ap.add_argument("--show-errors", type=int, default=0, help="print up to N wrong utterances")
+    ap.add_argument("--show-errors", type=int, default=0, metavar="N", help="print up to N wrong utterances")
     ap.add_argument("--json", help="write the results to this JSON file")
     ap.add_argument("--bundle", action="append", default=[],
                     help="also score every artifact of this bundle through the streaming client (repeatable)")
-    args = ap.parse_args(argv)
+    add_verbose(ap)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_libraries(args.verbose)
+    error = family_error(args.family)
+    if error:
+        return fail(error)
+    code = torch_side("export")  # first: on a runtime-only install nothing else matters
+    if code:
+        return code
+    split_file = Path(args.corpus) / f"{args.split}.jsonl"
+    if not split_file.is_file():
+        return fail(f"no {args.split} split at {split_file}; make a corpus with: "
+                    f"python -m edge.data.corpus --out {args.corpus} (or give --corpus DIR)")
+    for b in args.bundle:
+        if not (Path(b) / "manifest.json").is_file():
+            return fail(f"--bundle {b}: not a bundle folder (no manifest.json); build one with edge-build")
+    import torch
 
     from .checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint
 
     torch.set_num_threads(args.threads)
     path = args.checkpoint or shipped_checkpoint(args.family)
     if path is None:
-        print(f"error: no checkpoint given and none shipped for {args.family!r}; train one with edge-train",
-              file=sys.stderr)
-        return 2
+        return fail(f"no checkpoint given and none shipped for {args.family!r}; train one with edge-train")
     try:
-        model, info = load_checkpoint(path, args.family)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _run(args, path, load_checkpoint)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:  # includes ManifestError, SessionError
+        return fail(str(e))
+
+
+def _run(args, path, load_checkpoint) -> int:
+    model, info = load_checkpoint(path, args.family)
     tokens = info["tokens"]
     if not tokens:
         from .data.corpus import tokens as corpus_tokens

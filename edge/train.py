@@ -1,8 +1,7 @@
 """Train a streaming family on the synthetic corpus.
 
-    edge-train --family conformer --corpus data/corpus --out edge/checkpoints/conformer/model.pt \
-        [--epochs N] [--max-minutes M] [--seed 0] [--batch-frames F] [--lr LR] [--threads 2] \
-        [--config '{"d_model": 96}']
+    edge-train --family conformer --corpus data/corpus -o edge/checkpoints/conformer/model.pt
+    edge-train --family lstm -o lstm.pt --epochs 4 --max-minutes 30 --threads 2
 
 - Features: `runtime_py.frontend.compute_features` (the device frontend) of
   each utterance followed by the client's tail padding (0.3 s of zeros), computed
@@ -32,16 +31,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from runtime_py.frontend import compute_features
 from runtime_py.recognizer import TAIL_PADDING_S
 
-from .checkpoint import save_checkpoint
+from .cliutil import add_family, add_verbose, family_error, make_parser, quiet_libraries, torch_side
 from .data.corpus import load_split, worker_pool, read_wav16, tokens as corpus_tokens, write_tokens
-from .evaluate import evaluate, load_utterances, streaming_decode_fn
-from .families import get_family
-from .rnnt_loss import decoder_contexts, rnnt_loss
+from .errors import fail
+
+# PyTorch and the modules that need it are imported inside the functions that
+# use them: `edge-train --help` answers at once, and a runtime-only install
+# gets one line naming the extra instead of a traceback.
 
 CACHE_VERSION = 1
 
@@ -161,6 +161,8 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, fill: torch.Tensor, gen
                  time_frac: float = 0.1) -> torch.Tensor:
     """Mask bands of bins and spans of frames (filled with the CMVN mean, i.e.
     zero after normalisation). Time masks are at most time_frac of each utterance."""
+    import torch
+
     b, t, d = x.shape
     mask = torch.zeros(b, t, d, dtype=torch.bool)
     fpos = torch.arange(d)
@@ -178,6 +180,8 @@ def spec_augment(x: torch.Tensor, lengths: torch.Tensor, fill: torch.Tensor, gen
 
 
 def collate(data: dict, idx: np.ndarray, targets: list[list[int]]):
+    import torch
+
     offs = data["offsets"]
     lens = np.array([offs[i + 1] - offs[i] for i in idx])
     t = int(lens.max())
@@ -203,6 +207,10 @@ def compute_loss(model, x, lens, y, ylens, distill: dict | None = None) -> torch
     Adds w * KL(teacher || student) per utterance on the frame posteriors, the
     teacher's delayed by d frames (a causal student cannot fire as early as a
     chunked teacher). It gets a student past the CTC/RNN-T plateau quickly."""
+    import torch
+
+    from .rnnt_loss import decoder_contexts, rnnt_loss
+
     ctc = model.signature().decoder == "ctc"
     if ctc:
         out, out_lens = model(x, lens)
@@ -241,6 +249,12 @@ def _fmt_s(s: float) -> str:
 
 
 def train(args, log=print) -> dict:
+    import torch
+
+    from .checkpoint import save_checkpoint
+    from .evaluate import evaluate, load_utterances, streaming_decode_fn
+    from .families import get_family
+
     t_start = time.monotonic()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -437,35 +451,46 @@ DEFAULTS = {  # per family: peak learning rate and batch size used for the shipp
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description="Train a streaming family on the synthetic corpus.")
-    ap.add_argument("--family", required=True)
-    ap.add_argument("--corpus", default="data/corpus")
-    ap.add_argument("--out", required=True, help="checkpoint path (the best one is kept here)")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall time")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch-frames", type=int, default=None, help="padded feature frames per batch")
-    ap.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    ap.add_argument("--warmup", type=int, default=300, help="warm-up steps")
-    ap.add_argument("--final-lr-frac", type=float, default=0.02)
-    ap.add_argument("--weight-decay", type=float, default=1e-3)
-    ap.add_argument("--clip", type=float, default=5.0)
-    ap.add_argument("--no-specaugment", action="store_true")
-    ap.add_argument("--time-masks", type=int, default=2, help="SpecAugment time masks per utterance")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=2, help="processes for feature extraction")
-    ap.add_argument("--config", default=None, help="JSON dict of family config overrides")
-    ap.add_argument("--sortagrad", action="store_true", help="first epoch in order of increasing length")
-    ap.add_argument("--teacher", default=None, help="CTC checkpoint to distil frame posteriors from")
-    ap.add_argument("--distill-weight", type=float, default=1.0)
-    ap.add_argument("--distill-until", type=float, default=0.6, help="fraction of the run when the weight reaches 0")
-    ap.add_argument("--distill-delay", type=int, default=2, help="teacher posteriors delayed by this many frames")
+    ap = make_parser("edge-train", __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
+    add_family(ap)
+    ap.add_argument("--corpus", default="data/corpus",
+                    help="corpus folder with train/valid.jsonl (make one with: python -m edge.data.corpus)")
+    ap.add_argument("-o", "--output", dest="out", metavar="CHECKPOINT",
+                    help="checkpoint path (the best one is kept here)")
+    ap.add_argument("--out", dest="out", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old name
+    ap.add_argument("--seed", type=int, default=0, help="seed of initialisation, batching and augmentation")
     ap.add_argument("--init", default=None, help="continue training from this checkpoint")
-    ap.add_argument("--valid-utts", type=int, default=200, help="valid utterances scored per validation")
-    ap.add_argument("--valid-minutes", type=float, default=0, help="also validate every M minutes")
-    ap.add_argument("--train-limit", type=int, default=None, help="first N train utterances only")
-    ap.add_argument("--feature-cache", default=None, help="default: <corpus>/../features")
-    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--config", default=None, help='JSON dict of family config overrides, e.g. \'{"d_model": 96}\'')
+    run = ap.add_argument_group("length of the run")
+    run.add_argument("--epochs", type=int, default=10, help="passes over the training split")
+    run.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall time")
+    run.add_argument("--train-limit", type=int, default=None, help="first N train utterances only")
+    opt = ap.add_argument_group("optimiser")
+    opt.add_argument("--batch-frames", type=int, default=None,
+                     help="padded feature frames per batch (default: per family, 6000)")
+    opt.add_argument("--lr", type=float, default=None, help="peak learning rate (default: per family)")
+    opt.add_argument("--warmup", type=int, default=300, help="linear warm-up steps")
+    opt.add_argument("--final-lr-frac", type=float, default=0.02,
+                     help="learning rate at the end of the cosine decay, as a fraction of the peak")
+    opt.add_argument("--weight-decay", type=float, default=1e-3, help="AdamW weight decay")
+    opt.add_argument("--clip", type=float, default=5.0, help="gradient norm clipping")
+    aug = ap.add_argument_group("augmentation and curriculum")
+    aug.add_argument("--no-specaugment", action="store_true", help="train without SpecAugment masks")
+    aug.add_argument("--time-masks", type=int, default=2, help="SpecAugment time masks per utterance")
+    aug.add_argument("--sortagrad", action="store_true", help="first epoch in order of increasing length")
+    dis = ap.add_argument_group("distillation from a CTC teacher")
+    dis.add_argument("--teacher", default=None, help="CTC checkpoint to distil frame posteriors from")
+    dis.add_argument("--distill-weight", type=float, default=1.0, help="weight of the KL term at the start")
+    dis.add_argument("--distill-until", type=float, default=0.6, help="fraction of the run when the weight reaches 0")
+    dis.add_argument("--distill-delay", type=int, default=2, help="teacher posteriors delayed by this many frames")
+    val = ap.add_argument_group("validation, logging and machine")
+    val.add_argument("--valid-utts", type=int, default=200, help="valid utterances scored per validation")
+    val.add_argument("--valid-minutes", type=float, default=0, help="also validate every M minutes (0: per epoch only)")
+    val.add_argument("--log-every", type=int, default=50, help="print the loss every N steps")
+    val.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
+    val.add_argument("--workers", type=int, default=2, help="processes for feature extraction")
+    val.add_argument("--feature-cache", default=None, help="feature cache folder (default: <corpus>/../features)")
+    add_verbose(ap)
     return ap
 
 
@@ -473,7 +498,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     """The CLI's arguments with the per-family defaults filled in and the
     exact command recorded (args.reproduce)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "out", None):
+        parser.error("-o/--output CHECKPOINT is required (where the best checkpoint is kept)")
     fam_defaults = DEFAULTS.get(args.family, DEFAULTS["lstm"])
     if args.lr is None:
         args.lr = fam_defaults["lr"]
@@ -485,12 +513,28 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_libraries(args.verbose)
+    error = family_error(args.family)
+    if error:
+        return fail(error)
+    code = torch_side("export")  # first: on a runtime-only install nothing else matters
+    if code:
+        return code
+    corpus = Path(args.corpus)
+    if not (corpus / "train.jsonl").is_file():
+        return fail(f"corpus {corpus} not found (no train.jsonl there); make one with: "
+                    f"python -m edge.data.corpus --out {corpus}")
+    for flag, path in (("--init", args.init), ("--teacher", args.teacher)):
+        if path and not Path(path).is_file():
+            return fail(f"{flag} {path}: no such checkpoint file")
+    from .checkpoint import CheckpointError
+
     try:
-        get_family(args.family)
-    except KeyError as e:
-        print(f"error: {e.args[0]}", file=sys.stderr)
-        return 2
-    train(args, log=lambda *a, **k: print(*a, **{"flush": True, **k}))
+        train(args, log=lambda *a, **k: print(*a, **{"flush": True, **k}))
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        return fail(str(e))
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
     return 0
 
 

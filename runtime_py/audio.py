@@ -34,6 +34,12 @@ FMT_MIN_SIZE = 16
 EXTENSIBLE_MIN_SIZE = 40
 UNKNOWN_SIZE = 0xFFFFFFFF  # written by streaming encoders that cannot seek back
 
+# -- narrowband detection -------------------------------------------------
+NARROWBAND_HZ = 4000  # telephone / 8 kHz audio has nothing above this
+NARROWBAND_FRACTION = 1e-6  # energy share above ~4.2 kHz below which audio counts as narrowband
+# (measured: the shipped 16 kHz samples hold 6e-4..3e-2 of their energy there,
+# the same samples through 8 kHz and back 1e-10)
+
 # -- resampler constants ----------------------------------------------------
 ZERO_CROSSINGS = 20  # sinc lobes on each side: longer = sharper transition band
 ROLLOFF = 0.92  # cutoff as a fraction of the lower Nyquist: room for the transition band
@@ -64,6 +70,12 @@ def parse_wav(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
     if len(data) == 0:
         raise WavError(f"{name}: the file is empty")
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        kind = sniff_format(data)
+        if kind:  # a compressed file, whatever its name says
+            stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "audio"
+            raise WavError(f"{name}: this is {kind}, not WAV; convert it with sox/ffmpeg: "
+                           f"ffmpeg -i '{name}' -ac 1 -ar 16000 '{stem}-16k.wav'  (or: sox '{name}' -c 1 -r 16000 "
+                           f"'{stem}-16k.wav')")
         raise WavError(f"{name}: not a RIFF/WAVE file (header {data[:12]!r})")
     fmt = None
     pcm = None  # (bytes, truncated)
@@ -101,6 +113,22 @@ def parse_wav(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
     raw = body[: frames * frame_bytes]
     samples = _decode(raw, fmt_code, width).reshape(frames, channels)
     return _downmix(samples), rate
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The compressed audio format a file's first bytes announce (MP3, FLAC,
+    Ogg, MP4/M4A), or None."""
+    if data[:3] == b"ID3":
+        return "MP3"
+    if len(data) >= 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0 and (data[1] & 0x06) != 0:
+        return "MP3"  # an MPEG audio frame sync with a valid layer (AAC ADTS has layer bits 00)
+    if data[:4] == b"fLaC":
+        return "FLAC"
+    if data[:4] == b"OggS":
+        return "Ogg (Vorbis/Opus)"
+    if data[4:8] == b"ftyp":
+        return "MP4/M4A (AAC)"
+    return None
 
 
 def _parse_fmt(body: bytes, name: str) -> tuple[int, int, int, int]:
@@ -203,6 +231,26 @@ def to_mono_float(block, channel_axis: int = 1) -> np.ndarray:
 
 
 # -- WAV writing -------------------------------------------------------------
+def is_narrowband(samples, rate: int, max_seconds: float = 30.0) -> bool:
+    """True for audio with (next to) no energy above 4 kHz: recorded at 8 kHz
+    (telephone, some Bluetooth headsets), possibly resampled up since. A
+    model trained on 16 kHz wideband speech makes more errors on it.
+    Silence is not called narrowband."""
+    if rate <= 2 * NARROWBAND_HZ:
+        return True
+    x = np.asarray(samples, dtype=np.float64)[: int(max_seconds * rate)]
+    n = 512
+    if len(x) < 2 * n:
+        return False
+    frames = np.lib.stride_tricks.sliding_window_view(x, n)[:: n // 2] * np.hanning(n)
+    power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).sum(axis=0)
+    total = power.sum()
+    if total < 1e-6 * len(frames):  # (near) digital silence
+        return False
+    high = power[np.fft.rfftfreq(n, 1.0 / rate) > NARROWBAND_HZ * 1.05].sum()
+    return bool(high / total < NARROWBAND_FRACTION)
+
+
 def write_wav(path, samples, rate: int) -> None:
     """Write float samples in [-1, 1] (clipped) as 16-bit PCM mono."""
     x = np.asarray(samples, dtype=np.float64)

@@ -5,8 +5,11 @@ state loop drives (see `runtime_py.stateloop`), keyed by the signature's
 names. It is the one runner of the project: the client, edge-bench, the
 export's parity check and edge-build's parity rollouts all use it.
 
-- "onnx" / "ort": an onnxruntime InferenceSession on the CPU provider
-  (`.onnx` and `.ort` files load the same way);
+- "onnx" / "ort": an onnxruntime InferenceSession (`.onnx` and `.ort` files
+  load the same way) on an ordered list of execution providers, CPU by
+  default (what the parity checks verified). A provider this onnxruntime
+  build lacks is skipped with one `ProviderFallback` warning (e.g. the PyPI
+  wheel has no XNNPACK, NNAPI or CoreML); `run.provider` names the one used;
 - "tflite": an ai_edge_litert Interpreter through its signature runner.
   Converters (onnx2tf) may rename the I/O: names are matched exactly, then
   after normalisation (lower case, non-alphanumerics -> "_"), then by a unique
@@ -22,9 +25,12 @@ naming the pip command. Torch-free.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +39,52 @@ from .signature import GraphSpec
 
 BACKENDS = ("onnx", "ort", "tflite")
 PIP_NAMES = {"onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert"}
+# Short names for ONNX Runtime's execution providers (the long names work too).
+PROVIDERS = {"xnnpack": "XnnpackExecutionProvider", "nnapi": "NnapiExecutionProvider",
+             "coreml": "CoreMLExecutionProvider", "qnn": "QNNExecutionProvider",
+             "cuda": "CUDAExecutionProvider", "dml": "DmlExecutionProvider", "cpu": "CPUExecutionProvider"}
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
 
 class BackendError(RuntimeError):
     """An artifact cannot be opened or does not match its signature."""
+
+
+class ProviderFallback(UserWarning):
+    """An execution provider asked for is not in this onnxruntime build."""
+
+
+def provider_names(spec) -> list[str]:
+    """'xnnpack,cpu' or a list -> ONNX Runtime's provider names, in order."""
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if str(s).strip()]
+    out = []
+    for item in items:
+        name = PROVIDERS.get(item.lower(), item)
+        if not name.endswith("ExecutionProvider"):
+            raise BackendError(f"unknown execution provider {item!r}; use {', '.join(PROVIDERS)} or "
+                               "onnxruntime's full name (…ExecutionProvider)")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise BackendError("no execution provider given")
+    return out
+
+
+def usable_providers(wanted, available) -> list[str]:
+    """The wanted providers this build has, in order, CPU last as the
+    fallback; one ProviderFallback warning per provider that is missing."""
+    wanted = provider_names(wanted)
+    have = [p for p in wanted if p in available]
+    missing = [p for p in wanted if p not in available]
+    if "CPUExecutionProvider" not in have:
+        have.append("CPUExecutionProvider")
+    if missing:
+        import warnings
+
+        warnings.warn(ProviderFallback(
+            f"{', '.join(missing)} not in this onnxruntime build (it has {', '.join(available)}); "
+            f"using {have[0]}"), stacklevel=3)
+    return have
 
 
 def _require(module: str):
@@ -53,12 +101,14 @@ def backend_available(backend: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def open_runner(path: Path | str, graph: GraphSpec, backend: str, threads: int = 1, strict: bool = False):
-    """`run(feeds) -> dict[name, ndarray]` over one model file."""
+def open_runner(path: Path | str, graph: GraphSpec, backend: str, threads: int = 1, strict: bool = False,
+                providers=None):
+    """`run(feeds) -> dict[name, ndarray]` over one model file. `providers`:
+    ONNX Runtime execution providers in order of preference (ort/onnx only)."""
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     if backend in ("onnx", "ort"):
-        return _ort_runner(Path(path), graph, threads)
+        return _ort_runner(Path(path), graph, threads, providers or DEFAULT_PROVIDERS)
     if backend == "tflite":
         return _tflite_runner(Path(path), graph, threads, strict)
     if backend == "coreml":
@@ -69,14 +119,19 @@ def open_runner(path: Path | str, graph: GraphSpec, backend: str, threads: int =
 
 # -- ONNX Runtime ---------------------------------------------------------------
 
-def _ort_runner(path: Path, graph: GraphSpec, threads: int):
+def _ort_runner(path: Path, graph: GraphSpec, threads: int, providers=DEFAULT_PROVIDERS):
     ort = _require("onnxruntime")
+    chosen = usable_providers(providers, ort.get_available_providers())
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # XNNPACK runs its own thread pool: give it the threads, keep ORT's at 1 (ORT's recommendation)
+    options = [{"intra_op_num_threads": threads} if p == "XnnpackExecutionProvider" else {} for p in chosen]
+    if "XnnpackExecutionProvider" in chosen:
+        opts.intra_op_num_threads = 1
     try:
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(path), opts, providers=chosen, provider_options=options)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
         raise BackendError(f"{path.name}: onnxruntime cannot load it: {e}") from None
     have_in = [i.name for i in sess.get_inputs()]
@@ -92,6 +147,7 @@ def _ort_runner(path: Path, graph: GraphSpec, threads: int):
         return dict(zip(out_names, sess.run(out_names, x)))
 
     run.session = sess
+    run.provider = sess.get_providers()[0]
     return run
 
 
@@ -145,6 +201,30 @@ def match_names(want: list[tuple[str, int]], have: list[tuple[str, int]], what: 
 TFLITE_SIGNATURE = "serving_default"  # the signature key targets.tflite writes
 
 
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Hide what C++ code prints on file descriptor 2 for the duration (e.g.
+    LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."),
+    unless EDGE_SPEECH_VERBOSE is set (the commands' --verbose). Errors still
+    arrive as Python exceptions."""
+    if os.environ.get("EDGE_SPEECH_VERBOSE"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (an embedding app): nothing to hide
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _strict_names(path: Path, graph: GraphSpec, in_details: dict, out_details: dict) -> None:
     missing = ([t.name for t in graph.all_inputs() if t.name not in in_details]
                + [t.name for t in graph.all_outputs() if t.name not in out_details])
@@ -185,12 +265,19 @@ def _tflite_runner(path: Path, graph: GraphSpec, threads: int, strict: bool = Fa
         out_map = match_names([(t.name, int(np.prod(t.shape))) for t in out_specs],
                               [(n, size(d)) for n, d in out_details.items()], f"{path.name} outputs")
 
+    first = [True]
+
     def run(feeds: dict) -> dict:
         kwargs = {}
         for t in in_specs:
             d = in_details[in_map[t.name]]
             kwargs[in_map[t.name]] = np.asarray(feeds[t.name]).astype(d["dtype"], copy=False).reshape(d["shape"])
-        res = runner(**kwargs)
+        if first[0]:  # LiteRT applies its XNNPACK delegate here and says so on the C++ stderr
+            first[0] = False
+            with native_stderr_silenced():
+                res = runner(**kwargs)
+        else:
+            res = runner(**kwargs)
         return {t.name: np.asarray(res[out_map[t.name]]).astype(t.dtype, copy=False).reshape(t.shape)
                 for t in out_specs}
 

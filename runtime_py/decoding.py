@@ -108,6 +108,16 @@ def tokens_to_text(ids: list[int], tokens: list[str]) -> str:
     return " ".join(text.replace("\u2581", " ").split())
 
 
+def word_vocabulary(tokens: list[str], blank_id: int = 0) -> list[str] | None:
+    """The words a model can output when every token but the blank is a
+    whole word ('▁word'), as in the shipped command-word models; None for
+    sub-word or character vocabularies, which can spell anything."""
+    words = [t for i, t in enumerate(tokens) if i != blank_id]
+    if not words or not all(t.startswith("\u2581") and len(t) > 1 for t in words):
+        return None
+    return [t[1:] for t in words]
+
+
 def make_decoder(signature: Signature, runs: dict | None = None):
     """The decoder a signature calls for. For a transducer, `runs` maps
     'decoder' and 'joiner' to `run(feeds) -> dict` callables."""

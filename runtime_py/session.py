@@ -61,21 +61,23 @@ def choose_backend(bundle: Bundle, backend: str | None = None, precision: str | 
 
 class ModelSession:
     def __init__(self, bundle_dir: Path | str, backend: str | None = None, precision: str | None = None,
-                 threads: int = 1):
+                 threads: int = 1, providers=None):
         self.bundle = Bundle(bundle_dir)  # validates the manifest, checks tokens.txt
         self.signature = self.bundle.signature
         self.tokens = self.bundle.tokens()
         self.backend, self.precision = choose_backend(self.bundle, backend, precision)
         self.threads = threads
+        self.provider = None  # the ONNX Runtime execution provider in use (ort/onnx only)
         self.loops: dict[str, StateLoop] = {}
         self.runs: dict[str, object] = {}
         for g in self.signature.graphs:
             art = self.bundle.find(g.name, self.backend, self.precision)
             path = self.bundle.path(art.path)  # sha256-checked
             try:
-                run = open_runner(path, g, self.backend, threads)
+                run = open_runner(path, g, self.backend, threads, providers=providers)
             except BackendError as e:
                 raise SessionError(str(e)) from None
+            self.provider = self.provider or getattr(run, "provider", None)
             if g.states:
                 self.loops[g.name] = StateLoop(g, run)
                 run = self.loops[g.name].step  # same interface: inputs -> outputs
@@ -135,7 +137,8 @@ class ModelSession:
         return dict(loop.states) if loop else {}
 
     def describe(self) -> str:
-        return (f"{self.bundle.manifest['name']}-{self.signature.family} {self.backend}/{self.precision} "
+        on = f" on {self.provider}" if self.provider else ""
+        return (f"{self.bundle.manifest['name']}-{self.signature.family} {self.backend}/{self.precision}{on} "
                 f"threads={self.threads} chunk={self.chunk_frames} frames "
                 f"({self.chunk_frames * self.signature.frontend.frame_shift / self.sample_rate * 1000:.0f} ms)")
 

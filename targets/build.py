@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
 import signal
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.cliutil import unknown
 from edge.errors import UserError, fail, missing_extra
 
 DEFAULT_FAMILY = "conformer"
@@ -44,7 +46,7 @@ TARGETS = {
                   default=(("ort", "fp32"), ("ort", "int8"), ("tflite", "fp32")),
                   allowed=(("ort", "fp32"), ("ort", "int8"), ("tflite", "fp32"), ("tflite", "fp16"),
                            ("tflite", "int8"), ("onnx", "fp32")),
-                  runtime="edge-demo BUNDLE --wav FILE (pip install 'edge-speech[runtime]')"),
+                  runtime="edge-demo BUNDLE --wav FILE (install: pip install -e '.[runtime]', docs/install.md)"),
     "android": Target("android", "Android: LiteRT (TFLite) and ONNX Runtime Mobile",
                       default=(("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("ort", "fp32"),
                                ("ort", "int8")),
@@ -75,7 +77,15 @@ def parse_quant(target: Target, quant: str | None) -> tuple[tuple[str, str], ...
     if not quant:
         return target.default
     chosen = []
+    known = sorted({p for _, p in target.allowed})
     for item in [q.strip() for q in quant.split(",") if q.strip()]:
+        backend, _, precision = item.rpartition(":")
+        if precision not in known:
+            # no "did you mean": int4 is not a typo of int8, and a silent int8 is not what was asked
+            raise UserError(f"--quant {item!r}: unknown precision {precision!r}. Known: {', '.join(known)}"
+                            + f" (target {target.name}: " + ", ".join(f"{b}:{p}" for b, p in target.allowed) + ")")
+        if backend and backend not in SUFFIX:
+            raise UserError(f"--quant {item!r}: " + unknown("backend", backend, SUFFIX))
         if ":" in item:
             pair = tuple(item.split(":", 1))
             if pair not in target.allowed:
@@ -424,7 +434,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                               "source": "shipped sample utterances with seeded gain/noise"
                               if gold.sample_utterances(rate) else "synthetic harmonic signal"},
         }
-        bw.write_text("README.md", model_card(manifest, bw.artifacts, tgt))
+        bw.write_text("README.md", model_card(manifest, bw.artifacts, tgt, tokens=tokens))
         bw.commit(manifest)
     return out
 
@@ -497,15 +507,15 @@ def list_targets() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-build", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from edge.cliutil import add_model, add_verbose, make_parser
+
+    p = make_parser("edge-build", __doc__)
     p.add_argument("--list", action="store_true", help="print targets, their files and options, and exit")
+    add_verbose(p)
     g = p.add_argument_group("what to build")
     g.add_argument("--target", help="rpi | android | ios")
-    g.add_argument("--family", help=f"a built-in demo model: lstm | conformer | transducer (default: {DEFAULT_FAMILY})")
-    g.add_argument("--model", metavar="FILE.py:FACTORY",
-                   help="your own model: a file (or package.module) and the function returning edge.declare(...); "
-                        "see docs/bring-your-own-model.md")
+    g.add_argument("--family", help=f"a built-in demo model: lstm, conformer, transducer (default: {DEFAULT_FAMILY})")
+    add_model(g)
     g.add_argument("--checkpoint", type=Path, help="checkpoint .pt (default: the shipped demo model)")
     g.add_argument("--onnx", type=Path, help="third-party streaming ONNX model with explicit state ports")
     g.add_argument("--spec", type=Path, help="JSON spec for --onnx (states, chunk, frontend; see targets/thirdparty.py)")
@@ -518,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS,
                    help="chunks in each parity rollout (default: %(default)s)")
     o.add_argument("--keep-failed", action="store_true", help="write the bundle even if parity fails (marked failed)")
+    o.add_argument("--force", action="store_true",
+                   help="-o names an existing folder that is not a bundle: move it aside (renamed, never deleted)")
     return p
 
 
@@ -540,6 +552,9 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
+    from edge.cliutil import quiet_libraries
+
+    quiet_libraries(args.verbose)
     if args.list:
         print(list_targets())
         return 0
@@ -547,30 +562,59 @@ def _main(argv) -> int:
         return fail("--target is required (rpi | android | ios); see edge-build --list")
     if args.parity_chunks < 1:
         return fail("--parity-chunks must be at least 1")
+    try:  # a mistyped target, precision or family is reported before torch is imported (2 s)
+        steps = len(parse_quant(get_target(args.target), args.quant))
+    except UserError as e:
+        return fail(str(e))
+    from edge.cliutil import family_error
+
+    if not args.onnx and family_error(args.family):
+        return fail(family_error(args.family))
+    if args.model and (args.family or args.checkpoint or args.onnx):
+        return fail("--model is your own model; leave out --family/--checkpoint/--onnx (the factory loads it)")
     try:
         from edge.checkpoint import CheckpointError
         from edge.export import ExportError
         from runtime_py.stateloop import RolloutError
     except ImportError as e:  # torch / onnx: the exporter's own dependencies
         return fail(str(missing_extra(e.name or "torch", "export")))
-    t0 = time.perf_counter()
-    if args.model and (args.family or args.checkpoint or args.onnx):
-        return fail("--model is your own model; leave out --family/--checkpoint/--onnx (the factory loads it)")
-    try:
-        model = None
-        if args.model:
-            from edge.factory import load_model
+    from .bundle import check_output_dir, move_aside
+
+    model = None
+    if args.model:  # the factory names the model, and so the default output folder
+        from edge.factory import load_model
+        try:
             model = load_model(args.model)
+        except UserError as e:
+            return fail(str(e))
+    family = model.signature().family if model is not None else args.family or DEFAULT_FAMILY
+    out_dir = args.output or Path("dist") / f"{args.name}-{family}-{args.target}"
+    moved = None
+    try:  # before any work: never build towards a folder we may not replace
+        if check_output_dir(out_dir, force=args.force):
+            moved = move_aside(out_dir)
+            print(f"  --force: moved the existing {out_dir} to {moved} (nothing deleted)", flush=True)
+    except UserError as e:
+        return fail(str(e))
+    t0 = time.perf_counter()
+    try:
         spec = None
         if args.onnx or args.spec or args.state:
             from .thirdparty import load_spec
             if not args.onnx:
                 return fail("--spec/--state describe a third-party model given with --onnx FILE")
             spec = load_spec(args.spec, args.state)
-        out = build_bundle(args.family or DEFAULT_FAMILY if model is None else None, args.target, args.output,
-                           model=model, checkpoint=args.checkpoint, name=args.name, onnx_model=args.onnx, spec=spec,
-                           quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
-                           progress=lambda m: print(f"  {m}", flush=True))
+        from .progress import StepProgress
+
+        progress = StepProgress(steps=steps)
+        try:
+            out = build_bundle(None if model is not None else family, args.target,
+                               args.output or (None if args.onnx else out_dir), model=model,
+                               checkpoint=args.checkpoint, name=args.name, onnx_model=args.onnx, spec=spec,
+                               quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
+                               progress=progress)
+        finally:
+            progress.close()
     except (UserError, CheckpointError, ExportError, RolloutError) as e:
         return fail(str(e))
     except OSError as e:  # the output folder is not writable, the disk is full, ...
@@ -578,6 +622,9 @@ def _main(argv) -> int:
         return fail(f"{where}{e.strerror or e}; no partial bundle was left and any previous bundle is intact")
     except KeyboardInterrupt:
         return fail("interrupted; no partial bundle was left and any previous bundle is intact", 130)
+    finally:
+        if moved is not None and not Path(out_dir).exists():  # the build failed: put the folder back
+            os.replace(moved, out_dir)
     from runtime_py.manifest import load_bundle
     bundle = load_bundle(out)
     size = sum(a.bytes for a in bundle.artifacts)

@@ -10,7 +10,7 @@ from edge.errors import missing_extra
 
 def require(module: str, extra: str):
     """Import an optional dependency, or raise a UserError naming the extra
-    that provides it (`pip install 'edge-speech[extra]'`)."""
+    that provides it (`pip install -e '.[extra]'`)."""
     try:
         return importlib.import_module(module)
     except ImportError as e:

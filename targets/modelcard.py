@@ -3,7 +3,9 @@ so it cannot drift from the files)."""
 
 from __future__ import annotations
 
+from runtime_py.decoding import word_vocabulary
 from runtime_py.signature import Signature
+from .snippets import fbank_blocks, kotlin_litert, kotlin_ort
 from .tflite import FP16_KEEP_FP32_VALUES
 
 
@@ -39,7 +41,7 @@ def _snippets(sig: Signature, target: str, artifacts: list[dict]) -> str:
              for b in ("ort", "tflite", "coreml")}
     state_names = ", ".join(s.name for s in enc.states) or "(none)"
     py = f"""```python
-# pip install 'edge-speech[runtime]'   (numpy + onnxruntime; no torch)
+# in the edge-speech checkout: pip install -e '.[runtime]'   (numpy + onnxruntime; no torch)
 from runtime_py.recognizer import transcribe_file
 print(transcribe_file("path/to/this/bundle", "speech.wav"))
 
@@ -55,23 +57,16 @@ for chunk in chunks:                      # each [{', '.join(map(str, x.shape))}
     res = dict(zip(names, outs))
     states = {{s["name"]: res[s["name"] + "_next"] for s in g["states"]}}
 ```"""
-    kt = f"""```kotlin
-// ONNX Runtime Mobile (com.microsoft.onnxruntime:onnxruntime-android)
-val env = OrtEnvironment.getEnvironment()
-val session = env.createSession(assets.open("{first['ort'] or 'encoder.fp32.ort'}").readBytes())
-// allocate each state from manifest.json: shape, dtype, initial value ({state_names})
-var states: Map<String, OnnxTensor> = initialStatesFromManifest(env)
-for (chunk in chunks) {{               // FloatArray of {'x'.join(map(str, x.shape))} fbank values
-    val x = OnnxTensor.createTensor(env, FloatBuffer.wrap(chunk), longArrayOf({', '.join(f'{d}L' for d in x.shape)}))
-    session.run(mapOf("{x.name}" to x) + states).use {{ out ->
-        states = stateNames.associateWith {{ n -> (out.get(n + "_next").get() as OnnxTensor).cloneTensor(env) }}
-        decode(out.get("{enc.outputs[0].name}").get())
-    }}
-}}
-```"""
+    files = {g.name: next((a["path"] for a in artifacts if a["backend"] == "ort" and a["graph"] == g.name
+                           and a["precision"] == "fp32"), f"{g.name}.fp32.ort") for g in sig.graphs}
+    kt = kotlin_ort(sig, files)
+    tfl = next((a["path"] for a in artifacts if a["backend"] == "tflite" and a["graph"] == "encoder"), None)
+    fb_py, fb_cpp = fbank_blocks(sig)
     sw = f"""```swift
 // CoreML ({first['coreml'] or 'encoder.fp16.mlpackage'}, compiled by Xcode) — or onnxruntime-objc with the .ort file
 let model = try MLModel(contentsOf: compiledURL)
+// initialStates / decode are yours to write, as in the Kotlin above: every state from manifest.json
+// (shape, dtype, initial value), then CTC or transducer greedy decoding
 var states: [String: MLMultiArray] = try initialStates(manifest)   // {state_names}
 for chunk in chunks {{                      // MLMultiArray shape {_shape(x.shape)}
     var feeds = states; feeds["{x.name}"] = chunk
@@ -80,7 +75,24 @@ for chunk in chunks {{                      // MLMultiArray shape {_shape(x.shap
     decode(out.featureValue(for: "{enc.outputs[0].name}")!.multiArrayValue!)
 }}
 ```"""
-    return "\n\n".join([py, kt, sw])
+    parts = [py, "### Android: ONNX Runtime (Kotlin)", kt]
+    if tfl:
+        parts += ["### Android: LiteRT (Kotlin)", kotlin_litert(sig, tfl)]
+    parts += ["### iOS", sw,
+              "### Features on the device",
+              "The encoder takes fbank frames, not audio. kaldi-native-fbank computes them with exactly this bundle's "
+              "settings (the same field names in Python and C++; the C++ library is what sherpa-onnx uses on Android "
+              "and iOS, called through JNI or Swift's C interop). Feed every new frame into a buffer; a chunk is "
+              f"{sig.chunk_frames} consecutive frames, and the next chunk starts {sig.shift_frames} frames later.",
+              fb_py, fb_cpp]
+    if any(a["backend"] == "ort" for a in artifacts):
+        parts += ["### required_operators.config",
+                  "Lists the operators (with their opsets) the `.ort` files use. ONNX Runtime Mobile can be built "
+                  "with only those, which makes the library much smaller than the full package: "
+                  "`./build.sh --android ... --minimal_build --include_ops_by_config required_operators.config` "
+                  "(onnxruntime.ai, 'Build' -> 'Custom build'). The stock `onnxruntime-android` package runs the "
+                  "files too; the config only matters when you build ONNX Runtime yourself."]
+    return "\n\n".join(parts)
 
 
 # What each (backend, precision) file holds, for the app developer choosing one.
@@ -101,7 +113,28 @@ PRECISION_NOTES = {
 }
 
 
-def model_card(manifest: dict, artifacts: list[dict], target) -> str:
+def _scope(model: dict, sig: Signature, tokens: list[str] | None) -> list[str]:
+    """What the model can recognise at all, before anyone tries dictation on it."""
+    words = word_vocabulary(tokens or [], sig.blank_id)
+    if words is None:
+        n = len(tokens or [])
+        return ["## What it recognises", "", f"{n} tokens (`tokens.txt`); sub-words or characters can spell "
+                "words the training data did not hold, with the accuracy the training data gives.", ""]
+    out = ["## What it recognises", "",
+           f"**{len(words)} words and nothing else:** " + " ".join(f"`{w}`" for w in words) + ".", "",
+           "Any other speech comes out as the nearest sequence of these words (\"hello world, what is the "
+           "weather\" might read \"home no quieter enter\"): this is a command-word recogniser, not dictation."]
+    if str(model.get("source", "")).startswith("shipped:"):
+        out += ["", "It is one of the project's demo models, trained on synthetic speech (espeak-ng: English "
+                "accents and voice variants, 1-6 words per utterance, added noise; `edge/data/corpus.py`) to show "
+                "the export, bundle and client working end to end on real audio. Accuracy figures: "
+                "`docs/accuracy.md`."]
+    rate = sig.frontend.sample_rate
+    return out + ["", f"Audio must be {rate // 1000} kHz wideband speech (the client resamples other rates); "
+                  "narrowband audio (8 kHz telephone audio, even resampled up) costs accuracy.", ""]
+
+
+def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] | None = None) -> str:
     sig = Signature.from_dict(manifest["signature"])
     fe = sig.frontend
     model = manifest["model"]
@@ -111,6 +144,7 @@ def model_card(manifest: dict, artifacts: list[dict], target) -> str:
                   "> parity checks are real; its transcripts are not. Build from a trained checkpoint for use.", ""]
     parts += [f"{target.description}. Source: `{model['source']}`. Decoder: {sig.decoder} greedy. "
               f"Run on this host with: `{target.runtime}`.", "",
+              *_scope(model, sig, tokens),
               "## Files", "",
               _table(["file", "graph", "backend", "precision", "bytes", "parity vs PyTorch"],
                      [[f"`{a['path']}`", a["graph"], a["backend"], a["precision"], a["bytes"],

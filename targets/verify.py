@@ -14,7 +14,6 @@ bundle that cannot be read.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -86,8 +85,9 @@ def verify(bundle_dir: Path | str, out=print) -> int:
     try:
         bundle = Bundle(bundle_dir, verify=False)
     except ManifestError as e:
-        out(f"error: {e}")
-        return 2
+        from edge.errors import fail
+
+        return fail(str(e))  # on stderr, like every command's error line
     failures = 0
     problems = check_files(bundle)
     for p in problems:
@@ -118,11 +118,20 @@ def verify(bundle_dir: Path | str, out=print) -> int:
     return 1 if failures else 0
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="edge-verify", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser():
+    from edge.cliutil import add_verbose, make_parser
+
+    p = make_parser("edge-verify", __doc__)
     p.add_argument("bundle", type=Path, help="bundle folder made by edge-build")
-    args = p.parse_args(argv)
+    add_verbose(p)
+    return p
+
+
+def main(argv=None) -> int:
+    from edge.cliutil import quiet_libraries
+
+    args = build_parser().parse_args(argv)
+    quiet_libraries(args.verbose)
     return verify(args.bundle)
 
 

@@ -144,3 +144,12 @@ def test_int8_ceiling_not_claimed_for_recurrent_graphs(tmp_path):
     from edge.export import export_onnx
 
     assert int8_matmul_ceiling(export_onnx(build("lstm"), tmp_path)["encoder"]) is None
+
+
+def test_chart_title_names_model_machine_threads(result):
+    from edge.bench import chart_title
+    res, out = result
+    title = chart_title(res)
+    assert "conformer" in title and res["machine"]["cpu"] in title and "threads 1" in title
+    assert f"{res['machine']['cores']} cores" in title and "untrained" in title  # an in-memory test model
+    assert (out / "bench.png").read_bytes()[:8] == PNG_MAGIC

@@ -1,0 +1,81 @@
+"""The model card's state-loop recipe, run outside Python: examples/js
+(onnxruntime-node, the API of onnxruntime-react-native and -web) runs a
+bundle's .ort / .onnx encoder loop on the golden inputs and must reproduce
+the golden outputs and transcript. Skipped, saying why, without node/npm or
+when npm cannot fetch onnxruntime-node."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.bundle_fixtures import cached_bundle, tiny_bundle
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "js"
+
+
+@pytest.fixture(scope="module")
+def js_dir():
+    """examples/js with its node_modules, installed once into a cache folder
+    keyed by package.json (never into the checkout)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("node and npm are not installed: the JavaScript example (examples/js) is not checked")
+    package = (EXAMPLE / "package.json").read_bytes()
+    base = Path(os.environ.get("EDGE_SPEECH_JS_CACHE", Path.home() / ".cache" / "edge-speech" / "js-example"))
+    folder = base / hashlib.sha256(package).hexdigest()[:12]
+    if not (folder / "node_modules" / "onnxruntime-node" / "package.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "package.json").write_bytes(package)
+        # ONNXRUNTIME_NODE_INSTALL=skip: the CPU binaries ship in the npm package; skip the
+        # optional download of the CUDA provider from nuget.org
+        r = subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=folder, capture_output=True,
+                           text=True, timeout=300, env=dict(os.environ, ONNXRUNTIME_NODE_INSTALL="skip"))
+        if r.returncode != 0:
+            pytest.skip(f"npm could not install onnxruntime-node (offline?): {r.stderr.strip()[-300:]}")
+    for script in EXAMPLE.glob("*.mjs"):
+        shutil.copyfile(script, folder / script.name)
+    return folder
+
+
+def _check(js_dir: Path, bundle: Path, backend: str) -> tuple[int, dict]:
+    r = subprocess.run(["node", "golden_check.mjs", str(bundle), backend], cwd=js_dir, capture_output=True,
+                       text=True, timeout=120)
+    assert r.stdout.strip(), r.stderr
+    return r.returncode, json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("family", ["conformer", "transducer"])
+def test_js_state_loop_reproduces_the_golden_files_from_ort(family, js_dir):
+    bundle, _ = cached_bundle(family)
+    code, res = _check(js_dir, bundle, "ort")
+    assert code == 0 and res["ok"], res
+    assert res["max_abs_diff"] <= res["tolerance"] == 1e-4
+    assert res["text"] == (bundle / "golden" / "transcript.txt").read_text().strip() and res["text"]
+
+
+def test_js_state_loop_from_onnx(js_dir, tmp_path):
+    bundle, _ = tiny_bundle("lstm", tmp_path, backends=(("onnx", "fp32"),))
+    code, res = _check(js_dir, bundle, "onnx")
+    assert code == 0 and res["ok"] and res["chunks"] > 10, res
+
+
+def test_js_check_fails_on_wrong_golden_outputs(js_dir, tmp_path):
+    """The check can fail: outputs nudged by 1e-3 are caught."""
+    src, _ = cached_bundle("conformer")
+    bundle = tmp_path / "b"
+    shutil.copytree(src, bundle)
+    path = bundle / "golden" / "encoder_outputs.npz"
+    with np.load(path) as z:
+        arrays = {k: z[k] + np.float32(1e-3) for k in z.files}
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    code, res = _check(js_dir, bundle, "ort")
+    assert code == 1 and not res["ok"] and res["max_abs_diff"] > 5e-4, res

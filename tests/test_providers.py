@@ -1,0 +1,83 @@
+"""ONNX Runtime execution providers: an ordered list, a one-line notice for
+each one this build lacks (the PyPI wheel has no XNNPACK/NNAPI/CoreML), CPU
+as the fallback, and the provider actually used reported by the demo
+summary and edge-bench."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+
+from demo import cli
+from edge.bench import run_bench
+from runtime_py.backends import (BackendError, ProviderFallback, open_runner, provider_names,
+                                 usable_providers)
+from runtime_py.manifest import Bundle
+from runtime_py.stateloop import initial_states
+from tests.bundle_fixtures import cached_bundle
+
+CPU, XNN = "CPUExecutionProvider", "XnnpackExecutionProvider"
+
+
+def test_short_and_full_names_in_order():
+    assert provider_names("xnnpack, NNAPI,cpu") == [XNN, "NnapiExecutionProvider", CPU]
+    assert provider_names(["CoreMLExecutionProvider", "cpu", "cpu"]) == ["CoreMLExecutionProvider", CPU]
+    with pytest.raises(BackendError, match="unknown execution provider 'xnnpak'"):
+        provider_names("xnnpak,cpu")
+
+
+def test_available_providers_keep_their_order_without_a_notice():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any notice would fail the test
+        assert usable_providers("xnnpack,cpu", [XNN, CPU]) == [XNN, CPU]
+        assert usable_providers("xnnpack", [XNN, CPU]) == [XNN, CPU]  # CPU always last, for unsupported nodes
+
+
+def test_missing_providers_fall_back_to_cpu_with_one_notice():
+    with pytest.warns(ProviderFallback) as caught:
+        assert usable_providers("xnnpack,nnapi,cpu", ["AzureExecutionProvider", CPU]) == [CPU]
+    assert len(caught) == 1
+    msg = str(caught[0].message)
+    assert XNN in msg and "NnapiExecutionProvider" in msg and msg.endswith(f"using {CPU}")
+
+
+def test_a_real_session_falls_back_and_says_which_provider_runs():
+    import onnxruntime as ort
+    if XNN in ort.get_available_providers():
+        pytest.skip("this onnxruntime build has XNNPACK: nothing to fall back from")
+    bundle, _ = cached_bundle("conformer")
+    b = Bundle(bundle)
+    enc = b.signature.graph("encoder")
+    path = b.path(b.find("encoder", "ort", "fp32").path)
+    feeds = {enc.inputs[0].name: np.random.default_rng(0).standard_normal(enc.inputs[0].shape).astype(np.float32),
+             **initial_states(enc)}
+    with pytest.warns(ProviderFallback, match="XnnpackExecutionProvider"):
+        run = open_runner(path, enc, "ort", providers=["xnnpack", "cpu"])
+    assert run.provider == CPU and run.session.get_providers() == [CPU]
+    plain = open_runner(path, enc, "ort")
+    for name, value in plain(feeds).items():
+        np.testing.assert_array_equal(run(feeds)[name], value)
+
+
+def test_demo_prints_the_notice_once_and_the_provider_in_the_summary():
+    bundle, _ = cached_bundle("transducer")  # three graphs: the notice must still be one line
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main([str(bundle), "--wav", str(bundle / "golden" / "audio.wav"), "--backend", "ort:fp32",
+                     "--providers", "xnnpack,cpu"], out=out, err=err)
+    assert code == 0, err.getvalue()
+    notices = [ln for ln in err.getvalue().splitlines() if ln.startswith("notice:")]
+    import onnxruntime as ort
+    if XNN not in ort.get_available_providers():
+        assert len(notices) == 1 and "XnnpackExecutionProvider" in notices[0], err.getvalue()
+    assert f"(ort/fp32 on {CPU}, 1 thread)" in out.getvalue()
+
+
+def test_bench_reports_the_provider_per_row():
+    bundle, _ = cached_bundle("conformer")
+    res = run_bench(bundle=bundle, backends=["ort:fp32"], seconds=1, repeats=1, subprocesses=False,
+                    providers=["xnnpack", "cpu"], progress=None)
+    row, = res["rows"]
+    assert row["status"] == "ok" and row["provider"] == CPU
