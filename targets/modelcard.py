@@ -196,7 +196,8 @@ def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] 
               "4. Decode the encoder output: " + (
                   "CTC greedy (argmax per frame, collapse repeats, drop blank id "
                   f"{sig.blank_id})." if sig.decoder == "ctc" else
-                  f"transducer greedy: the decoder takes the last {sig.context_size} tokens "
+                  "nothing to decode (head `none`): the app reads every output of every chunk." if sig.decoder == "none"
+                  else f"transducer greedy: the decoder takes the last {sig.context_size} tokens "
                   f"(blank {sig.blank_id} before any); for each encoder frame run the joiner, emit non-blank "
                   "argmax tokens (re-running the decoder after each), move on at blank."),
               "5. At an endpoint (e.g. 600 ms of silence) reset the states whose reset scope is `utterance`.",

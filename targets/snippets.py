@@ -170,6 +170,13 @@ def kotlin_ort(sig: Signature, files: dict[str, str]) -> str:
                   "    }",
                   "    fun reset() { tokens.clear(); prev = blank }",
                   "}"]
+    elif sig.decoder == "none":
+        lines += ["/** Head \"none\": nothing to decode; the app reads the encoder's outputs for every chunk. */",
+                  "class PassThrough {",
+                  "    val tokens = mutableListOf<Int>()  // stays empty",
+                  "    var last: Array<FloatArray>? = null",
+                  "    fun accept(outputs: Array<FloatArray>) { last = outputs }",
+                  "}"]
     else:
         dg, jg = sig.graph("decoder"), sig.graph("joiner")
         lines += [f"/** Transducer greedy search: the decoder takes the last {sig.context_size} tokens (blank-padded), the",
@@ -210,10 +217,10 @@ def kotlin_ort(sig: Signature, files: dict[str, str]) -> str:
                   "        }",
                   "    }",
                   "}"]
-    dec_files = "" if sig.decoder == "ctc" else (
+    dec_files = "" if sig.decoder != "transducer" else (
         f"\nval decoder = env.createSession(assets.open(\"{files.get('decoder', 'decoder.fp32.ort')}\").readBytes())"
         f"\nval joiner = env.createSession(assets.open(\"{files.get('joiner', 'joiner.fp32.ort')}\").readBytes())")
-    make_dec = "CtcGreedy()" if sig.decoder == "ctc" else "TransducerGreedy(env, decoder, joiner)"
+    make_dec = {"ctc": "CtcGreedy()", "none": "PassThrough()"}.get(sig.decoder, "TransducerGreedy(env, decoder, joiner)")
     lines += ["",
               "// Use: tokens.txt maps ids to symbols; '\u2581' starts a word.",
               "val env = OrtEnvironment.getEnvironment()",
@@ -275,7 +282,7 @@ def kotlin_litert(sig: Signature, file: str) -> str:
         "    override fun close() = interpreter.close()",
         "}",
         f"// model: the {file} file memory-mapped (FileChannel.map) or read into a direct ByteBuffer."
-        + ("" if sig.decoder == "ctc" else
+        + ("" if sig.decoder != "transducer" else
            "\n// A transducer's decoder and joiner .tflite files run the same way (runSignature, names from the tables);"
            "\n// the greedy loop is TransducerGreedy above."),
         "```"])
