@@ -46,11 +46,27 @@ def _ct():
     return require("coremltools", "coreml")
 
 
+def _register_missing_ops() -> None:
+    """Torch ops coremltools 9 has no translation for, written with MIL ops it
+    has. logaddexp: icefall's Zipformer activations (SwooshL/R) use it."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.frontend.torch.ops import _get_inputs
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY, register_torch_op
+
+    if "logaddexp" not in _TORCH_OPS_REGISTRY.name_to_func_mapping:
+        def logaddexp(context, node):  # log(e^a + e^b) = max(a, b) + softplus(-|a - b|), exact and overflow-free
+            a, b = _get_inputs(context, node, expected=2)
+            gap = mb.abs(x=mb.sub(x=a, y=b))
+            context.add(mb.add(x=mb.maximum(x=a, y=b), y=mb.softplus(x=mb.mul(x=gap, y=-1.0)), name=node.name))
+        register_torch_op(logaddexp)
+
+
 def to_coreml(model, graph: GraphSpec, signature, out_dir: Path | str, precision: str = "fp16") -> Path:
     """Write `<out_dir>/<graph>.<precision>.mlpackage` (ML program, iOS 16)."""
     if precision not in PRECISIONS:
         raise ValueError(f"Core ML precision {precision!r} must be one of {PRECISIONS}")
     ct = _ct()
+    _register_missing_ops()
     import torch
 
     from edge.export import example_inputs

@@ -158,3 +158,17 @@ def test_sherpa_sized_zipformer_exports_with_parity_and_int8(tmp_path):
     r = compare_rollouts(enc, fp32, open_runner(int8, enc, "ort", 1),
                          [{"x": c} for c in parity_stream(sig, 100)])
     assert r["relative_error"] <= RELATIVE_ERROR_BARS["int8"], r["relative_error"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("coremltools") is None, reason="coremltools is not installed")
+def test_coreml_takes_logaddexp(tmp_path):
+    """icefall's Zipformer activations use torch.logaddexp, which coremltools 9
+    cannot translate by itself; targets.coreml supplies it."""
+    from targets.coreml import inspect_mlpackage, to_coreml
+    step = edge.Step(lambda x, s: (torch.logaddexp(x, s[0][:, None, :]).mean(-1), [s[0] * 0.5 + x.mean(1)]),
+                     states=lambda b: [torch.zeros(b, 80)], names=["acc"], returns=("y", edge.STATES))
+    model = edge.declare("lae", encoder=step, head="none", chunk=4)
+    sig = model.signature()
+    path = to_coreml(model, sig.graph("encoder"), sig, tmp_path, "fp32")
+    report = inspect_mlpackage(path, sig.graph("encoder"))  # raises CoremlSpecError on a mismatch
+    assert report["verified"] is False and "softplus" in report["ops"] and "maximum" in report["ops"]
