@@ -22,7 +22,7 @@ import numpy as np
 from runtime_py.decoding import agreement, make_decoder
 from runtime_py.signature import GraphSpec, Signature
 from runtime_py.stateloop import (INT8_AGREEMENT_BAR, MIN_AGREEMENT_TOKENS, RELATIVE_ERROR_BARS, TOLERANCES,
-                                  RolloutError, StateLoop, compare_rollouts, within)
+                                  RolloutError, StateLoop, compare_rollouts, stepper, within)
 
 
 def graph_chunks(signature: Signature, graph: GraphSpec, speech_chunks: list[np.ndarray],
@@ -34,11 +34,6 @@ def graph_chunks(signature: Signature, graph: GraphSpec, speech_chunks: list[np.
     if graph.name == "encoder":
         return [{graph.inputs[0].name: c.astype(np.float32)} for c in speech_chunks[:n]]
     return random_chunks(graph, signature, n, seed)
-
-
-def stepper(graph: GraphSpec, run):
-    """A graph as inputs -> outputs: through a StateLoop when it has states."""
-    return StateLoop(graph, run).step if graph.states else run
 
 
 def decode_tokens(signature: Signature, runs: dict, chunks: list[np.ndarray]) -> list[int]:

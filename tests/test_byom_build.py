@@ -66,6 +66,10 @@ def test_vad_bundle_runs_in_the_client_and_int8_is_judged_numerically(tmp_path):
     assert prob.shape == (1, 1) and 0.0 < float(prob[0, 0]) < 1.0
     session.decoder.accept(prob)
     assert session.text() == "" and len(session.decoder.outputs) == 1
+    from targets.verify import verify
+    lines = []
+    assert verify(out, out=lines.append) == 0
+    assert any("ort int8 golden" in ln and "relative error" in ln for ln in lines), lines
 
 
 def test_int8_that_quantised_nothing_fails(tmp_path):
