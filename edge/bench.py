@@ -259,8 +259,9 @@ def prepare_artifacts(labels, signature, work: Path, *, model=None, bundle=None,
         t0 = time.perf_counter()
         say(f"[bench] building {family} bundle for {', '.join(f'{b}:{p}' for b, p in pairs)} ...")
         try:
-            path = build_bundle(family, "rpi", dest, model=model, backends=list(pairs),
-                                parity_chunks=parity_chunks, keep_failed=True)
+            path = build_bundle(None if hasattr(model, "info") else family, "rpi", dest, model=model,
+                                backends=list(pairs), parity_chunks=parity_chunks, keep_failed=True,
+                                stream_seconds=BUNDLE_STREAM_CHECK_S)
             for b, p in pairs:
                 out[f"{b}:{p}"] = _artifact_set(Path(path), signature, b, p)
             say(f"[bench]   done in {time.perf_counter() - t0:.1f}s")
@@ -512,7 +513,11 @@ def _child(spec_path: str) -> None:
         from edge.checkpoint import load_checkpoint
         from edge.export import torch_runner
 
-        model, _ = load_checkpoint(spec["checkpoint"])
+        if spec.get("factory"):
+            from edge.factory import load_model
+            model = load_model(spec["factory"])
+        else:
+            model, _ = load_checkpoint(spec["checkpoint"])
         pipe = Pipeline(signature, {g.name: torch_runner(model, g) for g in signature.graphs})
         ctx = torch.inference_mode()
     else:
@@ -580,6 +585,10 @@ def paired_speedup(a: list[dict], b: list[dict]) -> dict:
             "q75": float(np.percentile(r, 75)), "rounds": int(len(r))}
 
 
+# The bundles edge-bench builds are timed, not shipped: a short stream proof keeps the build quick.
+BUNDLE_STREAM_CHECK_S = 60.0
+
+
 def _empty_row(family, label, threads) -> dict:
     b, p = _split(label)
     row = dict.fromkeys(ROW_KEYS)
@@ -590,7 +599,7 @@ def _empty_row(family, label, threads) -> dict:
 def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=None, seconds: float = 60.0,
               threads=(1,), backends=DEFAULT_BACKENDS, repeats: int | None = None, json_path=None, png_path=None,
               parity_chunks: int = PARITY_CHUNKS, subprocesses: bool = True, peak_matmul: bool = True,
-              providers=None, progress=print) -> dict:
+              providers=None, progress=print, model_factory: str | None = None) -> dict:
     """Benchmark one family; returns {"machine", "workload", "model", "rows"}.
     `model` (in memory) wins over `checkpoint`, else the shipped model (or an
     untrained one when none is shipped). Writes `json_path`/`png_path` if given."""
@@ -600,6 +609,10 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
     repeats = REPEATS if repeats is None else repeats
     if repeats < 1:
         raise BenchError("repeats must be >= 1")
+    if model is None and model_factory:  # your own model: --model FILE.py:factory
+        from .factory import load_model
+
+        model = load_model(model_factory)
     if model is None and bundle is not None and "pytorch" not in labels:
         # torch-free (e.g. on a Raspberry Pi): everything comes from the bundle
         from runtime_py.manifest import Bundle
@@ -613,6 +626,9 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
 
         model, info = load_or_init(family, checkpoint)
         source, trained = info["source"], bool(info.get("meta", {}).get("trained", False))
+    elif hasattr(model, "info"):  # edge.declare: it says where it came from and whether it is trained
+        info = model.info()
+        source, trained = info["source"], bool(info["meta"].get("trained", False))
     else:
         source, trained = "in-memory model", False
     if model is not None:
@@ -633,7 +649,8 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
             from edge.checkpoint import save_checkpoint
             from edge.export import export_onnx
 
-            ckpt = save_checkpoint(model, work / "model.pt")
+            if not hasattr(model, "info"):  # a declared model is re-made by its factory, not a checkpoint
+                ckpt = save_checkpoint(model, work / "model.pt")
             onnx_paths = export_onnx(model, work / "onnx")
             macs = {g: onnx_macs(p) for g, p in onnx_paths.items()}
             torch_flops = {g.name: torch_step_flops(model, g) for g in signature.graphs}
@@ -648,6 +665,9 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
         if ckpt is not None:
             artifacts["pytorch"] = {"files": {"checkpoint": ckpt}, "size_bytes": ckpt.stat().st_size,
                                     "parity_passed": None}
+        elif model is not None:
+            artifacts["pytorch"] = {"files": {"factory": model_factory or "in-memory"}, "parity_passed": None,
+                                    "size_bytes": sum(p.numel() * p.element_size() for p in model.parameters())}
 
         # configurations that can run in this process
         configs, rows = {}, {}
@@ -718,7 +738,9 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
                 spec = {"backend": b, "threads": t, "signature": signature.to_dict(),
                         "chunks": str(work / "chunks.npy"),
                         "files": {g: str(p) for g, p in artifacts[lb]["files"].items()},
-                        "checkpoint": str(ckpt), "providers": providers}
+                        "checkpoint": str(ckpt), "factory": model_factory, "providers": providers}
+                if b == "pytorch" and ckpt is None and not model_factory:
+                    continue  # an in-memory declared model cannot be re-made in a fresh process
                 say(f"[bench] cold start + peak memory: {lb} x{t} (fresh process) ...")
                 try:
                     res = run_child(spec, work)
@@ -918,10 +940,11 @@ def plot(result: dict, path) -> Path:
 # -- CLI -----------------------------------------------------------------------------
 
 def build_parser():
-    from edge.cliutil import add_family, add_verbose, make_parser
+    from edge.cliutil import add_family, add_model, add_verbose, make_parser
 
     ap = make_parser("edge-bench", __doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1])
     add_family(ap, default=None, extra=("all",), note=" (default: the --bundle's family, else conformer)")
+    add_model(ap)
     ap.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
     ap.add_argument("--bundle", help="use this bundle's artifacts instead of building them; with only "
                                      "artifact backends (no pytorch) the run is torch-free, e.g. on a Pi")
@@ -946,7 +969,7 @@ def main(argv=None) -> int:
     import importlib.util
 
     from edge.cliutil import family_error, quiet_libraries, torch_side
-    from edge.errors import fail
+    from edge.errors import UserError, fail
     from runtime_py.backends import BackendError
     from runtime_py.manifest import ManifestError
 
@@ -961,6 +984,8 @@ def main(argv=None) -> int:
         has_torch = False
     try:
         fams = list(FAMILIES) if args.family == "all" else [args.family or "conformer"]
+        if args.model and (args.family or args.checkpoint):
+            raise BenchError("--model is your own model; leave out --family/--checkpoint")
         if args.family == "all" and (args.checkpoint or args.bundle):
             raise BenchError("--checkpoint/--bundle name one model; pick one --family")
         backends = args.backends
@@ -968,7 +993,7 @@ def main(argv=None) -> int:
             from runtime_py.manifest import Bundle
             bundle = Bundle(args.bundle)
             fam = bundle.manifest["family"]
-            if args.family is not None and fam != args.family:
+            if args.model is None and args.family is not None and fam != args.family:
                 raise BenchError(f"bundle {args.bundle} holds a {fam!r} model, not {args.family!r}")
             fams = [fam]
             if backends is None and not has_torch:
@@ -984,11 +1009,12 @@ def main(argv=None) -> int:
             if code:
                 return code
         results = [run_bench(f, checkpoint=args.checkpoint, bundle=args.bundle, seconds=args.seconds,
+                             model_factory=args.model,
                              threads=args.threads, backends=labels, repeats=args.repeats,
                              parity_chunks=args.parity_chunks, subprocesses=not args.no_subprocess,
                              providers=args.providers,
                              progress=lambda m: print(m, file=sys.stderr, flush=True)) for f in fams]
-    except (BenchError, ManifestError, BackendError) as e:
+    except (BenchError, ManifestError, BackendError, UserError) as e:
         return fail(str(e))
     except ValueError as e:  # e.g. --threads 1,x
         return fail(f"{e}")

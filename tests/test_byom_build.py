@@ -176,3 +176,13 @@ def test_coreml_takes_logaddexp(tmp_path):
     path = to_coreml(model, sig.graph("encoder"), sig, tmp_path, "fp32")
     report = inspect_mlpackage(path, sig.graph("encoder"))  # raises CoremlSpecError on a mismatch
     assert report["verified"] is False and "softplus" in report["ops"] and "maximum" in report["ops"]
+
+
+def test_edge_bench_times_a_declared_model(tmp_path):
+    from byom_models import declare_time_major
+    from edge.bench import run_bench
+    result = run_bench(model=declare_time_major(), seconds=2, backends=("pytorch", "ort:fp32"), repeats=1,
+                       subprocesses=False, peak_matmul=False, progress=None)
+    rows = {r["label"]: r for r in result["rows"]}
+    assert rows["pytorch"]["status"] == "ok" and rows["ort:fp32"]["status"] == "ok", rows
+    assert rows["ort:fp32"]["p50_ms"] > 0 and rows["ort:fp32"]["family"] == "timemajor"
