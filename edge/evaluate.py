@@ -29,7 +29,7 @@ from runtime_py.frontend import compute_features
 from runtime_py.recognizer import TAIL_PADDING_S, tail_padding_samples
 from runtime_py.stateloop import StateLoop
 
-from .cliutil import add_family, add_verbose, family_error, make_parser, quiet_libraries, torch_side
+from .cliutil import add_family, add_model, add_verbose, family_error, make_parser, quiet_libraries, torch_side
 from .errors import fail
 
 if TYPE_CHECKING:  # torch is imported where it is used: --help and a runtime-only install stay torch-free
@@ -220,6 +220,7 @@ def build_parser():
     ap = make_parser("edge-eval", "Word error rate of a model on a corpus split, through the streaming path "
                      "(PyTorch streaming and offline; with --bundle, every artifact through the client).")
     add_family(ap)
+    add_model(ap)
     ap.add_argument("--checkpoint", help="checkpoint .pt (default: the shipped edge/checkpoints/<family>/model.pt)")
     ap.add_argument("--corpus", default="data/corpus",
                     help="corpus folder (make one with: python -m edge.data.corpus --out data/corpus)")
@@ -256,6 +257,18 @@ def main(argv=None) -> int:
     from .checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint
 
     torch.set_num_threads(args.threads)
+    if args.model:  # your own model: its factory loads it and names its tokens
+        from .errors import UserError
+        from .factory import load_model
+        try:
+            model = load_model(args.model)
+        except UserError as e:
+            return fail(str(e))
+        if model.signature().decoder == "none":
+            return fail(f"{args.model}: head 'none' produces no text; there is no word error rate to score")
+        tokens = list(getattr(model, "tokens", []))
+        args.no_offline = True  # a declared model's offline function returns outputs, not a batched forward
+        return _run(args, args.model, lambda *_: (model, {"tokens": tokens}))
     path = args.checkpoint or shipped_checkpoint(args.family)
     if path is None:
         return fail(f"no checkpoint given and none shipped for {args.family!r}; train one with edge-train")
@@ -267,6 +280,7 @@ def main(argv=None) -> int:
 
 def _run(args, path, load_checkpoint) -> int:
     model, info = load_checkpoint(path, args.family)
+    args.family = model.signature().family
     tokens = info["tokens"]
     if not tokens:
         from .data.corpus import tokens as corpus_tokens

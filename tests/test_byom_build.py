@@ -186,3 +186,39 @@ def test_edge_bench_times_a_declared_model(tmp_path):
     rows = {r["label"]: r for r in result["rows"]}
     assert rows["pytorch"]["status"] == "ok" and rows["ort:fp32"]["status"] == "ok", rows
     assert rows["ort:fp32"]["p50_ms"] > 0 and rows["ort:fp32"]["family"] == "timemajor"
+
+
+def test_edge_eval_scores_a_declared_model_like_the_family(tmp_path, capsys):
+    """The shipped conformer, wrapped by a user's factory through edge.declare
+    (its own step, states and tokens), scores the same WER as --family conformer."""
+    import json
+    import shutil
+
+    from edge.evaluate import main as eval_main
+    samples = ROOT / "edge" / "checkpoints" / "samples"
+    texts = {"one_two_three": "one two three", "test_000419": "down one select",
+             "test_000340": "forward three zero", "test_000123": "select cancel zero"}
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    with open(corpus / "test.jsonl", "w") as f:
+        for stem, text in texts.items():
+            shutil.copy(samples / f"{stem}.wav", corpus / f"{stem}.wav")
+            f.write(json.dumps({"path": f"{stem}.wav", "text": text, "speaker": "x", "seconds": 2.0}) + "\n")
+    factory = tmp_path / "conformer_factory.py"
+    factory.write_text(
+        "import torch\nimport edge\nfrom edge.checkpoint import load_or_init\n\n"
+        "def build():\n"
+        "    model, info = load_or_init('conformer', None)\n"
+        "    enc = model.plan().graph('encoder')\n"
+        "    states = {s.name: torch.full(s.shape, s.initial) for s in enc.states}\n"
+        "    step = edge.Step(model.step, states=states, batch_axis={s.name: s.batch_axis for s in enc.states},\n"
+        "                     args=(edge.FEATURES, *[edge.State(s.name) for s in enc.states]),\n"
+        "                     returns=('log_probs', *[edge.State(s.name) for s in enc.states]))\n"
+        "    return edge.declare('myconformer', encoder=step, head='ctc', chunk=model.config.chunk_frames,\n"
+        "                        tokens=info['tokens'])\n")
+    assert eval_main(["--family", "conformer", "--corpus", str(corpus), "--no-offline"]) == 0
+    family_line = [ln for ln in capsys.readouterr().out.splitlines() if "pytorch streaming" in ln][0]
+    assert eval_main(["--model", f"{factory}:build", "--corpus", str(corpus)]) == 0
+    out = capsys.readouterr().out
+    declared_line = [ln for ln in out.splitlines() if "pytorch streaming" in ln][0]
+    assert "myconformer" in out and declared_line == family_line
