@@ -288,7 +288,9 @@ def _small_constants_back_to_fp32(fp16: bytes, fp32: bytes) -> tuple[bytes, dict
     conversions (fused names get numeric suffixes), so the twin is found by
     value: the fp32 constant of the same shape that rounds to exactly these
     fp16 bits. Should two different fp32 constants round to the same bits, that
-    constant stays fp16 (counted as ambiguous). The DEQUANTIZE op is dropped
+    constant stays fp16 (counted as ambiguous); one with no twin at all (the
+    converter folded it differently, e.g. around a -inf mask) stays fp16 too
+    (counted as untwinned): the parity check judges the result. The DEQUANTIZE op is dropped
     and its output becomes the float32 constant."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
@@ -323,8 +325,11 @@ def _small_constants_back_to_fp32(fp16: bytes, fp32: bytes) -> tuple[bytes, dict
             keep_ops.append(op)
             continue
         found = twins.get((tuple(int(d) for d in src.shape), bytes(buf)), set())
-        if not found:
-            raise TfliteConversionError(f"fp16 constant {src.name!r} has no fp32 twin in the fp32 conversion")
+        if not found:  # e.g. a -inf mask the converter folded differently: it stays fp16, counted
+            report["untwinned"] = report.get("untwinned", 0) + 1
+            still_fp16 += 1
+            keep_ops.append(op)
+            continue
         if len(found) > 1:
             report["ambiguous"] += 1
             still_fp16 += 1

@@ -142,3 +142,26 @@ def test_runner_refuses_a_file_for_another_graph(tmp_path):
     from runtime_py.backends import BackendError
     with pytest.raises(BackendError, match="signature lacks"):
         TF.runner(paths["fp32"], sig.graph("decoder"))
+
+
+def test_fp16_pass_keeps_an_untwinned_constant_instead_of_failing():
+    """A constant of the fp16 conversion with no float32 twin (the converter
+    folded it differently, e.g. around a -inf mask) stays fp16 and is counted;
+    it used to stop the build with 'has no fp32 twin'."""
+    tf = pytest.importorskip("tensorflow")
+
+    def convert(c, fp16):
+        @tf.function(input_signature=[tf.TensorSpec([1, 16], tf.float32)])
+        def f(x):
+            return tf.matmul(x, tf.constant(c)) + tf.constant(c[0])
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
+        if fp16:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.target_spec.supported_types = [tf.float16]
+        return conv.convert()
+
+    a = np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32)
+    b = a.copy()
+    b[0] = -3.0  # the fp16 file's constants are not the fp32 file's
+    data, report = TF._small_constants_back_to_fp32(convert(b, True), convert(a, False))
+    assert report["untwinned"] == 2 and report["constants"] == 0 and len(data) > 0
