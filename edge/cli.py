@@ -9,8 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cliutil import (DEFAULT_FAMILY, add_family, add_model, add_verbose, family_error, make_parser, quiet_libraries,
-                      torch_side)
+from .cliutil import DEFAULT_FAMILY, add_family, add_model, add_verbose, make_parser, preflight
 from .errors import UserError, fail, missing_extra
 
 
@@ -71,11 +70,7 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_libraries(args.verbose)
-    error = family_error(args.family)
-    if error:
-        return fail(error)
-    return torch_side("export") or run(args)
+    return preflight(args) or run(args)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,17 @@ def unknown(what: str, name: str, known) -> str:
     return f"unknown {what} {name!r}.{hint} Known: {', '.join(known)}"
 
 
+def preflight(args) -> int | None:
+    """What every PyTorch-side command does first: quiet the libraries (unless
+    --verbose), reject an unknown --family, and check that torch/onnx are
+    installed. Returns an exit code to stop with, or None to go on."""
+    quiet_libraries(args.verbose)
+    error = family_error(args.family)
+    if error:
+        return fail(error)
+    return torch_side("export")  # first: on a runtime-only install nothing else matters
+
+
 def torch_side(extra: str = "export", hint: str = ""):
     """Guard for the commands that need PyTorch (and ONNX): None when they
     are importable, else the exit code after one `error:` line naming the

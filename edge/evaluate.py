@@ -29,7 +29,7 @@ from runtime_py.frontend import compute_features
 from runtime_py.recognizer import TAIL_PADDING_S, tail_padding_samples
 from runtime_py.stateloop import StateLoop
 
-from .cliutil import add_family, add_model, add_verbose, family_error, make_parser, quiet_libraries, torch_side
+from .cliutil import add_family, add_model, add_verbose, make_parser, preflight
 from .errors import fail
 
 if TYPE_CHECKING:  # torch is imported where it is used: --help and a runtime-only install stay torch-free
@@ -238,11 +238,7 @@ def build_parser():
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_libraries(args.verbose)
-    error = family_error(args.family)
-    if error:
-        return fail(error)
-    code = torch_side("export")  # first: on a runtime-only install nothing else matters
+    code = preflight(args)
     if code:
         return code
     split_file = Path(args.corpus) / f"{args.split}.jsonl"

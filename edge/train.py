@@ -35,7 +35,7 @@ import numpy as np
 from runtime_py.frontend import compute_features
 from runtime_py.recognizer import TAIL_PADDING_S
 
-from .cliutil import add_family, add_verbose, family_error, make_parser, quiet_libraries, torch_side
+from .cliutil import add_family, add_verbose, make_parser, preflight
 from .data.corpus import load_split, worker_pool, read_wav16, tokens as corpus_tokens, write_tokens
 from .errors import fail
 
@@ -513,11 +513,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    quiet_libraries(args.verbose)
-    error = family_error(args.family)
-    if error:
-        return fail(error)
-    code = torch_side("export")  # first: on a runtime-only install nothing else matters
+    code = preflight(args)
     if code:
         return code
     corpus = Path(args.corpus)
