@@ -86,8 +86,8 @@ class PassThrough:
     """The head "none" (VAD, keyword spotting, embeddings): nothing to decode;
     the app reads each chunk's outputs. Keeps the last `keep` of them."""
 
-    def __init__(self, keep: int = 100):
-        self.keep = keep
+    def __init__(self, keep: int = 100, name: str = "output"):
+        self.keep, self.name = keep, name
         self.reset()
 
     def reset(self) -> None:
@@ -100,6 +100,20 @@ class PassThrough:
         self.outputs = (self.outputs + [np.asarray(output)])[-self.keep:]
         self.chunks += 1
         return []
+
+    def summary(self) -> str:
+        """What a person reads instead of a transcript: the output over the
+        chunks kept (e.g. a VAD's speech probability)."""
+        if not self.outputs:
+            return ""
+        v = np.stack([np.asarray(o, np.float64).ravel() for o in self.outputs])
+        shape = list(np.asarray(self.outputs[-1]).shape)
+        return (f"{self.name} {shape}: {self.chunks} chunks, last {_short(v[-1])}, "
+                f"mean {_short(v.mean(axis=0))}, max {_short(v.max(axis=0))}")
+
+
+def _short(v: np.ndarray) -> str:
+    return f"{v[0]:.3g}" if v.size == 1 else "[" + ", ".join(f"{x:.3g}" for x in v[:4]) + (", ...]" if v.size > 4 else "]")
 
 
 def tokens_to_text(ids: list[int], tokens: list[str]) -> str:
@@ -124,7 +138,7 @@ def make_decoder(signature: Signature, runs: dict | None = None):
     if signature.decoder == "ctc":
         return CtcGreedy(signature.blank_id)
     if signature.decoder == "none":
-        return PassThrough()
+        return PassThrough(name=signature.graph("encoder").outputs[0].name)
     if not runs or not {"decoder", "joiner"} <= set(runs):
         raise ValueError("a transducer needs 'decoder' and 'joiner' runners")
     dec_g, join_g = signature.graph("decoder"), signature.graph("joiner")

@@ -121,6 +121,9 @@ class ModelSession:
         return self.decoder.accept(self.encode(chunk_features))
 
     def text(self) -> str:
+        """The transcript; for a head of "none", a summary of the outputs."""
+        if hasattr(self.decoder, "summary"):
+            return self.decoder.summary()
         return tokens_to_text(self.decoder.tokens, self.tokens)
 
     def reset(self, scope: str = "utterance") -> list[str]:
