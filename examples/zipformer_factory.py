@@ -28,11 +28,11 @@ from zipformer.modules.model import AsrModel, OnnxStreamingEncoderWrapper  # noq
 
 import edge  # noqa: E402
 
-# sherpa-onnx's streaming zipformer2 recipe: chunk 16 frames after the 2x
-# embed (320 ms), left context 64; about 20 M parameters with a 500-token vocabulary.
-SHERPA_SIZE = dict(downsampling_factor="1,2,4,8,4,2", num_encoder_layers="2,2,3,4,3,2",
-                   encoder_dim="192,256,384,512,384,256", encoder_unmasked_dim="192,192,256,256,256,192",
-                   feedforward_dim="512,768,1024,1536,1024,768", num_heads="4,4,4,8,4,4",
+# icefall's "small" Zipformer2 (the size of sherpa-onnx's streaming 20 M models): chunk 16 frames
+# after the 2x embed (320 ms), left context 64; about 23 M parameters with a 500-token vocabulary.
+SHERPA_SIZE = dict(downsampling_factor="1,2,4,8,4,2", num_encoder_layers="2,2,2,2,2,2",
+                   encoder_dim="192,256,256,256,256,256", encoder_unmasked_dim="192,192,192,192,192,192",
+                   feedforward_dim="512,768,768,768,768,768", num_heads="4,4,4,8,4,4",
                    cnn_module_kernel="31,31,15,15,15,31", query_head_dim="32", value_head_dim="12",
                    pos_head_dim="4", pos_dim=48, decoder_dim=512, joiner_dim=512)
 SMALL = dict(downsampling_factor="1,2,4,8,4,2", num_encoder_layers="1,1,1,1,1,1",
