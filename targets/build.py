@@ -273,9 +273,10 @@ class Source:
 
         path, sig = thirdparty.normalise(onnx_path, spec, work / "source" / "encoder.onnx")
         info = {"source": f"onnx:{Path(onnx_path).name}", "tokens": spec.get("tokens_list", []),
-                "meta": {"trained": True, "thirdparty": True}}
-        return cls(sig, {"encoder": ort.runner(path, sig.graph("encoder"))}, "source-onnx (onnxruntime)",
-                   lambda _work: {"encoder": path}, info)
+                "meta": {"trained": bool(spec.get("trained", True)), "thirdparty": True}}
+        paths = {g.name: path.parent / f"{g.name}.onnx" for g in sig.graphs}  # a transducer's three graphs
+        return cls(sig, {g.name: ort.runner(paths[g.name], g) for g in sig.graphs}, "source-onnx (onnxruntime)",
+                   lambda _work: paths, info)
 
 
 def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_dir: Path | str | None = None, *,

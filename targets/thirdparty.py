@@ -16,7 +16,8 @@ Spec keys (all optional except `states`):
      "subsampling": 4,                         default: chunk / output frames
      "reset": {"h_in": "utterance"}, "initial": {"h_in": 0.0},
      "frontend": {... FrontendSpec fields ...}, "blank_id": 0, "family": "thirdparty",
-     "head": "ctc",                            "ctc" (output [1, T, vocab]) or "none" (any outputs)
+     "head": "ctc",                            "ctc" (output [1, T, vocab]), "none" (any outputs) or
+                                               "transducer" (with "decoder": "dec.onnx", "joiner": "join.onnx")
      "outputs": ["prob"],                      head "none": the outputs the app gets (default: all non-state)
      "inputs": {"sr": {"role": "const", "value": 16000},        folded into the graph
                 "offset": {"role": "counter", "step": 16, "max": 5000}},   an int64 state the graph advances
@@ -196,9 +197,11 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
                         "\"inputs\" as {\"role\": \"const\", \"value\": ...} or {\"role\": \"counter\", "
                         "\"step\": N, \"max\": M}")
     head = spec.get("head", "ctc")
-    if head not in ("ctc", "none"):
-        raise UserError(f"third-party head {head!r}: the ONNX route takes 'ctc' or 'none' (a transducer's three "
-                        "graphs go through edge.declare)")
+    if head not in ("ctc", "none", "transducer"):
+        raise UserError(f"third-party head {head!r} must be 'ctc', 'none' or 'transducer'")
+    if head == "transducer" and not (spec.get("decoder") and spec.get("joiner")):
+        raise UserError("head 'transducer' needs the other two graphs: \"decoder\": \"decoder.onnx\", "
+                        "\"joiner\": \"joiner.onnx\" in the spec (paths relative to the encoder's folder)")
     y_names = list(spec.get("outputs") or [spec.get("output") or (plain_out[0] if plain_out else None)])
     if head == "ctc":
         y_names = y_names[:1]
@@ -224,10 +227,11 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
         onnx.save(proto, str(probe_src))
     out_shapes = _probe_output_shapes(probe_src, in_shapes, {n: ins[n][1] for n in in_shapes}, initial)
     y_shape = out_shapes[y_name]
-    if head == "ctc" and len(y_shape) != 3:
-        raise UserError(f"output {y_name!r} must be [batch, frames, vocab] for a CTC head, got {list(y_shape)}; "
+    if head != "none" and len(y_shape) != 3:
+        raise UserError(f"output {y_name!r} must be [batch, frames, dim] for a {head} head, got {list(y_shape)}; "
                         "give \"head\": \"none\" for a model whose outputs go to the app")
-    subsampling = spec.get("subsampling") or (x_shape[1] // y_shape[1] if head == "ctc" else 1)
+    subsampling = spec.get("subsampling") or (x_shape[1] // y_shape[1] if head != "none" else 1)
+    heads = _transducer_graphs(src, spec, y_shape, Path(out).parent) if head == "transducer" else {}
     rename, state_specs = {}, []
     for i, o in states.items():
         shape = in_shapes[i]
@@ -248,10 +252,16 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
         if head == "ctc" and tokens and len(tokens) != y_shape[-1]:
             raise UserError(f"output {y_name!r} is {list(y_shape)}: a CTC head needs [1, frames, vocab="
                             f"{len(tokens)}]; is it a hidden state? Give \"head\": \"none\" or the logits output")
+        vocab = {"ctc": y_shape[-1], "none": max(1, len(tokens))}.get(head) or (
+            heads["joiner"][1].outputs[0].shape[-1] if heads else 1)
+        if head == "transducer" and tokens and len(tokens) != vocab:
+            raise UserError(f"the joiner scores {vocab} tokens, the spec's tokens list has {len(tokens)}")
         signature = Signature(spec.get("family", "thirdparty"), frontend, x_shape[1],
-                              int(spec.get("shift_frames", x_shape[1])), int(subsampling), (graph,),
-                              vocab_size=y_shape[-1] if head == "ctc" else max(1, len(tokens)),
-                              blank_id=int(spec.get("blank_id", 0)), decoder=head, extra={"source": src.name})
+                              int(spec.get("shift_frames", x_shape[1])), int(subsampling),
+                              (graph,) + tuple(g for _, g in heads.values()),
+                              vocab_size=vocab, blank_id=int(spec.get("blank_id", 0)), decoder=head,
+                              context_size=heads["decoder"][1].inputs[0].shape[-1] if heads else 0,
+                              extra={"source": src.name})
     except (SignatureError, TypeError) as e:
         raise UserError(f"third-party spec: {e}") from None
 
@@ -286,4 +296,58 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(out))
+    for name, (aux, spec_g) in heads.items():  # decoder.onnx, joiner.onnx beside the encoder
+        embed_metadata(aux, signature, spec_g)
+        onnx.save(aux, str(out.parent / f"{name}.onnx"))
     return out, signature
+
+
+def _transducer_graphs(src: Path, spec: dict, enc_out: tuple, folder: Path) -> dict:
+    """A transducer's stateless decoder and joiner: batch axes fixed to 1, the
+    decoder's token context from its input, shapes probed once with ORT.
+    Returns {name: (proto, GraphSpec)}; written beside the encoder later."""
+    import numpy as np
+    import onnxruntime as ort
+
+    out = {}
+    dec_out_shape = None
+    for name in ("decoder", "joiner"):
+        path = (src.parent / spec[name]) if not Path(spec[name]).is_absolute() else Path(spec[name])
+        if not path.is_file():
+            raise UserError(f"{name} graph {path} does not exist")
+        proto = onnx.load(str(path))
+        inits = {i.name for i in proto.graph.initializer}
+        ins = [(k, v) for k, v in _value_infos(proto.graph.input).items() if k not in inits]
+        want = 1 if name == "decoder" else 2
+        if len(ins) != want:
+            raise UserError(f"{name} graph {path.name} has inputs {[k for k, _ in ins]}; a stateless {name} takes "
+                            f"{'the last tokens' if want == 1 else 'one encoder frame and the decoder output'}")
+        shapes = {}
+        for k, (dims, dtype) in ins:
+            if name == "joiner":
+                d = enc_out[-1] if k == ins[0][0] else dec_out_shape[-1]
+                dims = [dims[0]] + [d if x is None else x for x in dims[1:]]
+            shapes[k] = _fix(dims, k, None)
+        try:
+            sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+            feeds = {k: np.zeros(shapes[k], dtype=dtype) for k, (_, dtype) in ins}
+            res = sess.run(None, feeds)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own types
+            raise UserError(f"running the {name} graph {path.name} once on {shapes} failed: {e}") from None
+        o_names = [o.name for o in sess.get_outputs()]
+        o_shape = tuple(int(d) for d in res[0].shape)
+        if name == "decoder":
+            dec_out_shape = o_shape
+        outs = _value_infos(proto.graph.output)
+        g = GraphSpec(name, inputs=tuple(TensorSpec(k, shapes[k], dtype) for k, (_, dtype) in ins),
+                      outputs=(TensorSpec(o_names[0], o_shape, outs[o_names[0]][1]),))
+        for v in proto.graph.input:
+            if v.name in shapes:
+                _set_dims(v, shapes[v.name])
+        kept = [v for v in proto.graph.output if v.name == o_names[0]]
+        _set_dims(kept[0], o_shape)
+        del proto.graph.output[:]
+        proto.graph.output.extend(kept)
+        del proto.graph.value_info[:]
+        out[name] = (onnx.shape_inference.infer_shapes(proto), g)
+    return out

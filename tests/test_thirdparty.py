@@ -136,3 +136,35 @@ def test_onnx_route_refuses_an_undeclared_extra_input(tmp_path):
                       output_names=["prob", "cache_out"], opset_version=17, dynamo=False)
     with pytest.raises(UserError, match=r"inputs \['sr', 'offset'\] are neither the features nor states"):
         normalise(path, {"states": {"cache_in": "cache_out"}, "input": "feats", "head": "none"}, tmp_path / "n.onnx")
+
+
+def test_onnx_route_takes_a_transducers_three_graphs(tmp_path):
+    """Encoder, decoder and joiner as someone else exported them (dynamic
+    batch axes, their own names): one bundle, checked against the source
+    files, decoded by the client with the transducer loop."""
+    from tests.test_families import build as family_model
+    model = family_model("transducer")
+    sig = model.signature()
+    enc, dec, join = (model.graph_module(g) for g in ("encoder", "decoder", "joiner"))
+    st = sig.graph("encoder").states
+    torch.onnx.export(enc, (torch.zeros(1, 16, 80), *[torch.zeros(s.shape) for s in st]), str(tmp_path / "enc.onnx"),
+                      input_names=["speech", "h0", "c0"], output_names=["enc_out", "h1", "c1"],
+                      opset_version=17, dynamo=False)
+    ctx = sig.context_size
+    torch.onnx.export(dec, (torch.zeros(1, ctx, dtype=torch.int64),), str(tmp_path / "dec.onnx"),
+                      input_names=["y"], output_names=["dec_out"], dynamic_axes={"y": {0: "N"}, "dec_out": {0: "N"}},
+                      opset_version=17, dynamo=False)
+    j = sig.graph("joiner").inputs[0].shape[-1]
+    torch.onnx.export(join, (torch.zeros(1, j), torch.zeros(1, j)), str(tmp_path / "join.onnx"),
+                      input_names=["e", "d"], output_names=["logit"],
+                      dynamic_axes={"e": {0: "N"}, "d": {0: "N"}, "logit": {0: "N"}}, opset_version=17, dynamo=False)
+    spec = {"states": {"h0": "h1", "c0": "c1"}, "head": "transducer", "decoder": "dec.onnx", "joiner": "join.onnx",
+            "batch_axis": {"h0": 1, "c0": 1}, "trained": False}
+    out = build_mod.build_bundle(None, "rpi", tmp_path / "b", onnx_model=tmp_path / "enc.onnx", spec=spec,
+                                 backends=[("ort", "fp32")], parity_chunks=20)
+    bundle = Bundle(out)
+    assert [g.name for g in bundle.signature.graphs] == ["encoder", "decoder", "joiner"]
+    assert bundle.signature.decoder == "transducer" and bundle.signature.context_size == ctx
+    assert bundle.signature.graph("decoder").inputs[0].shape == (1, ctx)
+    assert all(a.parity["passed"] for a in bundle.artifacts)
+    assert verify(out) == 0
