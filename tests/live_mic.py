@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import wave
 from pathlib import Path
@@ -114,34 +115,41 @@ class PulseMic:
 
 
 def run_demo(bundle: Path, wav: Path, unplug: bool = False, hang_s: float = 60.0, extra=()) -> dict:
-    """edge-demo BUNDLE --mic while `wav` plays into the microphone; then Ctrl-C
-    (or, with `unplug`, the device is pulled once the speech has played).
-    Returns exit code, stdout, stderr, seconds recorded and whether it hung."""
+    """edge-demo BUNDLE --mic while `wav` plays into the microphone; once the demo
+    has printed the utterance (or after hang_s), Ctrl-C, or with `unplug` the
+    device is pulled. Returns exit code, stdout, stderr, seconds recorded and
+    whether it hung."""
     demo = Path(sys.executable).with_name("edge-demo")
     cmd = [str(demo)] if demo.exists() else [sys.executable, "-m", "demo.cli"]
-    with PulseMic() as mic:
+    with PulseMic() as mic, tempfile.TemporaryFile("w+") as err:
         p = subprocess.Popen([*cmd, str(bundle), "--mic", "--partials", "off", *extra], env=mic.env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)  # the demo flushes finals
+        reader.start()
         deadline = time.monotonic() + hang_s
         while not mic.recording() and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         t0 = time.monotonic()
         time.sleep(0.3)  # some silence before the speech
         mic.play(wav).wait(timeout=hang_s)
-        time.sleep(1.0)  # silence after it: the endpoint
+        while not finals("".join(lines)) and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the device's latency: wait for the utterance, not a fixed time
         if unplug:
             mic.unplug()
         elif p.poll() is None:
             p.send_signal(signal.SIGINT)  # Ctrl-C: the demo finishes and prints its summary
         recorded = time.monotonic() - t0
         try:
-            out, err = p.communicate(timeout=hang_s)
+            p.wait(timeout=hang_s)
             hung = False
         except subprocess.TimeoutExpired:
             p.kill()
-            out, err = p.communicate()
+            p.wait()
             hung = True
-    return {"code": p.returncode, "out": out, "err": err, "recorded_s": recorded, "hung": hung}
+        reader.join(timeout=10)
+        err.seek(0)
+        return {"code": p.returncode, "out": "".join(lines), "err": err.read(), "recorded_s": recorded, "hung": hung}
 
 
 def wav_seconds(wav: Path) -> float:
