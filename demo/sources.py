@@ -178,11 +178,11 @@ class MicSource(_QueueSource):
     def stop(self) -> None:
         if self._stream is not None:
             self._stopping = True
-            try:
-                self._stream.stop()
-                self._stream.close()
-            except self._sd.PortAudioError:  # a device that went away may refuse to stop; it is closed anyway
-                pass
+            # abort, not stop: PortAudio's stop waits for its audio thread to notice, and that
+            # thread waits for audio; from a stalled device none comes and stop never returns.
+            # Recorded audio still in the buffers is not wanted either way.
+            self._stream.abort()  # sounddevice ignores PortAudio's errors here (a device gone)
+            self._stream.close()
             self._stream = None
             self._end()
 
