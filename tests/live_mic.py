@@ -122,7 +122,8 @@ def run_demo(bundle: Path, wav: Path, unplug: bool = False, hang_s: float = 60.0
     demo = Path(sys.executable).with_name("edge-demo")
     cmd = [str(demo)] if demo.exists() else [sys.executable, "-m", "demo.cli"]
     with PulseMic() as mic, tempfile.TemporaryFile("w+") as err:
-        p = subprocess.Popen([*cmd, str(bundle), "--mic", "--partials", "off", *extra], env=mic.env,
+        env = {**mic.env, "PYTHONFAULTHANDLER": "1"}  # a hang killed with SIGABRT shows every thread's stack
+        p = subprocess.Popen([*cmd, str(bundle), "--mic", "--partials", "off", *extra], env=env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True)
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)  # the demo flushes finals
@@ -144,8 +145,12 @@ def run_demo(bundle: Path, wav: Path, unplug: bool = False, hang_s: float = 60.0
             p.wait(timeout=hang_s)
             hung = False
         except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+            p.send_signal(signal.SIGABRT)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
             hung = True
         reader.join(timeout=10)
         err.seek(0)
@@ -178,7 +183,7 @@ def check(bundle: Path, wav: Path, words: str) -> list[str]:
     r = run_demo(bundle, wav)
     s = summary(r["out"])
     if r["hung"] or r["code"] != 0:
-        bad.append(f"live run: exit {r['code']}{' (hung)' if r['hung'] else ''}: {r['err'].strip()[-300:]}")
+        bad.append(f"live run: exit {r['code']}{' (hung)' if r['hung'] else ''}: {r['err'].strip()[-3000:]}")
     if finals(r["out"]) != words:
         bad.append(f"live run heard {finals(r['out'])!r}, want {words!r}")
     if None in s.values():
