@@ -5,7 +5,8 @@ The path under test is the one a user gets: sounddevice -> PortAudio -> ALSA
 PulseAudio daemon whose default source is the monitor of a null sink; paplay
 plays the WAV into that sink, paced by PulseAudio's clock like a real device.
 `unplug()` unloads the sink: the source vanishes mid-stream, as when a USB
-microphone is pulled.
+microphone is pulled. `stall()` suspends the sink: the stream stays open but
+no audio comes, as from a driver that stopped.
 
 Why not ALSA's `file` plugin with `infile` (the first idea): PortAudio opens
 any PCM that allows it with mmap access, and the file plugin injects its
@@ -53,7 +54,7 @@ def unavailable() -> str | None:
 
 class PulseMic:
     """`with PulseMic() as mic:` a private sound server; `mic.env` for the child
-    that records, `mic.play(wav)`, `mic.unplug()`."""
+    that records, `mic.play(wav)`, `mic.unplug()`, `mic.stall()`."""
 
     def __init__(self, rate: int = 16000):
         self.rate = rate
@@ -114,10 +115,15 @@ class PulseMic:
         self._pactl("unload-module", ids[0])
 
 
-def run_demo(bundle: Path, wav: Path, unplug: bool = False, hang_s: float = 60.0, extra=()) -> dict:
+    def stall(self) -> None:
+        assert self._pactl("suspend-sink", SINK, "1") is not None, "could not suspend the sink"
+
+
+def run_demo(bundle: Path, wav: Path, end: str = "ctrl-c", hang_s: float = 60.0, extra=()) -> dict:
     """edge-demo BUNDLE --mic while `wav` plays into the microphone; once the demo
-    has printed the utterance (or after hang_s), Ctrl-C, or with `unplug` the
-    device is pulled. Returns exit code, stdout, stderr, seconds recorded and
+    has printed the utterance (or after hang_s), `end` it: "ctrl-c", "unplug"
+    (the device is pulled) or "stall" (no more audio). Returns exit code,
+    stdout, stderr, seconds recorded, seconds from the end to the exit, and
     whether it hung."""
     demo = Path(sys.executable).with_name("edge-demo")
     cmd = [str(demo)] if demo.exists() else [sys.executable, "-m", "demo.cli"]
@@ -136,11 +142,14 @@ def run_demo(bundle: Path, wav: Path, unplug: bool = False, hang_s: float = 60.0
         mic.play(wav).wait(timeout=hang_s)
         while not finals("".join(lines)) and p.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)  # the device's latency: wait for the utterance, not a fixed time
-        if unplug:
+        if end == "unplug":
             mic.unplug()
+        elif end == "stall":
+            mic.stall()
         elif p.poll() is None:
             p.send_signal(signal.SIGINT)  # Ctrl-C: the demo finishes and prints its summary
-        recorded = time.monotonic() - t0
+        t_end = time.monotonic()
+        recorded = t_end - t0
         try:
             p.wait(timeout=hang_s)
             hung = False
@@ -152,9 +161,11 @@ def run_demo(bundle: Path, wav: Path, unplug: bool = False, hang_s: float = 60.0
                 p.kill()
                 p.wait()
             hung = True
+        ended = time.monotonic() - t_end
         reader.join(timeout=10)
         err.seek(0)
-        return {"code": p.returncode, "out": "".join(lines), "err": err.read(), "recorded_s": recorded, "hung": hung}
+        return {"code": p.returncode, "out": "".join(lines), "err": err.read(), "recorded_s": recorded,
+                "ended_s": ended, "hung": hung}
 
 
 def wav_seconds(wav: Path) -> float:
@@ -196,14 +207,15 @@ def check(bundle: Path, wav: Path, words: str) -> list[str]:
             bad.append(f"RTF {s['rtf']} is not compute/audio = {s['compute_s']}/{s['audio_s']}")
         if (s["overruns"], s["drops"], s["dropped_s"], s["input_overflows"]) != (0, 0, 0.0, 0):
             bad.append(f"overrun counters not zero on a live run that keeps up: {s}")
-    u = run_demo(bundle, wav, unplug=True)
-    errors = [ln for ln in u["err"].splitlines() if ln.startswith("error:")]
-    if u["hung"]:
-        bad.append("unplugged: edge-demo hung")
-    elif u["code"] != 2 or len(errors) != 1 or "microphone" not in errors[0] or "Traceback" in u["err"]:
-        bad.append(f"unplugged: exit {u['code']}, want 2 and one 'error: ... microphone ...' line: {u['err'][-400:]}")
-    if finals(u["out"]) != words or "--- summary" not in u["out"]:
-        bad.append(f"unplugged: the words heard before ({finals(u['out'])!r}) and the summary should still print")
+    for end, says in (("unplug", "microphone went away"), ("stall", "no audio from the microphone")):
+        u = run_demo(bundle, wav, end=end)
+        errors = [ln for ln in u["err"].splitlines() if ln.startswith("error:")]
+        if u["hung"]:
+            bad.append(f"{end}: edge-demo hung: {u['err'][-3000:]}")
+        elif u["code"] != 2 or len(errors) != 1 or says not in errors[0] or "Traceback" in u["err"]:
+            bad.append(f"{end}: exit {u['code']}, want 2 and one 'error: {says} ...' line: {u['err'][-400:]}")
+        if finals(u["out"]) != words or "--- summary" not in u["out"]:
+            bad.append(f"{end}: the words heard before ({finals(u['out'])!r}) and the summary should still print")
     return bad
 
 
@@ -218,5 +230,5 @@ if __name__ == "__main__":
     for line in problems:
         print(f"FAIL live microphone: {line}")
     if not problems:
-        print(f"PASS live microphone through PortAudio: {sys.argv[3]!r}, counters right, unplug -> one error line")
+        print(f"PASS live microphone through PortAudio: {sys.argv[3]!r}, counters right, unplug and stall -> one error line")
     sys.exit(1 if problems else 0)

@@ -44,10 +44,24 @@ def test_live_microphone_hears_the_words_with_right_counters(shipped_bundle):
 
 
 def test_microphone_unplugged_mid_stream_is_one_error_line_not_a_hang(shipped_bundle):
-    r = live_mic.run_demo(shipped_bundle, WAV, unplug=True, hang_s=30)
+    r = live_mic.run_demo(shipped_bundle, WAV, end="unplug", hang_s=30)
     assert not r["hung"], "edge-demo hung after the microphone went away"
     errors = [ln for ln in r["err"].splitlines() if ln.startswith("error:")]
     assert r["code"] == 2 and len(errors) == 1 and "microphone went away" in errors[0], r["err"]
     assert "Traceback" not in r["err"]
     # what was heard before the device went away is still printed, with the summary
     assert live_mic.finals(r["out"]) == WORDS and "--- summary ---" in r["out"], r["out"]
+
+
+def test_a_stalled_microphone_is_one_error_line_within_the_stall_timeout(shipped_bundle):
+    """The stream stays open but no audio comes (the sink suspended): after
+    MicSource.stall_s (5 s) the demo says so and exits; PortAudio's stop()
+    would wait for audio here (16 s measured, unbounded under emulation)."""
+    from demo.sources import MicSource
+
+    r = live_mic.run_demo(shipped_bundle, WAV, end="stall", hang_s=30)
+    assert not r["hung"], r["err"]
+    errors = [ln for ln in r["err"].splitlines() if ln.startswith("error:")]
+    assert r["code"] == 2 and len(errors) == 1 and "no audio from the microphone" in errors[0], r["err"]
+    assert live_mic.finals(r["out"]) == WORDS and "--- summary ---" in r["out"], r["out"]
+    assert r["ended_s"] < MicSource.stall_s + 3.0, r["ended_s"]  # 3 s for the exit itself, under load
