@@ -138,6 +138,7 @@ def run_stream(rec: StreamingRecognizer, source, printer: Printer) -> dict:
     Ctrl-C stops recording and still finalises the last utterance."""
     warned = dropped = 0
     interrupted = False
+    lost = None
     with source:
         try:
             for block in source:
@@ -158,11 +159,15 @@ def run_stream(rec: StreamingRecognizer, source, printer: Printer) -> dict:
                     dropped = rec.dropped_samples
         except KeyboardInterrupt:
             interrupted = True
+        except SourceError as e:  # the device went away mid-stream: keep what was heard, then say so
+            lost = str(e)
     for ev in rec.finish():
         if isinstance(ev, Final):
             printer.final(ev)
     summary = rec.summary()
     summary["interrupted"] = interrupted
+    summary["source_error"] = lost
+    summary["input_overflows"] = getattr(source, "overflows", None)  # the audio driver's count (microphone)
     return summary
 
 
@@ -180,7 +185,8 @@ def format_summary(s: dict, session) -> str:
         f"latency per {chunk_ms:.0f} ms chunk: p50 {ms(lat['p50'])}, p90 {ms(lat['p90'])}, "
         f"p99 {ms(lat['p99'])}, max {ms(lat['max'])}",
         f"utterances {s['utterances']}; overruns {s['overrun_warnings']} (drops {s['overrun_drops']}, "
-        f"{s['dropped_s']:.2f} s of audio dropped); NaN/Inf samples replaced {s['nan_count']}",
+        f"{s['dropped_s']:.2f} s of audio dropped); NaN/Inf samples replaced {s['nan_count']}"
+        + ("" if s.get("input_overflows") is None else f"; input overflows {s['input_overflows']}"),
     ])
 
 
@@ -255,6 +261,9 @@ def main(argv=None, *, source_factory=None, out=None, err=None) -> int:
         err.write("interrupted\n")
         return 130
     out.write(format_summary(summary, session) + "\n")
+    if summary["source_error"]:
+        err.write(f"error: {summary['source_error']}\n")
+        return EXIT_USER_ERROR
     return 0
 
 

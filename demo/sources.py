@@ -24,6 +24,7 @@ from runtime_py.audio import read_wav, to_mono_float
 
 BLOCK_MS = 100
 _END = None  # queue sentinel: the producer is done
+_GONE = object()  # queue sentinel: the device went away
 
 
 class SourceError(RuntimeError):
@@ -90,10 +91,13 @@ class _QueueSource(AudioSource):
         with self._lock:
             return self._queued
 
+    def _next_block(self):
+        return self._q.get()
+
     def __iter__(self):
         pending, have = [], 0
         while True:
-            x = self._q.get()
+            x = self._next_block()
             if x is _END:
                 break
             with self._lock:
@@ -108,12 +112,21 @@ class _QueueSource(AudioSource):
 
 
 class MicSource(_QueueSource):
-    """The default (or `device`) input through sounddevice / PortAudio."""
+    """The default (or `device`) input through sounddevice / PortAudio.
+
+    A device that goes away mid-stream (unplugged, its sound server gone)
+    ends the iteration with a SourceError instead of a silent hang: PortAudio
+    ends the stream (its finished callback), or no audio arrives for
+    `stall_s` seconds."""
+
+    stall_s = 5.0
 
     def __init__(self, sample_rate: int = 16000, device=None, channels: int = 1, block_ms: float = BLOCK_MS):
         super().__init__(sample_rate, block_ms)
         self.device, self.channels = device, channels
         self._stream = None
+        self._stopping = False
+        self._heard = 0  # samples delivered, for the message when the device goes away
         self._sd = self._sounddevice()  # fail here, before anything starts, if it is missing
         self._check_device()  # and here if there is no microphone, before the demo prints its banner
 
@@ -148,17 +161,39 @@ class MicSource(_QueueSource):
                 self.overflows += 1
             self._push(indata[:, 0] if self.channels == 1 else indata)
 
+        def finished():  # the stream ended: we stopped it, or PortAudio lost the device
+            if not self._stopping:
+                self._q.put(_GONE)
+
         try:
             self._stream = sd.InputStream(samplerate=self.sample_rate, device=self.device,
-                                          channels=self.channels, dtype="float32", callback=callback)
+                                          channels=self.channels, dtype="float32", callback=callback,
+                                          finished_callback=finished)
             self._stream.start()
         except Exception as e:  # sounddevice.PortAudioError, ValueError for a bad device
             raise SourceError(f"cannot open the microphone (device={self.device!r}, {self.sample_rate} Hz): {e}; "
                               "list devices with: python -m sounddevice") from None
 
+    def _next_block(self):
+        try:
+            x = self._q.get(timeout=self.stall_s)
+        except queue.Empty:
+            raise SourceError(f"no audio from the microphone for {self.stall_s:g} s, after "
+                              f"{self._heard / self.sample_rate:.1f} s of audio (device unplugged or stalled?)") from None
+        if x is _GONE:
+            raise SourceError(f"the microphone went away after {self._heard / self.sample_rate:.1f} s of audio "
+                              "(device unplugged, or its sound server stopped?)")
+        if x is not _END:
+            self._heard += len(x)
+        return x
+
     def stop(self) -> None:
         if self._stream is not None:
-            self._stream.stop()
+            self._stopping = True
+            # abort, not stop: PortAudio's stop waits for its audio thread to notice, and that
+            # thread waits for audio; from a stalled device none comes and stop never returns.
+            # Recorded audio still in the buffers is not wanted either way.
+            self._stream.abort()  # sounddevice ignores PortAudio's errors here (a device gone)
             self._stream.close()
             self._stream = None
             self._end()

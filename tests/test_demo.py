@@ -192,3 +192,35 @@ def test_client_import_graph_is_torch_free():
             "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_a_microphone_that_stops_delivering_is_an_error_not_a_hang(monkeypatch):
+    """A stream that stays open but stops calling back (a stalled driver) ends the
+    demo with one error line after `stall_s`; the live unplug is in test_live_mic."""
+    import types
+
+    class SilentStream:  # opens and starts like PortAudio's, never calls back
+        def __init__(self, **kw):
+            self.active = False
+
+        def start(self):
+            self.active = True
+
+        def stop(self):  # PortAudio's stop waits for audio that a stalled device never sends
+            raise AssertionError("Pa_StopStream on a stalled device would never return")
+
+        def abort(self):
+            self.active = False
+
+        def close(self):
+            pass
+
+    fake = types.SimpleNamespace(InputStream=SilentStream, PortAudioError=RuntimeError)
+    monkeypatch.setattr(MicSource, "_sounddevice", staticmethod(lambda: fake))
+    monkeypatch.setattr(MicSource, "stall_s", 0.3)
+    path, _ = cached_bundle("lstm")
+    code, out, err = _main([str(path), "--mic"])
+    assert code == 2 and "Traceback" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "no audio from the microphone for 0.3 s" in errors[0], err
+    assert "--- summary ---" in out
