@@ -215,7 +215,9 @@ def test_a_microphone_that_stops_delivering_is_an_error_not_a_hang(monkeypatch):
         def close(self):
             pass
 
-    fake = types.SimpleNamespace(InputStream=SilentStream, PortAudioError=RuntimeError)
+    fake = types.SimpleNamespace(InputStream=SilentStream, PortAudioError=RuntimeError,  # a device that exists
+                                 query_devices=lambda device=None, kind=None: {"name": "stalled",
+                                                                              "max_input_channels": 1})
     monkeypatch.setattr(MicSource, "_sounddevice", staticmethod(lambda: fake))
     monkeypatch.setattr(MicSource, "stall_s", 0.3)
     path, _ = cached_bundle("lstm")
