@@ -182,14 +182,13 @@ class DeclaredModel(StreamingModel):
                 in_specs = None  # joiner: shapes come from the encoder and decoder probes
             graphs.append((g, step, in_specs))
         specs: dict[str, GraphSpec] = {}
-        probes: dict[str, dict] = {}
         for g, step, in_specs in graphs:
             if in_specs is None:
                 enc_dim = specs["encoder"].outputs[0].shape[-1]
                 dec_dim = specs["decoder"].outputs[0].shape[-1]
                 in_specs = (TensorSpec("encoder_out", (1, enc_dim), doc="one encoder frame"),
                             TensorSpec("decoder_out", (1, dec_dim), doc="current decoder output"))
-            specs[g], probes[g] = self._probe(g, step, in_specs)
+            specs[g] = self._probe(g, step, in_specs)
         enc = specs["encoder"]
         subsampling = self._subsampling
         if subsampling is None:
@@ -259,7 +258,7 @@ class DeclaredModel(StreamingModel):
             return [step.batch_axis.get(n) for n in state_names(step, [p for p, _ in leaves])]
         return [step.batch_axis if t.dim() else None for _, t in leaves]
 
-    def _probe(self, g: str, step: Step, in_specs: tuple) -> tuple[GraphSpec, dict]:
+    def _probe(self, g: str, step: Step, in_specs: tuple) -> GraphSpec:
         """Call the step once on seeded inputs with every state at its declared
         initial value; infer outputs; check each next state against its state."""
         rng = np.random.default_rng(0)
@@ -284,11 +283,9 @@ class DeclaredModel(StreamingModel):
         outs = result[:len(self._out_names[g])]
         nexts = result[len(self._out_names[g]):]
         bad = []
-        for f, y in zip(flat, nexts):
-            got = (tuple(y.shape), TORCH_DTYPES.get(y.dtype, str(y.dtype)))
-            want = (f.spec.shape, f.spec.dtype)
-            if got[0] != want[0]:
-                bad.append(f"{f.name}: got {list(got[0])}, want {list(want[0])}")
+        for f, y in zip(flat, nexts):  # shapes must match; a dtype is cast to the state's (e.g. int32 -> int64)
+            if tuple(y.shape) != f.spec.shape:
+                bad.append(f"{f.name}: got {list(y.shape)}, want {list(f.spec.shape)}")
         if bad:
             raise DeclarationError(f"graph {g!r}: the step's next states differ from the declared states: "
                                    + "; ".join(bad[:6]) + (f" (+{len(bad) - 6} more)" if len(bad) > 6 else ""))
@@ -304,7 +301,7 @@ class DeclaredModel(StreamingModel):
             spec = GraphSpec(g, inputs=in_specs, outputs=tuple(out_specs), states=tuple(f.spec for f in flat))
         except SignatureError as e:
             raise DeclarationError(f"graph {g!r}: {e}") from None
-        return spec, {}
+        return spec
 
     def _check_head(self, specs: dict[str, GraphSpec]) -> int:
         enc_out = specs["encoder"].outputs[0]
