@@ -223,3 +223,15 @@ def test_edge_eval_scores_a_declared_model_like_the_family(tmp_path, capsys):
     declared_line = [ln for ln in out.splitlines() if "pytorch streaming" in ln][0]
     untimed = lambda line: __import__("re").sub(r"; [0-9.]+ s\)", ")", line)  # noqa: E731 - elapsed time differs
     assert "myconformer" in out and untimed(declared_line) == untimed(family_line)
+
+
+def test_edge_export_takes_a_factory(tmp_path, capsys):
+    from edge.cli import main as export_main
+    factory = tmp_path / "vad_factory.py"
+    factory.write_text("import sys\nsys.path.insert(0, %r)\nfrom byom_models import declare_vad\n\n"
+                       "def build():\n    return declare_vad()\n" % str(Path(__file__).parent))
+    assert export_main(["--model", f"{factory}:build", "-o", str(tmp_path / "onnx"), "--parity-chunks", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "exported vad" in out and "[✓]" in out and (tmp_path / "onnx" / "encoder.onnx").is_file()
+    assert export_main(["--model", f"{factory}:build", "--family", "lstm", "-o", str(tmp_path / "x")]) == 2
+    assert "not both" in capsys.readouterr().err
