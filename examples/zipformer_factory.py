@@ -80,6 +80,9 @@ def build(size: dict = SHERPA_SIZE, head: str = "transducer"):
                              args=(edge.ENCODER_OUT, edge.DECODER_OUT), returns="logits"))
     return edge.declare("zipformer" if head == "transducer" else "zipformer-ctc", encoder=encoder, **heads,
                         head=head, chunk=2 * CHUNK + 13, shift=2 * CHUNK,  # 13 frames: the embed's right context
+                        # icefall (lhotse) computes fbank on float samples in [-1, 1], not int16-scaled ones:
+                        # sherpa-onnx's normalize_samples=True. A real checkpoint needs the same here.
+                        frontend=edge.FrontendSpec(sample_scale=1.0),
                         tokens=_tokens(), context_size=m.decoder.context_size if m.decoder else 2,
                         trained=bool(os.environ.get("ZIPFORMER_CHECKPOINT")))
 
