@@ -13,10 +13,12 @@ import torch
 from torch import nn
 
 from .families.base import StreamingModel
-from .roles import (NP_DTYPES, TORCH_DTYPES, DECODER_OUT, ENCODER_OUT, FEATURES, LENGTHS, STATES, TOKENS, Const,
+from .roles import (TORCH_DTYPES, DECODER_OUT, ENCODER_OUT, FEATURES, LENGTHS, STATES, TOKENS, Const,
                     Counter, DeclarationError, Derived, State, Step, from_layout_out, match_returns, modules_of_step,
                     one_line, only_unit_axis, output_names, path_text, shapes_text, state_names, state_spec,
                     to_layout, torch_dtype, flatten, unflatten)
+from runtime_py.stateloop import initial_state
+
 from .signature import FrontendSpec, GraphSpec, Signature, SignatureError, StateSpec, TensorSpec
 
 # -- the declared model -------------------------------------------------------------
@@ -100,8 +102,7 @@ class DeclaredModel(StreamingModel):
 
     # -- calling the user's step -------------------------------------------------
     def _initial_flat(self, graph: str) -> list[torch.Tensor]:
-        return [torch.from_numpy(np.full(f.spec.shape, f.spec.initial, dtype=NP_DTYPES[f.spec.dtype]))
-                for f in self._flat[graph]]
+        return [torch.from_numpy(initial_state(f.spec)) for f in self._flat[graph]]
 
     def _call(self, graph: str, args: list) -> tuple:
         step = self.steps[graph]
@@ -123,9 +124,7 @@ class DeclaredModel(StreamingModel):
                 return inputs[0]
             if role is DECODER_OUT:
                 return inputs[1]
-            if isinstance(role, State):
-                return by_name[role.name]
-            if isinstance(role, Counter):
+            if isinstance(role, (State, Counter)):
                 return by_name[role.name]
             if isinstance(role, Const):
                 return role.value
@@ -210,8 +209,7 @@ class DeclaredModel(StreamingModel):
             raise DeclarationError(str(e)) from None
 
     def _prepare_states(self, g: str, step: Step) -> None:
-        made = step.states(1) if callable(step.states) else step.states
-        tree = made
+        tree = step.states(1) if callable(step.states) else step.states
         leaves = flatten(tree) if tree is not None else []
         axes = self._batch_axes(step, leaves)
         names = state_names(step, [p for p, _ in leaves])

@@ -9,7 +9,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -19,7 +18,6 @@ from .signature import SignatureError, StateSpec
 LAYOUTS = ("BTF", "TBF", "BFT", "BT")  # B batch, T time (frames or samples), F feature
 HEADS = ("ctc", "transducer", "none")
 TORCH_DTYPES = {torch.float32: "float32", torch.int64: "int64", torch.int32: "int32", torch.bool: "bool"}
-NP_DTYPES = {"float32": np.float32, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
 
 
 class DeclarationError(UserError):
