@@ -35,7 +35,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def load_module(target: str):
-    if target.endswith(".py") or "/" in target or target.endswith(".py"):
+    if target.endswith(".py") or "/" in target:
         path = Path(target)
         if not path.is_file():
             raise UserError(f"--model: {path} does not exist")

@@ -331,7 +331,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
             from . import ort
             ort.required_operators_config(sorted(bw.tmp.glob("*.ort")), bw.path("required_operators.config"))
             bw.add_file("required_operators.config")
-        proofs = _proofs(source, signature, onnx_paths, speech, trained, stream_seconds, say)
+        proofs = _proofs(source, signature, onnx_paths, speech, stream_seconds, say)
         if failed and not keep_failed:
             raise UserError("parity failed, bundle not written (use --keep-failed to keep it, marked failed):\n  "
                             + "\n  ".join(failed))
@@ -379,8 +379,8 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
     return out
 
 
-def _proofs(source: Source, signature, onnx_paths: dict, speech: list, trained: bool,
-            stream_seconds: float | None, say) -> dict:
+def _proofs(source: Source, signature, onnx_paths: dict, speech: list, stream_seconds: float | None,
+            say) -> dict:
     """Reset, streaming == offline and how long it can stream (targets.proofs);
     a failed reset or offline check fails the build."""
     from . import proofs
