@@ -17,6 +17,7 @@ import shutil
 import sys
 import warnings
 
+from runtime_py import formats
 from runtime_py.cliargs import add_verbose, make_parser, quiet_libraries
 from runtime_py.audio import NARROWBAND_HZ, WavError, is_narrowband
 from runtime_py.decoding import word_vocabulary
@@ -32,17 +33,15 @@ from .sources import GeneratedSource, MicSource, SourceError, WavSource  # noqa:
 EXIT_USER_ERROR = 2
 
 
-BACKENDS = ("ort", "onnx", "tflite")
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
 def backend_choice(text: str) -> tuple[str, str | None]:
     """'ort' or 'ort:int8' -> (backend, precision or None): the backend:precision
-    syntax of edge-build --quant and edge-bench --backends."""
+    syntax of edge-build --quant and edge-bench --backends. Backends and
+    precisions are the formats table's that run on this kind of host."""
     backend, _, precision = text.lower().partition(":")
-    if backend not in BACKENDS or (precision and precision not in PRECISIONS):
+    backends, precisions = formats.runnable(), formats.PRECISIONS
+    if backend not in backends or (precision and precision not in precisions):
         raise argparse.ArgumentTypeError(f"unknown artifact {text!r}; use BACKEND[:PRECISION] with backend "
-                                         f"{'/'.join(BACKENDS)} and precision {'/'.join(PRECISIONS)}, e.g. ort:fp32")
+                                         f"{'/'.join(backends)} and precision {'/'.join(precisions)}, e.g. ort:fp32")
     return backend, precision or None
 
 
@@ -67,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="microphone sample rate in Hz (resampled to the model's); default: the model's rate")
     model = p.add_argument_group("model")
     model.add_argument("--backend", type=backend_choice, default=None, metavar="BACKEND[:PRECISION]",
-                       help="artifact to run, e.g. ort:fp32, ort:int8, tflite:fp16 (or ort, onnx, tflite with "
-                            "--precision); default: the best one in the bundle (ort fp32 first)")
-    model.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                       help="artifact to run, e.g. ort:fp32, ort:int8, tflite:fp16 (or "
+                            f"{', '.join(formats.runnable())} with --precision); default: the best one in the "
+                            "bundle (" + " > ".join(f"{b}:{p}" for b, p in formats.preference_order()[:3])
+                            + " ...)")
+    model.add_argument("--precision", choices=formats.PRECISIONS, default=None,
                        help="artifact precision; default: fp32 if present")
     model.add_argument("--providers", default=None, metavar="LIST",
                        help="ONNX Runtime execution providers in order, e.g. xnnpack,nnapi,cpu or coreml,cpu; "

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import formats
 from .signature import GraphSpec
 
-BACKENDS = ("onnx", "ort", "tflite")
 PIP_NAMES = {"onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert"}
 # Short names for ONNX Runtime's execution providers (the long names work too).
 PROVIDERS = {"xnnpack": "XnnpackExecutionProvider", "nnapi": "NnapiExecutionProvider",
@@ -96,25 +96,33 @@ def _require(module: str):
 
 
 def backend_available(backend: str) -> bool:
-    """Whether the Python package a backend needs can be imported."""
-    module = "ai_edge_litert" if backend == "tflite" else "onnxruntime"
-    return importlib.util.find_spec(module) is not None
+    """Whether the Python package a backend's runner needs can be imported."""
+    return backend in formats.FORMATS and formats.get_format(backend).installed()
 
 
 def open_runner(path: Path | str, graph: GraphSpec, backend: str, threads: int = 1, strict: bool = False,
                 providers=None):
-    """`run(feeds) -> dict[name, ndarray]` over one model file. `providers`:
-    ONNX Runtime execution providers in order of preference (ort/onnx only)."""
+    """`run(feeds) -> dict[name, ndarray]` over one model file, by the runner
+    the formats table names for `backend`. `providers`: ONNX Runtime
+    execution providers in order of preference (ort/onnx only)."""
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    if backend in ("onnx", "ort"):
-        return _ort_runner(Path(path), graph, threads, providers or DEFAULT_PROVIDERS)
-    if backend == "tflite":
-        return _tflite_runner(Path(path), graph, threads, strict)
-    if backend == "coreml":
-        raise BackendError("CoreML packages run only on Apple devices (iOS/macOS); "
-                           "use an ort, onnx or tflite artifact here")
-    raise BackendError(f"unknown backend {backend!r}; use one of {BACKENDS}")
+    fmt = formats.FORMATS.get(backend)
+    if fmt is None:
+        raise BackendError(f"unknown backend {backend!r}; use one of {formats.runnable()}")
+    if not fmt.runs_here:
+        raise BackendError(fmt.not_here)
+    return formats.load(fmt.runner)(Path(path), graph, threads=threads, strict=strict, providers=providers)
+
+
+def ort_runner(path: Path, graph: GraphSpec, threads: int = 1, strict: bool = False, providers=None):
+    """The "ort" and "onnx" rows' runner (`strict` has nothing to add: ORT checks names itself)."""
+    return _ort_runner(Path(path), graph, threads, providers or DEFAULT_PROVIDERS)
+
+
+def tflite_runner(path: Path, graph: GraphSpec, threads: int = 1, strict: bool = False, providers=None):
+    """The "tflite" row's runner (no execution providers in LiteRT)."""
+    return _tflite_runner(Path(path), graph, threads, strict)
 
 
 # -- ONNX Runtime ---------------------------------------------------------------

@@ -12,12 +12,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .formats import FORMATS, PRECISIONS
 from .signature import Signature, SignatureError
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
-BACKENDS = ("onnx", "ort", "tflite", "coreml")
-PRECISIONS = ("fp32", "fp16", "int8")
 _CHUNK = 1 << 20
 
 
@@ -126,8 +125,8 @@ class Bundle:
             for key, kind in (("path", str), ("graph", str), ("backend", str), ("precision", str),
                               ("sha256", str), ("bytes", int), ("parity", dict)):
                 self._require(a, key, kind, where)
-            if a["backend"] not in BACKENDS:
-                raise ManifestError(f"{where}.backend {a['backend']!r} not in {BACKENDS}")
+            if a["backend"] not in FORMATS:
+                raise ManifestError(f"{where}.backend {a['backend']!r} not in {tuple(FORMATS)}")
             if a["precision"] not in PRECISIONS:
                 raise ManifestError(f"{where}.precision {a['precision']!r} not in {PRECISIONS}")
             if a["graph"] not in graphs:

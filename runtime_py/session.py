@@ -16,17 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import formats
 from .backends import BackendError, backend_available, open_runner
 from .decoding import make_decoder, tokens_to_text
 from .manifest import Bundle, ManifestError
 from .stateloop import StateLoop
 
-# Picked when the user names neither backend nor precision: exact fp32 first,
-# then the quantised/half-precision files (lower accuracy, checked by token
-# agreement only).
-PREFERENCE = (("ort", "fp32"), ("onnx", "fp32"), ("tflite", "fp32"), ("ort", "int8"),
-              ("onnx", "int8"), ("tflite", "fp16"), ("tflite", "int8"), ("ort", "fp16"), ("onnx", "fp16"))
-RUNNABLE = ("onnx", "ort", "tflite")
+# Picked when the user names neither backend nor precision: the formats table's order.
+PREFERENCE = formats.preference_order()
 
 
 class SessionError(ValueError):
@@ -44,14 +41,15 @@ def choose_backend(bundle: Bundle, backend: str | None = None, precision: str | 
     if backend == "coreml" or (complete and all(b == "coreml" for b, _ in complete)):
         raise SessionError(f"CoreML artifacts run only on Apple devices; this bundle has {have}. "
                            "Build one with --target rpi (or android) to run it here")
-    if backend is not None and backend not in RUNNABLE:
-        raise SessionError(f"backend {backend!r} is not one of {RUNNABLE}")
+    if backend is not None and backend not in formats.runnable():
+        raise SessionError(f"backend {backend!r} is not one of {formats.runnable()}")
     wanted = [bp for bp in complete if (backend is None or bp[0] == backend)
               and (precision is None or bp[1] == precision)]
     if not wanted:
         raise SessionError(f"the bundle has no {backend or 'any'}/{precision or 'any'} artifact "
                            f"for every graph {graphs}; it has {have}")
-    ranked = sorted(wanted, key=lambda bp: PREFERENCE.index(bp) if bp in PREFERENCE else len(PREFERENCE))
+    order = formats.preference_order()  # read now: a row registered later takes its place
+    ranked = sorted(wanted, key=lambda bp: order.index(bp) if bp in order else len(order))
     if backend is None and check_installed:
         installed = [bp for bp in ranked if backend_available(bp[0])]
         if installed:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import formats
 from .recognizer import Final, StreamingRecognizer
 from .session import ModelSession
 from .stateloop import initial_states
@@ -369,8 +370,8 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=60.0, help="minutes of audio to stream (default: %(default)s)")
     p.add_argument("--window-minutes", type=float, default=5.0, help="RTF window at the start and the end")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", choices=("ort", "onnx", "tflite"), default=None)
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None)
+    p.add_argument("--backend", choices=formats.runnable(), default=None)
+    p.add_argument("--precision", choices=formats.PRECISIONS, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime_py.formats import get_format
 from runtime_py.signature import GraphSpec
 from runtime_py.manifest import sha256_path
 
 from .common import require
 
-PRECISIONS = ("fp16", "fp32")
+PRECISIONS = get_format("coreml").precisions  # the formats table's row (runtime_py/formats.py)
 METADATA_KEY = "edge.signature"
 DEPLOYMENT_TARGET = "iOS16"  # ML program + fp16 I/O support; ~all devices in use
 # Core ML specification version per deployment target (coremltools' table).
