@@ -10,21 +10,19 @@ no samples present, a deterministic synthetic signal stands in.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
+from edge.assets import sample_wavs
 from runtime_py.audio import read_wav
 from runtime_py.frontend import compute_features
 from runtime_py.signature import Signature
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "edge" / "checkpoints" / "samples"
 TAIL_PADDING_S = 0.3  # zeros after an utterance so its last frames fill a chunk
 
 
 def sample_utterances(rate: int) -> list[tuple[str, np.ndarray]]:
     out = []
-    for p in sorted(SAMPLES_DIR.glob("*.wav")):
+    for p in sample_wavs():
         audio, sr = read_wav(p)
         if sr == rate:
             out.append((p.stem, audio))
