@@ -49,6 +49,11 @@ INT8_PER_CHANNEL = False
 OPTIMIZATION_LEVEL = "extended"
 
 
+def convert(onnx_path, graph: GraphSpec, signature, precision: str, out_dir, **_options) -> list[Path]:
+    """The formats table's converter signature (runtime_py/formats.py): `to_ort`."""
+    return [to_ort(onnx_path, out_dir, precision)]
+
+
 def _ort():
     return require("onnxruntime", "runtime")
 

@@ -36,7 +36,7 @@ def _still_there(folder: Path) -> None:
 
 def test_cli_refuses_a_project_folder_before_any_work(tmp_path, capsys, monkeypatch):
     proj = _project(tmp_path / "proj")
-    monkeypatch.setattr(build_mod, "build_bundle", lambda *a, **k: pytest.fail("no work may start"))
+    monkeypatch.setattr("targets.build.cli.build_bundle", lambda *a, **k: pytest.fail("no work may start"))
     assert build_mod.main(QUICK + ["-o", str(proj)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
@@ -102,7 +102,7 @@ def test_working_directory_root_and_home_are_refused_even_with_force(where, tmp_
         monkeypatch.chdir(tmp_path / "work")
     else:
         monkeypatch.chdir(proj)
-    monkeypatch.setattr(build_mod, "build_bundle", lambda *a, **k: pytest.fail("no work may start"))
+    monkeypatch.setattr("targets.build.cli.build_bundle", lambda *a, **k: pytest.fail("no work may start"))
     out = {".": ".", "cwd": str(proj), "parent": "..", "/": "/", "home": "~"}[where]
     out = os.path.expanduser(out)  # what a shell does with ~
     assert build_mod.main(QUICK + ["-o", out, "--force"]) == 2

@@ -1,0 +1,22 @@
+"""edge-build: one command from a model to a verified bundle for a device.
+
+One module per question:
+  plan.py      which targets exist, what each builds (--quant), --list
+  source.py    what a bundle is built from (model / third-party ONNX) and its tokens
+  convert.py   conversion dispatch through the formats table (runtime_py/formats.py)
+  records.py   the int8 check and the one-line parity description
+  assemble.py  the build itself: convert, roll out, prove, golden files, manifest
+  cli.py       the edge-build command line
+
+`targets.build.build_bundle` and `targets.build.main` are the entry points.
+"""
+
+from ..conversion_errors import ConversionError, conversion_error, failed_operation
+from .assemble import PARITY_CHUNKS, build_bundle
+from .cli import build_parser, main
+from .plan import DEFAULT_FAMILY, TARGETS, Target, check_backends, get_target, list_targets, parse_quant
+from .source import Source
+
+__all__ = ["build_bundle", "main", "build_parser", "get_target", "parse_quant", "list_targets", "check_backends",
+           "Target", "TARGETS", "DEFAULT_FAMILY", "PARITY_CHUNKS", "Source", "ConversionError",
+           "conversion_error", "failed_operation"]

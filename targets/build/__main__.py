@@ -1,0 +1,7 @@
+"""python -m targets.build: the same as edge-build."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

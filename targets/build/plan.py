@@ -1,0 +1,118 @@
+"""What a build makes: the device targets and the (backend, precision) pairs
+they build, `--quant` parsing, the dependency check before any work, and the
+`edge-build --list` text.
+
+Backends, suffixes, precisions and install extras come from the one formats
+table (runtime_py/formats.py); this module adds only which backends each
+device target uses and which of their pairs it builds by default.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from edge.cliutil import unknown
+from edge.errors import UserError
+from runtime_py import formats
+
+DEFAULT_FAMILY = "conformer"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    backends: tuple[str, ...]  # formats-table names; every precision each one builds may be asked for
+    default: tuple[tuple[str, str], ...]  # (backend, precision) built by default
+    runtime: str
+
+    @property
+    def allowed(self) -> tuple[tuple[str, str], ...]:
+        return tuple((b, p) for b in self.backends for p in formats.get_format(b).precisions)
+
+
+TARGETS = {
+    "rpi": Target("rpi", "Raspberry Pi (64-bit OS): ONNX Runtime, optionally LiteRT",
+                  backends=("ort", "tflite", "onnx"),
+                  default=(("ort", "fp32"), ("ort", "int8"), ("tflite", "fp32")),
+                  runtime="edge-demo BUNDLE --wav FILE (install: pip install -e '.[runtime]', docs/install.md)"),
+    "android": Target("android", "Android: LiteRT (TFLite) and ONNX Runtime Mobile",
+                      backends=("tflite", "ort", "onnx"),
+                      default=(("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("ort", "fp32"),
+                               ("ort", "int8")),
+                      runtime="org.tensorflow:tensorflow-lite Interpreter / onnxruntime-android OrtSession"),
+    "ios": Target("ios", "iOS: CoreML ML program and ONNX Runtime Mobile",
+                  backends=("coreml", "ort", "onnx"),
+                  default=(("coreml", "fp16"), ("coreml", "fp32"), ("ort", "fp32"), ("ort", "int8")),
+                  runtime="CoreML MLModel.prediction / onnxruntime-objc ORTSession"),
+}
+
+
+def get_target(name: str) -> Target:
+    if name not in TARGETS:
+        close = difflib.get_close_matches(name, TARGETS, n=1, cutoff=0.3)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"unknown target {name!r}.{hint} Targets: {', '.join(TARGETS)} (see edge-build --list)")
+    return TARGETS[name]
+
+
+def parse_quant(target: Target, quant: str | None) -> tuple[tuple[str, str], ...]:
+    """--quant fp32,int8 keeps those precisions of the target's defaults;
+    'tflite:fp16' names one backend/precision pair explicitly."""
+    if not quant:
+        return target.default
+    chosen = []
+    allowed = target.allowed
+    known = sorted({p for _, p in allowed})
+    for item in [q.strip() for q in quant.split(",") if q.strip()]:
+        backend, _, precision = item.rpartition(":")
+        if precision not in known:
+            # no "did you mean": int4 is not a typo of int8, and a silent int8 is not what was asked
+            raise UserError(f"--quant {item!r}: unknown precision {precision!r}. Known: {', '.join(known)}"
+                            + f" (target {target.name}: " + ", ".join(f"{b}:{p}" for b, p in allowed) + ")")
+        if backend and backend not in formats.FORMATS:
+            raise UserError(f"--quant {item!r}: " + unknown("backend", backend, formats.FORMATS))
+        if ":" in item:
+            pair = tuple(item.split(":", 1))
+            if pair not in allowed:
+                raise UserError(f"--quant {item!r} is not available for target {target.name}; allowed: "
+                                + ", ".join(f"{b}:{p}" for b, p in allowed))
+            chosen.append(pair)
+        else:
+            pairs = [bp for bp in target.default if bp[1] == item]
+            if not pairs:
+                raise UserError(f"--quant {item!r}: target {target.name} builds precisions "
+                                f"{sorted({p for _, p in target.default})} by default; name a pair like "
+                                "tflite:fp16 for others")
+            chosen += pairs
+    return tuple(dict.fromkeys(chosen))
+
+
+def check_backends(pairs) -> None:
+    """Fail before any work when a backend's converter is not installed."""
+    from targets.common import ensure_installed
+
+    for backend in dict.fromkeys(b for b, _ in pairs):
+        fmt = formats.FORMATS.get(backend)
+        for module, extra in fmt.build_needs if fmt else ():
+            try:
+                ensure_installed(module, extra)
+            except UserError as e:
+                raise UserError(f"cannot build {backend} artifacts: {e.args[0]}") from None
+
+
+def list_targets() -> str:
+    lines = []
+    for t in TARGETS.values():
+        lines.append(f"{t.name:8s} {t.description}")
+        lines.append("         default: " + ", ".join(f"<graph>.{p}{formats.get_format(b).suffix}"
+                                                      for b, p in t.default))
+        lines.append("         --quant: " + ", ".join(f"{b}:{p}" for b, p in t.allowed))
+        lines.append(f"         run with: {t.runtime}")
+    lines.append("formats (pip install -e '.[EXTRA]'):")
+    for f in formats.FORMATS.values():
+        build = ",".join(dict.fromkeys(extra for _, extra in f.build_needs)) or "-"
+        run = f"run: [{f.extra}]" if f.runs_here else "run: not on this host"
+        lines.append(f"  {f.backend:8s} {f.suffix:11s} {'/'.join(f.precisions):15s} build: [{build}], {run}")
+    return "\n".join(lines)

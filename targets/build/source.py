@@ -1,0 +1,55 @@
+"""What a bundle is built from: the signature, the reference every artifact
+is checked against, the ONNX graphs, and the tokens it decodes into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Source:
+    """What a bundle is built from: the signature, the reference each artifact
+    is checked against, and how to get the ONNX graphs."""
+
+    signature: object
+    reference: dict  # graph name -> run(feeds) -> dict
+    reference_name: str
+    onnx: callable  # work dir -> {graph: Path}
+    info: dict
+    torch_model: object = None  # needed for CoreML (coremltools converts from PyTorch)
+
+    @classmethod
+    def from_model(cls, model, info: dict) -> "Source":
+        from edge.export import export_onnx, torch_runner
+
+        model = model.eval()
+        sig = model.signature()
+        return cls(sig, {g.name: torch_runner(model, g) for g in sig.graphs}, "pytorch",
+                   lambda work: export_onnx(model, work / "onnx"), info, model)
+
+    @classmethod
+    def from_onnx(cls, onnx_path: Path, spec: dict, work: Path) -> "Source":
+        from .. import ort, thirdparty
+
+        path, sig = thirdparty.normalise(onnx_path, spec, work / "source" / "encoder.onnx")
+        info = {"source": f"onnx:{Path(onnx_path).name}", "tokens": spec.get("tokens_list", []),
+                "meta": {"trained": bool(spec.get("trained", True)), "thirdparty": True}}
+        paths = {g.name: path.parent / f"{g.name}.onnx" for g in sig.graphs}  # a transducer's three graphs
+        return cls(sig, {g.name: ort.runner(paths[g.name], g) for g in sig.graphs}, "source-onnx (onnxruntime)",
+                   lambda _work: paths, info)
+
+
+def tokens_for(info: dict, vocab_size: int) -> list[str]:
+    """The model's own tokens; else the demo vocabulary's when the sizes
+    agree (an untrained built-in family); else placeholders."""
+    tokens = list(info.get("tokens") or [])
+    if not tokens:
+        try:
+            from edge.assets import demo_tokens
+            tokens = demo_tokens()
+        except ImportError:
+            tokens = []
+    if len(tokens) != vocab_size:
+        tokens = ["<blk>"] + [f"\u2581t{i}" for i in range(1, vocab_size)]
+    return tokens
