@@ -77,20 +77,13 @@ class StreamingModel(nn.Module):
         """graph name -> fn(*inputs, *states) -> (*outputs, *next_states)."""
         raise NotImplementedError
 
-    def declared(self):
-        """This model through edge.declare, made once (not a submodule: it holds this model)."""
-        d = self.__dict__.get("_declared")
-        if d is None:
-            from ..declaration import declare_family
-            d = self.__dict__["_declared"] = declare_family(self)
-        return d
-
     def signature(self) -> Signature:
-        return self.declared().signature()
+        """The frozen signature (a built-in family: its plan through edge.declare, see family_model.py)."""
+        raise NotImplementedError
 
     def graph_module(self, name: str) -> nn.Module:
         """A module with forward(*inputs, *states) -> (*outputs, *next_states)."""
-        return self.declared().graph_module(name)
+        raise NotImplementedError
 
     # -- offline reference and training ------------------------------------
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor):

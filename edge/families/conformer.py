@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from ..signature import FrontendSpec, Signature, StateSpec, TensorSpec
-from .base import NEG_BIAS, GlobalCMVN, StreamingModel, check_chunk, encoder_graph, register
+from .base import NEG_BIAS, GlobalCMVN, check_chunk, encoder_graph, register
+from .family_model import FamilyModel
 
 
 @dataclass(frozen=True)
@@ -333,7 +334,7 @@ class ConformerEncoder(nn.Module):
 
 
 @register("conformer", ConformerConfig, "chunked Conformer encoder, CTC head, attention and conv caches")
-class ConformerCtc(StreamingModel):
+class ConformerCtc(FamilyModel):
     def __init__(self, config: ConformerConfig):
         super().__init__(config)
         self.encoder = ConformerEncoder(config)

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..signature import FrontendSpec, Signature, StateSpec, TensorSpec
-from .base import GlobalCMVN, StreamingModel, check_chunk, encoder_graph, register
+from .base import GlobalCMVN, check_chunk, encoder_graph, register
+from .family_model import FamilyModel
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class LstmEncoder(nn.Module):
 
 
 @register("lstm", LstmConfig, "unidirectional LSTM encoder, CTC head, states h/c")
-class LstmCtc(StreamingModel):
+class LstmCtc(FamilyModel):
     def __init__(self, config: LstmConfig):
         super().__init__(config)
         check_chunk(config.chunk_frames, config.stack, "stack")

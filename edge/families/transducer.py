@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..signature import FrontendSpec, GraphSpec, Signature, TensorSpec
-from .base import StreamingModel, check_chunk, encoder_graph, register
+from .base import check_chunk, encoder_graph, register
+from .family_model import FamilyModel
 from .lstm import LstmEncoder
 
 
@@ -63,7 +64,7 @@ class Joiner(nn.Module):
 
 @register("transducer", TransducerConfig,
           "transducer: LSTM encoder, stateless prediction network (fixed context), joiner; three graphs")
-class Transducer(StreamingModel):
+class Transducer(FamilyModel):
     def __init__(self, config: TransducerConfig):
         super().__init__(config)
         c = config
