@@ -78,7 +78,7 @@ class StreamingModel(nn.Module):
         raise NotImplementedError
 
     def signature(self) -> Signature:
-        """The frozen signature (a built-in family: its plan through edge.declare, see family_model.py)."""
+        """The frozen signature (a built-in family: its plan through edge.declare, see _family_model.py)."""
         raise NotImplementedError
 
     def graph_module(self, name: str) -> nn.Module:

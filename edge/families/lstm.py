@@ -14,7 +14,7 @@ from torch import nn
 
 from ..signature import FrontendSpec, Signature, StateSpec, TensorSpec
 from .base import GlobalCMVN, check_chunk, encoder_graph, register
-from .family_model import FamilyModel
+from ._family_model import FamilyModel
 
 
 @dataclass(frozen=True)

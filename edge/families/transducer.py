@@ -17,7 +17,7 @@ from torch import nn
 
 from ..signature import FrontendSpec, GraphSpec, Signature, TensorSpec
 from .base import check_chunk, encoder_graph, register
-from .family_model import FamilyModel
+from ._family_model import FamilyModel
 from .lstm import LstmEncoder
 
 

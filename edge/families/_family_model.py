@@ -4,7 +4,8 @@ path as a user's own model.
 
 Kept apart from base.py so that the declaration API (which builds on
 StreamingModel) and the families (which build on the declaration API) do not
-import each other.
+import each other. The leading "_" keeps it out of the family names, which
+edge.cliutil reads from this folder's file names.
 """
 
 from __future__ import annotations
