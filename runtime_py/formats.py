@@ -45,7 +45,8 @@ class Format:
     # files (lower accuracy, checked by token agreement only).
     preference: tuple[tuple[str, int], ...] = ()
     quantized_count: str | None = None  # "module:function" path -> quantised ops/tensors (an int8 check)
-    inspect: str | None = None  # "module:function" (path, graph) -> record, for files that cannot run here
+    # "module:function" (path, graph) -> parity record, for files that cannot run here (required then)
+    inspect: str | None = None
 
     @property
     def runs_here(self) -> bool:

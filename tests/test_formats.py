@@ -18,7 +18,8 @@ def test_every_row_names_functions_that_exist():
         for dotted in filter(None, (f.converter, f.runner, f.quantized_count, f.inspect)):
             assert callable(formats.load(dotted)), f"{f.backend}: {dotted}"
         assert f.suffix.startswith(".") and f.precisions and set(f.precisions) <= set(formats.PRECISIONS)
-        assert f.runs_here or f.not_here, f"{f.backend}: a format that does not run here says why"
+        # a format that does not run here says why, and how its files are checked instead (edge-build needs both)
+        assert f.runs_here or (f.not_here and f.inspect), f.backend
 
 
 def test_converter_modules_agree_with_the_table():

@@ -162,7 +162,7 @@ def test_no_import_cycles():
 
 # -- the checker itself: it must see what it claims to see ----------------------------------------
 
-def test_checker_sees_imports_inside_functions_and_relative_ones(tmp_path):
+def test_checker_sees_imports_inside_functions_and_relative_ones():
     path = ROOT / "targets" / "build" / "source.py"
     got = {dst for dst, _ in imports_of("targets.build.source", path, project_modules())}
     assert "edge.export" in got  # `from edge.export import ...` inside a classmethod
