@@ -12,7 +12,6 @@ from .. import training
 from ..cliutil import add_family, add_verbose, make_parser, preflight
 from ..errors import fail
 
-
 DEFAULTS = {  # per family: peak learning rate and batch size used for the shipped checkpoints
     "lstm": dict(lr=1.5e-3, batch_frames=6000),
     "conformer": dict(lr=2e-3, batch_frames=6000),
@@ -96,7 +95,6 @@ def main(argv=None) -> int:
             return fail(f"{flag} {path}: no such checkpoint file")
     from ..checkpoint import CheckpointError
     from .loop import train
-
 
     try:
         train(args, log=lambda *a, **k: print(*a, **{"flush": True, **k}))
