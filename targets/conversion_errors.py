@@ -5,6 +5,7 @@ do. Used by edge-build for every backend."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from edge.errors import UserError
 
@@ -69,3 +70,28 @@ def conversion_error(exc: BaseException, backend: str, precision: str, graph: st
         head = f"converting {where}to target {backend} {precision} failed ({type(exc).__name__})."
         fix = f"Fix: see docs/exporting.md ('debugging an export'), or {others}."
     return ConversionError(f"{head} {fix}\n  converter said: {said}")
+
+
+def dynamic_shape_note(onnx_path: Path | str) -> str:
+    """Every input shape is fixed, so a node whose output shape inference
+    cannot fix is data-dependent (a Slice or Gather by a computed index, a
+    Range, a NonZero): converters that need static shapes fail near it."""
+    try:
+        import onnx
+
+        model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    except Exception:  # noqa: BLE001 - a diagnostic must not hide the real error
+        return ""
+    known = {v.name: v for v in list(model.graph.value_info) + list(model.graph.output)}
+    dynamic = []
+    for node in model.graph.node:
+        for out in node.output:
+            v = known.get(out)
+            dims = v.type.tensor_type.shape.dim if v is not None else None
+            if dims is not None and any(not d.HasField("dim_value") for d in dims):
+                dynamic.append(f"{node.op_type} {node.name or out}")
+                break
+    if not dynamic:
+        return ""
+    return (f"\n  data-dependent shapes: {len(dynamic)} node(s) have an output shape that shape inference "
+            f"cannot fix, first: {', '.join(dynamic[:3])}")

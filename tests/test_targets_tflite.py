@@ -165,3 +165,28 @@ def test_fp16_pass_keeps_an_untwinned_constant_instead_of_failing():
     b[0] = -3.0  # the fp16 file's constants are not the fp32 file's
     data, report = TF._small_constants_back_to_fp32(convert(b, True), convert(a, False))
     assert report["untwinned"] == 2 and report["constants"] == 0 and len(data) > 0
+
+
+def test_calibration_feeds_carry_the_loop_states(tmp_path):
+    """Full-integer calibration must see the states a real stream has, not
+    zeros: each step's feeds hold the states the loop carried to that step
+    (checked against an independent StateLoop rollout of the same file)."""
+    from runtime_py.backends import open_runner
+    from runtime_py.stateloop import StateLoop, initial_states
+    from targets.tflite.quantize import calibration_feeds
+
+    model = build("lstm")
+    sig = model.signature()
+    g = sig.graph("encoder")
+    onnx_path = export_onnx(model, tmp_path / "onnx")["encoder"]
+    chunks = random_chunks(g, sig, 5, seed=2)
+    feeds = calibration_feeds(onnx_path, g, chunks)
+    assert len(feeds) == 5 and all(set(f) == {t.name for t in g.all_inputs()} for f in feeds)
+    loop = StateLoop(g, open_runner(onnx_path, g, "onnx"))
+    for k, (f, c) in enumerate(zip(feeds, chunks)):
+        for s in g.states:
+            assert np.array_equal(f[s.name], loop.states[s.name]), (k, s.name)
+        loop.step(c)
+    zero = initial_states(g)
+    assert all(np.array_equal(feeds[0][s.name], zero[s.name]) for s in g.states)
+    assert not all(np.array_equal(feeds[3][s.name], zero[s.name]) for s in g.states)
