@@ -80,6 +80,11 @@ class GraphSpec:
     outputs: tuple[TensorSpec, ...]
     states: tuple[StateSpec, ...] = ()
     doc: str = ""
+    # Exported with a dynamic batch axis (an ORT/ONNX-only export option):
+    # axis 0 of every input and output, each state's batch_axis. Written only
+    # when true, so batch-1 signatures (and v2 manifests) read and serialise
+    # exactly as before.
+    dynamic_batch: bool = False
 
     @property
     def input_names(self) -> list[str]:
@@ -188,6 +193,8 @@ class Signature:
     def to_dict(self) -> dict:
         d = asdict(self)
         for g in d["graphs"]:
+            if not g["dynamic_batch"]:
+                del g["dynamic_batch"]
             for key in ("inputs", "outputs", "states"):
                 for t in g[key]:
                     t["shape"] = list(t["shape"])
@@ -211,6 +218,7 @@ class Signature:
                     outputs=tuple(TensorSpec(**t) for t in g["outputs"]),
                     states=tuple(StateSpec(**s) for s in g.get("states", ())),
                     doc=g.get("doc", ""),
+                    dynamic_batch=bool(g.get("dynamic_batch", False)),
                 )
                 for g in d["graphs"]
             )
