@@ -80,8 +80,24 @@ def feature_chunks(features: np.ndarray, signature: Signature) -> list[np.ndarra
     return [features[None, i:i + c] for i in range(0, features.shape[0] - c + 1, s)]
 
 
-def _index(axis: int, i: int) -> tuple:
-    return (slice(None),) * axis + (slice(i, i + 1),)
+def stack(arrays: list[np.ndarray], axis: int, groups: int = 1) -> np.ndarray:
+    """Streams' tensors as one batch along `axis`, in `groups` blocks (see
+    StateSpec.batch_groups): [g0 of every stream, g1 of every stream, ...]."""
+    if groups == 1:
+        return np.concatenate(arrays, axis=axis)
+    shape = arrays[0].shape
+    split = [a.reshape(shape[:axis] + (groups, shape[axis] // groups) + shape[axis + 1:]) for a in arrays]
+    out = np.concatenate(split, axis=axis + 1)
+    return out.reshape(shape[:axis] + (-1,) + shape[axis + 1:])
+
+
+def unstack(array: np.ndarray, n: int, axis: int, groups: int = 1) -> list[np.ndarray]:
+    """The inverse of stack: n streams' tensors from one batch."""
+    if groups == 1:
+        return np.split(array, n, axis=axis)
+    shape = array.shape
+    grouped = array.reshape(shape[:axis] + (groups, shape[axis] // groups) + shape[axis + 1:])
+    return [p.reshape(shape[:axis] + (-1,) + shape[axis + 1:]) for p in np.split(grouped, n, axis=axis + 1)]
 
 
 class Model:
@@ -158,17 +174,19 @@ class Model:
         chunks = [s._take_chunk() for s in ready]
         feeds = [s.loop.feeds({s._x.name: s._shape(c)}) for s, c in zip(ready, chunks)]
         enc = self.encoder
-        axes = {t.name: 0 for t in enc.inputs} | {st.name: st.batch_axis for st in enc.states}
-        stacked = {n: np.concatenate([f[n] for f in feeds], axis=ax) for n, ax in axes.items()}
+        axes = {t.name: (0, 1) for t in enc.inputs} | {st.name: (st.batch_axis, st.batch_groups) for st in enc.states}
+        stacked = {n: stack([f[n] for f in feeds], *ax) for n, ax in axes.items()}
         try:
             result = self.runs["encoder"](stacked)
         except Exception as e:  # noqa: BLE001 - a user's model raises its own types
             at = ", ".join(str(s.chunks) for s in ready)
             raise RolloutError(f"graph 'encoder': the model raised on a batch of {len(ready)} streams at "
                                f"chunks {at}: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
-        out_axes = {t.name: 0 for t in enc.outputs} | {st.next_name: st.batch_axis for st in enc.states}
+        out_axes = {t.name: (0, 1) for t in enc.outputs} | {st.next_name: (st.batch_axis, st.batch_groups)
+                                                             for st in enc.states}
+        split = {n: unstack(np.asarray(result[n]), len(ready), *ax) for n, ax in out_axes.items()}
         for i, (s, c) in enumerate(zip(ready, chunks)):
-            s._finish(c, {n: result[n][_index(ax, i)] for n, ax in out_axes.items()})
+            s._finish(c, {n: parts[i] for n, parts in split.items()})
         return ready
 
 
@@ -299,4 +317,5 @@ class Stream:
         return done
 
 
-__all__ = ["Model", "Stream", "TAIL_PADDING_S", "tail_padding_samples", "feature_chunks", "RolloutError"]
+__all__ = ["Model", "Stream", "TAIL_PADDING_S", "tail_padding_samples", "feature_chunks", "RolloutError",
+           "stack", "unstack"]
