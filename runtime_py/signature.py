@@ -28,6 +28,13 @@ from dataclasses import asdict, dataclass, field
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # 2 added optional fields only: a v1 signature reads unchanged
 DTYPES = ("float32", "int64", "int32", "bool")
+# The same dtypes as ONNX TensorProto element types (values fixed by the ONNX
+# spec; written as numbers so this module needs no onnx), for the exporter and
+# the third-party ONNX reader.
+ONNX_ELEM_TYPES = {"float32": 1, "int32": 6, "int64": 7, "bool": 9}
+# The metadata key under which every format (ONNX metadata_props, CoreML
+# user_defined_metadata) embeds the signature as JSON.
+METADATA_KEY = "edge.signature"
 HEADS = ("ctc", "transducer", "none")
 FRONTENDS = ("fbank", "mfcc", "raw")
 RESET_SCOPES = ("utterance", "session")
