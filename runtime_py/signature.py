@@ -9,6 +9,8 @@ Conventions
 - Every graph is called with its `inputs` followed by its `states`, and
   returns its `outputs` followed by one `<state>_next` per state, in the same
   order. Shapes are fixed (batch 1, fixed chunk): mobile targets need that.
+  An ONNX export may opt into a dynamic batch axis (`GraphSpec.dynamic_batch`,
+  `StateSpec.batch_groups`); the declared shapes stay those of one stream.
 - A state's `reset` scope says when the client returns it to `initial`:
   "utterance" at every endpoint (silence), "session" only when a new stream
   starts. `batch_axis` is None for a state without one (a rank-0 counter).
