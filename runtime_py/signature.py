@@ -75,15 +75,15 @@ class StateSpec(TensorSpec):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.batch_groups < 1 or (self.batch_axis is not None and self.shape[self.batch_axis] % self.batch_groups):
-            raise SignatureError(f"state {self.name!r}: batch_groups {self.batch_groups} does not divide "
-                                 f"axis {self.batch_axis} of {self.shape}")
         if self.reset not in RESET_SCOPES:
             raise SignatureError(f"state {self.name!r}: reset {self.reset!r} not in {RESET_SCOPES}")
         if self.batch_axis is not None and not 0 <= self.batch_axis < len(self.shape):
             raise SignatureError(f"state {self.name!r}: batch_axis {self.batch_axis} outside shape {self.shape}"
                                  + (" (a rank-0 state has no batch axis: give batch_axis=None)"
                                     if not self.shape else ""))
+        if self.batch_groups < 1 or (self.batch_axis is not None and self.shape[self.batch_axis] % self.batch_groups):
+            raise SignatureError(f"state {self.name!r}: batch_groups {self.batch_groups} does not divide "
+                                 f"axis {self.batch_axis} of {self.shape}")
 
     @property
     def next_name(self) -> str:

@@ -246,6 +246,12 @@ class Stream:
         if len(features):
             self._feats = np.concatenate([self._feats, np.asarray(features, np.float32)])
 
+    @property
+    def buffered_frames(self) -> int:
+        """Feature frames waiting for a chunk (bounded: less than chunk_frames
+        after every chunk has been decoded)."""
+        return len(self._feats)
+
     def is_ready(self) -> bool:
         return len(self._feats) >= self.signature.chunk_frames
 

@@ -734,7 +734,7 @@ def test_minutes_of_silence_and_blocks_of_exact_zeros(lstm_bundle):
     for _ in range(20):
         rec.accept_audio(np.zeros(RATE, np.float32), RATE)
         rec.accept_audio(np.zeros(0, np.float32), RATE)  # and empty blocks
-    assert len(rec._feats) < 2 * session.chunk_frames and rec.ring.available < rec.hop
+    assert rec.stream.buffered_frames < 2 * session.chunk_frames and rec.ring.available < rec.hop
     assert all(np.isfinite(o).all() for _, _, o in rec.trace)
     rec.trace.clear()
     # speech after the silence is found and ended by the VAD (nothing lost)
