@@ -9,6 +9,8 @@ Conventions
 - Every graph is called with its `inputs` followed by its `states`, and
   returns its `outputs` followed by one `<state>_next` per state, in the same
   order. Shapes are fixed (batch 1, fixed chunk): mobile targets need that.
+  An ONNX export may opt into a dynamic batch axis (`GraphSpec.dynamic_batch`,
+  `StateSpec.batch_groups`); the declared shapes stay those of one stream.
 - A state's `reset` scope says when the client returns it to `initial`:
   "utterance" at every endpoint (silence), "session" only when a new stream
   starts. `batch_axis` is None for a state without one (a rank-0 counter).
@@ -28,6 +30,13 @@ from dataclasses import asdict, dataclass, field
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # 2 added optional fields only: a v1 signature reads unchanged
 DTYPES = ("float32", "int64", "int32", "bool")
+# The same dtypes as ONNX TensorProto element types (values fixed by the ONNX
+# spec; written as numbers so this module needs no onnx), for the exporter and
+# the third-party ONNX reader.
+ONNX_ELEM_TYPES = {"float32": 1, "int32": 6, "int64": 7, "bool": 9}
+# The metadata key under which every format (ONNX metadata_props, CoreML
+# user_defined_metadata) embeds the signature as JSON.
+METADATA_KEY = "edge.signature"
 HEADS = ("ctc", "transducer", "none")
 FRONTENDS = ("fbank", "mfcc", "raw")
 RESET_SCOPES = ("utterance", "session")
@@ -58,6 +67,11 @@ class StateSpec(TensorSpec):
     initial: float = 0.0
     batch_axis: int | None = 0
     reset: str = "utterance"
+    # Streams stack along batch_axis in `batch_groups` blocks: a layer-major
+    # cache [layers * rows, ...] holds, for B streams, [layers * B * rows, ...]
+    # (each layer's rows for every stream, then the next layer). Found and
+    # written by a dynamic-batch export; 1 (not written) otherwise.
+    batch_groups: int = 1
 
     def __post_init__(self):
         super().__post_init__()
@@ -67,6 +81,9 @@ class StateSpec(TensorSpec):
             raise SignatureError(f"state {self.name!r}: batch_axis {self.batch_axis} outside shape {self.shape}"
                                  + (" (a rank-0 state has no batch axis: give batch_axis=None)"
                                     if not self.shape else ""))
+        if self.batch_groups < 1 or (self.batch_axis is not None and self.shape[self.batch_axis] % self.batch_groups):
+            raise SignatureError(f"state {self.name!r}: batch_groups {self.batch_groups} does not divide "
+                                 f"axis {self.batch_axis} of {self.shape}")
 
     @property
     def next_name(self) -> str:
@@ -80,6 +97,11 @@ class GraphSpec:
     outputs: tuple[TensorSpec, ...]
     states: tuple[StateSpec, ...] = ()
     doc: str = ""
+    # Exported with a dynamic batch axis (an ORT/ONNX-only export option):
+    # axis 0 of every input and output, each state's batch_axis. Written only
+    # when true, so batch-1 signatures (and v2 manifests) read and serialise
+    # exactly as before.
+    dynamic_batch: bool = False
 
     @property
     def input_names(self) -> list[str]:
@@ -188,6 +210,11 @@ class Signature:
     def to_dict(self) -> dict:
         d = asdict(self)
         for g in d["graphs"]:
+            if not g["dynamic_batch"]:
+                del g["dynamic_batch"]
+            for st in g["states"]:
+                if st["batch_groups"] == 1:
+                    del st["batch_groups"]
             for key in ("inputs", "outputs", "states"):
                 for t in g[key]:
                     t["shape"] = list(t["shape"])
@@ -211,6 +238,7 @@ class Signature:
                     outputs=tuple(TensorSpec(**t) for t in g["outputs"]),
                     states=tuple(StateSpec(**s) for s in g.get("states", ())),
                     doc=g.get("doc", ""),
+                    dynamic_batch=bool(g.get("dynamic_batch", False)),
                 )
                 for g in d["graphs"]
             )
