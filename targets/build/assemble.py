@@ -80,7 +80,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
     from runtime_py.audio import read_wav, write_wav
     from runtime_py.decoding import tokens_to_text
     from runtime_py.frontend import compute_features
-    from runtime_py.stateloop import StateLoop
+    from runtime_py.stream import Model
 
     from .. import golden as gold
     from ..bundle import BundleWriter, tool_versions
@@ -150,16 +150,16 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
         rate = signature.frontend.sample_rate
         write_wav(bw.path("golden/audio.wav"), audio, rate)
         audio, _ = read_wav(bw.path("golden/audio.wav"))  # features of what the file holds (16-bit)
-        feats = compute_features(gold.with_tail(audio, rate), signature.frontend)
+        feats = compute_features(gold.with_tail(audio, rate, signature), signature.frontend)
         np.save(bw.path("golden/features.npy"), feats)
         chunks = gold.feature_chunks(feats, signature)
         enc = signature.graph("encoder")
-        loop = StateLoop(enc, reference["encoder"])
-        outputs = [loop.step({enc.inputs[0].name: c}) for c in chunks]
+        stream = Model(signature, reference, batch=False).create_stream()
+        outputs = [stream.step(c) for c in chunks]
         _savez(bw.path("golden/encoder_inputs.npz"), {f"{enc.inputs[0].name}_{i:04d}": c for i, c in enumerate(chunks)})
         _savez(bw.path("golden/encoder_outputs.npz"),
                {f"{k}_{i:04d}": v for i, o in enumerate(outputs) for k, v in o.items()})
-        text = tokens_to_text(decode_tokens(signature, reference, chunks), tokens)
+        text = tokens_to_text(stream.tokens, tokens)
         bw.write_text("golden/transcript.txt", text + "\n")
         for rel in ("golden/audio.wav", "golden/features.npy", "golden/encoder_inputs.npz",
                     "golden/encoder_outputs.npz"):
