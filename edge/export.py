@@ -73,19 +73,40 @@ def onnx_runner(path: Path | str, graph: GraphSpec, threads: int = 1):
     return open_runner(path, graph, "onnx", threads)
 
 
-def _check_io(model_proto: onnx.ModelProto, graph: GraphSpec) -> None:
+def batch_axes(graph: GraphSpec) -> tuple[list[int], list[int]]:
+    """The batch axis of every input and output: 0, or the state's own."""
+    return ([0] * len(graph.inputs) + [s.batch_axis for s in graph.states],
+            [0] * len(graph.outputs) + [s.batch_axis for s in graph.states])
+
+
+def _check_io(model_proto: onnx.ModelProto, graph: GraphSpec, dynamic_batch: bool = False) -> None:
+    """Names, dtypes and shapes as declared; with dynamic_batch the batch axis
+    is symbolic (-1 here) and every other dim fixed."""
     def describe(values):
         out = []
         for v in values:
             tt = v.type.tensor_type
-            out.append((v.name, tuple(d.dim_value for d in tt.shape.dim), tt.elem_type))
+            out.append((v.name, tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim),
+                        tt.elem_type))
         return out
 
+    def want(specs, axes):
+        return [(t.name, tuple(-1 if dynamic_batch and k == ax else d for k, d in enumerate(t.shape)),
+                 _ONNX_DTYPES[t.dtype]) for t, ax in zip(specs, axes)]
+
+    in_axes, out_axes = batch_axes(graph)
+    want_in, want_out = want(graph.all_inputs(), in_axes), want(graph.all_outputs(), out_axes)
+    if dynamic_batch:
+        # The exporter leaves dims computed by reshapes symbolic: declare the outputs' fixed dims.
+        for v, (name, shape, _) in zip(model_proto.graph.output, want_out):
+            dims = v.type.tensor_type.shape.dim
+            if v.name == name and len(dims) == len(shape):
+                for d, n in zip(dims, shape):
+                    if n >= 0 and not d.HasField("dim_value"):
+                        d.dim_value = n
     init_names = {i.name for i in model_proto.graph.initializer}
     got_in = [x for x in describe(model_proto.graph.input) if x[0] not in init_names]
-    want_in = [(t.name, t.shape, _ONNX_DTYPES[t.dtype]) for t in graph.all_inputs()]
     got_out = describe(model_proto.graph.output)
-    want_out = [(t.name, t.shape, _ONNX_DTYPES[t.dtype]) for t in graph.all_outputs()]
     if got_in != want_in or got_out != want_out:
         raise ExportError(
             f"graph {graph.name!r}: exported I/O differs from the signature\n"
@@ -117,10 +138,18 @@ def read_signature(path: Path | str) -> Signature:
 
 
 def export_graph(model: StreamingModel, graph: GraphSpec, path: Path, signature: Signature,
-                 extra_metadata: dict | None = None) -> Path:
+                 extra_metadata: dict | None = None, dynamic_batch: bool = False) -> Path:
+    """One graph to `path`. dynamic_batch (opt-in; bundles keep batch 1, which
+    mobile targets want) makes the batch axis of every input, output and state
+    symbolic "N", for runtimes that stack streams (sherpa-onnx decode_streams)."""
     module = model.graph_module(graph.name).eval()
     feeds = example_inputs(graph, signature)
     args = tuple(torch.from_numpy(feeds[n]) for n in graph.input_names)
+    dynamic = None
+    if dynamic_batch:
+        in_axes, out_axes = batch_axes(graph)
+        dynamic = {t.name: {ax: "N"} for t, ax in zip(graph.all_inputs(), in_axes)}
+        dynamic.update({t.name: {ax: "N"} for t, ax in zip(graph.all_outputs(), out_axes)})
     buf = io.BytesIO()
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -135,13 +164,13 @@ def export_graph(model: StreamingModel, graph: GraphSpec, path: Path, signature:
             if not isinstance(model, StreamingModel) or getattr(model, "steps", None) is not None:
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(module, args, buf, input_names=graph.input_names,
-                              output_names=graph.output_names, opset_version=OPSET,
+                              output_names=graph.output_names, opset_version=OPSET, dynamic_axes=dynamic,
                               dynamo=False, do_constant_folding=True)
     except Exception as e:  # the exporter's own message names the op; add where it happened
         raise ExportError(f"exporting graph {graph.name!r} of family {signature.family!r} failed: "
                           f"{type(e).__name__}: {e}") from e
     proto = onnx.load_from_string(buf.getvalue())
-    _check_io(proto, graph)
+    _check_io(proto, graph, dynamic_batch)
     embed_metadata(proto, signature, graph, extra_metadata)
     onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
