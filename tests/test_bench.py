@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edge.bench import ROW_KEYS, format_table, main, paired_speedup, parse_backends, run_bench
+from targets.bench import ROW_KEYS, format_table, main, paired_speedup, parse_backends, run_bench
 from tests.test_families import build
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -140,14 +140,14 @@ def test_int8_ceiling_covers_every_weight_matmul(result):
 def test_int8_ceiling_not_claimed_for_recurrent_graphs(tmp_path):
     """int8 also quantises LSTM weights, so a matmul-only bound would be false
     for the LSTM families (measured: the ceiling said 1.03x, the step 2.5x)."""
-    from edge.bench import int8_matmul_ceiling
+    from targets.bench import int8_matmul_ceiling
     from edge.export import export_onnx
 
     assert int8_matmul_ceiling(export_onnx(build("lstm"), tmp_path)["encoder"]) is None
 
 
 def test_chart_title_names_model_machine_threads(result):
-    from edge.bench import chart_title
+    from targets.bench import chart_title
     res, out = result
     title = chart_title(res)
     assert "conformer" in title and res["machine"]["cpu"] in title and "threads 1" in title
