@@ -134,3 +134,30 @@ def pi_lines(result: dict) -> list[str]:
             + "; assumes matmul-bound work scaling with that peak; int8 rows are rougher):")
     return [head] + [f"  {p['family']} {p['label']}: here {p['rtf_here']:.4f} -> "
                      + ", ".join(f"{k.split(' (')[0]} {p[k]:.3f}" for k in PI_PEAK_GFLOPS) for p in pi]
+
+
+def markdown(result: dict) -> str:
+    """The table, the target lines and the Pi estimate as Markdown, for
+    docs/benchmarks.md: `python -m targets.bench.report docs/bench-zipformer.json`."""
+    head = "| column | thr | p50 ms | p90 ms | RTF | e2e RTF | × PyTorch | cold ms | peak MB | size MiB |"
+    out = [head, "|---" * (head.count("|") - 1) + "|"]
+    for r in result["rows"]:
+        if r["status"] != "ok":
+            out.append(f"| {r['label']} | {r['threads']} | {r['error']} |||||||")
+            continue
+        size = r["size_bytes"] / 2 ** 20 if r.get("size_bytes") else None
+        out.append(f"| {r['label']} | {r['threads']} | {_f(r['p50_ms'], '.2f')} | {_f(r['p90_ms'], '.2f')} | "
+                   f"{_f(r['rtf'], '.4f')} | {_f(r.get('e2e_rtf'), '.4f')} | {_f(r['speedup_vs_pytorch'], '.2f')} | "
+                   f"{_f(r['cold_start_ms'], '.0f')} | {_f(r['peak_rss_mb'], '.0f')} | {_f(size, '.1f')} |")
+    out.append("")
+    out += [f"- {ln}" for ln in target_lines(result)]
+    pi = pi_lines(result)
+    if pi:
+        out += ["", pi[0], ""] + [f"- {ln.strip()}" for ln in pi[1:]]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())), end="")

@@ -65,10 +65,16 @@ def compare(model_dir: Path | str, utterances: list[tuple[str, np.ndarray]], thr
     }
 
 
-def _load_model(checkpoint: str | None):
+def _load_model(checkpoint: str | None, factory: str | None = None):
     from edge.checkpoint import load_or_init
     from edge.data.corpus import tokens as corpus_tokens
 
+    if factory:  # your own model, e.g. examples/zipformer_factory.py:build
+        from edge.factory import load_model
+
+        model = load_model(factory)
+        info = model.info()
+        return model, list(info["tokens"]), info
     model, info = load_or_init("transducer", checkpoint)
     tokens = list(info.get("tokens") or corpus_tokens())
     return model, tokens, info
@@ -79,6 +85,9 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("export", help="write the sherpa-onnx files of the transducer")
     e.add_argument("--out", required=True, type=Path)
+    e.add_argument("--model", default=None, metavar="FILE.py:FACTORY",
+                   help="your own transducer, e.g. examples/zipformer_factory.py:build (sherpa's zipformer2 type)")
+    e.add_argument("--int8", action="store_true", help="also encoder.int8.onnx / joiner.int8.onnx")
     c = sub.add_parser("compare", help="sherpa-onnx vs our client on test utterances")
     c.add_argument("--utterances", type=int, default=20)
     c.add_argument("--corpus", type=Path, default=Path("data/corpus"),
@@ -87,11 +96,13 @@ def main(argv=None) -> int:
     c.add_argument("--json", action="store_true", help="print the full report as JSON")
     for a in (e, c):
         a.add_argument("--checkpoint", default=None, help="default: the shipped transducer, else untrained")
-        a.add_argument("--input-range", choices=INPUT_RANGES, default="int16")
+        a.add_argument("--input-range", choices=INPUT_RANGES, default=None,
+                       help="int16 (needs normalize_samples=False) or unit (sherpa's defaults); default: what the "
+                            "model was trained on")
     args = p.parse_args(argv)
-    model, tokens, info = _load_model(args.checkpoint)
+    model, tokens, info = _load_model(args.checkpoint, getattr(args, "model", None))
     if args.cmd == "export":
-        paths = export_sherpa(model, args.out, tokens, args.input_range)
+        paths = export_sherpa(model, args.out, tokens, args.input_range, int8=args.int8)
         print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
         return 0
     import tempfile
