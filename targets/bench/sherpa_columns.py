@@ -15,6 +15,20 @@ def _size(paths: dict) -> int:
     return sum(Path(p).stat().st_size for k, p in paths.items() if k != "tokens")
 
 
+def _tokens(model, signature) -> list[str]:
+    """The model's tokens (a declared model carries them; a built-in family's
+    are the corpus vocabulary); placeholders otherwise: they only name ids in
+    tokens.txt, which timing does not read."""
+    tokens = list(getattr(model, "tokens", None) or [])
+    if not tokens:
+        from edge.data.corpus import tokens as corpus_tokens
+
+        tokens = list(corpus_tokens())
+    if len(tokens) != signature.vocab_size:
+        tokens = ["<blk>"] + [f"t{i}" for i in range(1, signature.vocab_size)]
+    return tokens
+
+
 def prepare_sherpa(labels, model, signature, work: Path, say=print) -> dict:
     """label -> {"files": {encoder, decoder, joiner, tokens}, "size_bytes",
     "normalize_samples", "parity_passed": None} or {"error"}."""
@@ -29,7 +43,7 @@ def prepare_sherpa(labels, model, signature, work: Path, say=print) -> dict:
     from targets.sherpa.export import input_range_of
     from targets.sherpa.package import package_export
 
-    tokens = list(getattr(model, "tokens", None) or model.info()["tokens"])
+    tokens = _tokens(model, signature)
     exports = {}
     if any(COLUMNS[lb].export == "ours" for lb in wanted):
         say("[bench] sherpa-onnx: exporting our sherpa-form files (fp32 + int8) ...")
