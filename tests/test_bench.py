@@ -223,3 +223,18 @@ def test_pi_estimate_scales_by_the_matmul_peak():
     (est,) = pi_estimates(rows, peak_here=96.0)
     for pi, gflops in PI_PEAK_GFLOPS.items():
         assert est[pi] == pytest.approx(0.02 * 96.0 / gflops)
+
+
+def test_a_refused_conversion_is_a_not_converted_row():
+    """When the build raises the converter's refusal (an explicitly requested
+    TFLite column of the Zipformer), the row says "not converted" and what the
+    converter said, not the build's advice."""
+    from targets.bench.artifacts import _not_converted
+    from targets.conversion_errors import conversion_error
+
+    e = conversion_error(RuntimeError("Traceback ...\nDepth of output (8) is not a multiple of the number of "
+                                      "groups (80)"), "tflite", "int8", "encoder")
+    row = _not_converted(e)
+    assert row.startswith("not converted: converting graph 'encoder' to target tflite int8 failed")
+    assert row.endswith("converter said: Depth of output (8) is not a multiple of the number of groups (80)")
+    assert "Fix:" not in row and _not_converted(ValueError("x")) is None

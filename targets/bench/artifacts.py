@@ -43,6 +43,18 @@ def _artifact_set(bundle_dir: Path, signature, backend, precision) -> dict:
             "parity_passed": all(v is not False for v in parity.values()) if parity else None}
 
 
+def _not_converted(e: BaseException) -> str | None:
+    """A converter's refusal (targets.conversion_errors) as one row: what did
+    not convert and what the converter said, without the build's advice."""
+    from targets.conversion_errors import ConversionError
+
+    if not isinstance(e, ConversionError):
+        return None
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    said = next((ln for ln in lines if ln.startswith("converter said:")), "")
+    return f"not converted: {lines[0].split(' Fix: ')[0]} {said}".strip()[:400]
+
+
 def _error(e: BaseException) -> str:
     return str(e) if isinstance(e, BenchError) else _first_line(e)
 
@@ -84,6 +96,6 @@ def prepare_artifacts(labels, signature, work: Path, *, model=None, bundle=None,
             say(f"[bench]   done in {time.perf_counter() - t0:.1f}s")
         except Exception as e:  # noqa: BLE001 - e.g. a TFLite conversion that fails for a family
             for lb in group:
-                out[lb] = {"error": f"build failed: {_first_line(e)}"}
+                out[lb] = {"error": _not_converted(e) or f"build failed: {_first_line(e)}"}
             say(f"[bench]   FAILED ({_first_line(e, 160)})")
     return out

@@ -17,10 +17,11 @@ from .columns import COLUMNS
 PAIRS = (("ort:int8", "ort:fp32"), ("tflite:fp32", "ort:fp32"), ("tflite:fp16", "tflite:fp32"),
          ("tflite:int8", "tflite:fp32"), ("tflite:int8", "ort:int8"))
 
-# fp32 matmul peak of one core, GFLOP/s: clock x fp32 FLOPs per cycle from one
-# 128-bit NEON FMA pipe (Cortex-A72) or two (Cortex-A76). Clocks: Raspberry Pi 4
-# Model B and Raspberry Pi 5 product briefs (1.5 and 2.4 GHz); pipes: Arm's
-# Cortex-A72 and Cortex-A76 Software Optimization Guides (FMLA, Q-form).
+# fp32 peak of one core, GFLOP/s = clock x fp32 FLOPs per cycle. Clocks: the
+# Raspberry Pi 4 Model B and Raspberry Pi 5 product briefs (1.5 and 2.4 GHz).
+# Cortex-A72: 8 (one 4-wide FMA per cycle; vfpbench measured 15.9 GFLOP/s on
+# one A72 core at 2.0 GHz, wlog.flatlib.jp/2015/10/30/n1787). Cortex-A76: 16
+# (two 128-bit FMA pipes, Arm Cortex-A76 Software Optimization Guide).
 PI_PEAK_GFLOPS = {"Pi 4 (Cortex-A72, 1.5 GHz)": 1.5 * 8, "Pi 5 (Cortex-A76, 2.4 GHz)": 2.4 * 16}
 E2E_RTF_TARGET = 0.025
 
