@@ -3,9 +3,9 @@
     edge-eval --family conformer --corpus data/corpus --split test [--limit N]
 
 The streaming path is the client's: features of `audio + tail padding zeros`
-(`runtime_py.recognizer.tail_padding_samples`), complete chunks of
-`chunk_frames` advancing by `shift_frames`, the encoder graph stepped by the
-shared `StateLoop` (here over the PyTorch step function), then CTC or
+(`runtime_py.stream.tail_padding_samples`), complete chunks of
+`chunk_frames` advancing by `shift_frames`, stepped by the client's own
+`runtime_py.stream.Stream` (here over the PyTorch step functions), then CTC or
 transducer greedy decoding and `tokens_to_text`. The offline row runs the
 batched whole-utterance `forward` on the same features.
 
@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
-from runtime_py.decoding import CtcGreedy, TransducerGreedy, make_decoder, tokens_to_text
+from runtime_py.decoding import CtcGreedy, TransducerGreedy, tokens_to_text
 from runtime_py.frontend import compute_features
-from runtime_py.recognizer import TAIL_PADDING_S, tail_padding_samples
-from runtime_py.stateloop import StateLoop
+from runtime_py.stream import Model, tail_padding_samples
 
 from .cliutil import add_family, add_model, add_verbose, make_parser, preflight
 from .errors import fail
@@ -118,7 +117,7 @@ def streaming_features(model: StreamingModel, audio: np.ndarray) -> np.ndarray:
     cut to complete chunks. [steps * shift + (chunk - shift), D]."""
     sig = model.signature()
     spec = sig.frontend
-    pad = tail_padding_samples(len(audio), spec, sig.chunk_frames, sig.shift_frames, TAIL_PADDING_S)
+    pad = tail_padding_samples(len(audio), spec, sig.chunk_frames, sig.shift_frames)
     x = np.concatenate([np.asarray(audio, dtype=np.float32), np.zeros(pad, dtype=np.float32)])
     return compute_features(x, spec)
 
@@ -133,26 +132,20 @@ def _torch_fn(module):
 
 
 def streaming_decode_fn(model: StreamingModel, tokens: list[str]) -> Callable[[np.ndarray], str]:
-    """waveform -> text through the streaming step (StateLoop over the PyTorch
-    graph modules) and greedy decoding: what an exported bundle computes."""
+    """waveform -> text through the streaming step (a runtime_py Stream over
+    the PyTorch graph modules) and greedy decoding: what an exported bundle computes."""
     from .export import torch_runner
 
     model = model.eval()
     sig = model.signature()
-    enc_graph = sig.graph("encoder")
-    runs = {g.name: torch_runner(model, g) for g in sig.graphs}
-    x_name, out_name = enc_graph.inputs[0].name, enc_graph.outputs[0].name
+    client = Model(sig, {g.name: torch_runner(model, g) for g in sig.graphs}, tokens, batch=False)
 
     def decode(audio: np.ndarray) -> str:
-        feats = streaming_features(model, audio)
-        loop = StateLoop(enc_graph, runs["encoder"])
-        dec = make_decoder(sig, runs)
-        t = 0
-        while t + sig.chunk_frames <= len(feats):
-            out = loop.step({x_name: feats[None, t: t + sig.chunk_frames]})
-            dec.accept(out[out_name])
-            t += sig.shift_frames
-        return tokens_to_text(dec.tokens, tokens)
+        stream = client.create_stream()
+        stream.accept_features(streaming_features(model, audio))
+        while client.decode_streams([stream]):
+            pass
+        return stream.text
     return decode
 
 

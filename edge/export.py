@@ -3,7 +3,14 @@
 `export_onnx(model, out_dir)` writes one `<graph>.onnx` per graph (opset 17,
 TorchScript exporter, fixed shapes), embeds the signature in every file's
 metadata, and checks that the file's I/O names, shapes and dtypes are exactly
-the declared ones. `torch_runner` and `onnx_runner` turn a graph into the
+the declared ones.
+
+`export_onnx(model, out_dir, dynamic_batch=True)` (ONNX / ONNX Runtime only:
+LiteRT and CoreML keep batch 1) names axis 0 of every input and output and
+each state's `batch_axis` "batch", traced at batch 2 so the families' batch-1
+shortcuts are not baked in, and records `dynamic_batch` on every graph of
+the embedded signature, so a client (runtime_py.stream.Model.decode_streams)
+knows it may stack streams. Every state then needs a batch axis. `torch_runner` and `onnx_runner` turn a graph into the
 `run(feeds) -> dict` callable the shared state loop drives, so parity is
 checked with the same loop the client uses.
 """
@@ -13,13 +20,15 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 
-from runtime_py.stateloop import TOLERANCES, compare_rollouts, initial_states, within
+from runtime_py.stateloop import TOLERANCES, StateLoop, compare_rollouts, initial_states, within
+from runtime_py.stream import stack, unstack
 from .families.base import StreamingModel
 from .signature import GraphSpec, Signature
 
@@ -73,40 +82,104 @@ def onnx_runner(path: Path | str, graph: GraphSpec, threads: int = 1):
     return open_runner(path, graph, "onnx", threads)
 
 
-def batch_axes(graph: GraphSpec) -> tuple[list[int], list[int]]:
-    """The batch axis of every input and output: 0, or the state's own."""
-    return ([0] * len(graph.inputs) + [s.batch_axis for s in graph.states],
-            [0] * len(graph.outputs) + [s.batch_axis for s in graph.states])
+BATCH_DIM = "batch"  # the name of the dynamic batch axis in a dynamic_batch export
 
 
-def _check_io(model_proto: onnx.ModelProto, graph: GraphSpec, dynamic_batch: bool = False) -> None:
-    """Names, dtypes and shapes as declared; with dynamic_batch the batch axis
-    is symbolic (-1 here) and every other dim fixed."""
+def batch_axes(graph: GraphSpec) -> dict[str, int]:
+    """Input/output name -> its batch axis: 0 for inputs and outputs, the
+    declared batch_axis for a state and its `_next`."""
+    axes = {t.name: 0 for t in list(graph.inputs) + list(graph.outputs)}
+    for s in graph.states:
+        if s.batch_axis is None:
+            raise ExportError(f"graph {graph.name!r}: state {s.name!r} has no batch axis, so the graph cannot "
+                              "take a dynamic batch; export it without dynamic_batch")
+        axes[s.name] = axes[s.next_name] = s.batch_axis
+    return axes
+
+
+def _groups(graph: GraphSpec) -> dict[str, int]:
+    groups = {t.name: 1 for t in list(graph.inputs) + list(graph.outputs)}
+    for s in graph.states:
+        groups[s.name] = groups[s.next_name] = s.batch_groups
+    return groups
+
+
+def batch_layout(model: StreamingModel, graph: GraphSpec, signature: Signature) -> GraphSpec:
+    """The graph marked dynamic_batch, with the batch_groups of each state
+    found by running PyTorch: two streams, each rolled 3 seeded chunks on its
+    own, must give the same outputs and next states when stacked as one batch
+    (relative 1e-4: fp32, only summation order differs). A layer-major cache
+    whose batch sits inside each layer's block (the conformer's) needs
+    groups = layers; the smallest grouping that matches is taken."""
+    axes = batch_axes(graph)
+    if not graph.states:
+        return replace(graph, dynamic_batch=True)
+    run = torch_runner(model, graph)
+    feeds, results = [], []
+    for seed in (0, 1):
+        loop = StateLoop(graph, run)
+        chunks = random_chunks(graph, signature, 3, seed=seed)
+        for c in chunks[:-1]:
+            loop.step(c)
+        feeds.append(loop.feeds(chunks[-1]))
+        results.append(run(feeds[-1]))
+    lengths = {s.name: s.shape[s.batch_axis] for s in graph.states}
+    for g in sorted({d for n in lengths.values() for d in range(1, n + 1) if n % d == 0}):
+        states = tuple(replace(s, batch_groups=g if lengths[s.name] % g == 0 else 1) for s in graph.states)
+        candidate = replace(graph, states=states, dynamic_batch=True)
+        groups = _groups(candidate)
+        try:
+            got = run({n: stack([f[n] for f in feeds], axes[n], groups[n]) for n in feeds[0]})
+        except Exception:  # noqa: BLE001 - a wrong stacking can make the model raise
+            continue
+        ok = True
+        for name in graph.output_names:
+            for want, part in zip((r[name] for r in results), unstack(got[name], 2, axes[name], groups[name])):
+                scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+                ok &= part.shape == want.shape and float(np.max(np.abs(part - want), initial=0.0)) <= 1e-4 * scale
+        if ok:
+            return candidate
+    raise ExportError(f"graph {graph.name!r}: no stacking of the states along their batch axes gives each "
+                      "stream's own result; the model may mix streams, export it without dynamic_batch")
+
+
+def _declare_output_shapes(model_proto: onnx.ModelProto, graph: GraphSpec) -> None:
+    """With dynamic axes the tracer names every output dim it cannot prove
+    fixed ('Castattn_cache_next_dim_1'); the signature knows them: write the
+    declared shapes, the batch axis named BATCH_DIM."""
+    axes = batch_axes(graph)
+    specs = {t.name: t for t in graph.all_outputs()}
+    for v in model_proto.graph.output:
+        t = specs.get(v.name)
+        if t is None:
+            continue
+        dims = v.type.tensor_type.shape.dim
+        del dims[:]
+        for i, d in enumerate(t.shape):
+            if axes.get(t.name) == i:
+                dims.add().dim_param = BATCH_DIM
+            else:
+                dims.add().dim_value = d
+
+
+def _check_io(model_proto: onnx.ModelProto, graph: GraphSpec) -> None:
     def describe(values):
         out = []
         for v in values:
             tt = v.type.tensor_type
-            out.append((v.name, tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim),
-                        tt.elem_type))
+            out.append((v.name, tuple(d.dim_param or d.dim_value for d in tt.shape.dim), tt.elem_type))
         return out
 
-    def want(specs, axes):
-        return [(t.name, tuple(-1 if dynamic_batch and k == ax else d for k, d in enumerate(t.shape)),
-                 _ONNX_DTYPES[t.dtype]) for t, ax in zip(specs, axes)]
+    axes = batch_axes(graph) if graph.dynamic_batch else {}
 
-    in_axes, out_axes = batch_axes(graph)
-    want_in, want_out = want(graph.all_inputs(), in_axes), want(graph.all_outputs(), out_axes)
-    if dynamic_batch:
-        # The exporter leaves dims computed by reshapes symbolic: declare the outputs' fixed dims.
-        for v, (name, shape, _) in zip(model_proto.graph.output, want_out):
-            dims = v.type.tensor_type.shape.dim
-            if v.name == name and len(dims) == len(shape):
-                for d, n in zip(dims, shape):
-                    if n >= 0 and not d.HasField("dim_value"):
-                        d.dim_value = n
+    def shape(t):
+        return tuple(BATCH_DIM if axes.get(t.name) == i else d for i, d in enumerate(t.shape))
+
     init_names = {i.name for i in model_proto.graph.initializer}
     got_in = [x for x in describe(model_proto.graph.input) if x[0] not in init_names]
+    want_in = [(t.name, shape(t), _ONNX_DTYPES[t.dtype]) for t in graph.all_inputs()]
     got_out = describe(model_proto.graph.output)
+    want_out = [(t.name, shape(t), _ONNX_DTYPES[t.dtype]) for t in graph.all_outputs()]
     if got_in != want_in or got_out != want_out:
         raise ExportError(
             f"graph {graph.name!r}: exported I/O differs from the signature\n"
@@ -138,18 +211,18 @@ def read_signature(path: Path | str) -> Signature:
 
 
 def export_graph(model: StreamingModel, graph: GraphSpec, path: Path, signature: Signature,
-                 extra_metadata: dict | None = None, dynamic_batch: bool = False) -> Path:
-    """One graph to `path`. dynamic_batch (opt-in; bundles keep batch 1, which
-    mobile targets want) makes the batch axis of every input, output and state
-    symbolic "N", for runtimes that stack streams (sherpa-onnx decode_streams)."""
+                 extra_metadata: dict | None = None) -> Path:
+    """One graph to `path`. When `graph.dynamic_batch` (see export_onnx), the
+    batch axes are dynamic and the trace runs at batch 2."""
     module = model.graph_module(graph.name).eval()
     feeds = example_inputs(graph, signature)
+    dynamic_axes = None
+    if graph.dynamic_batch:
+        axes = batch_axes(graph)
+        second, groups = example_inputs(graph, signature, seed=1), _groups(graph)
+        feeds = {n: stack([v, second[n]], axes[n], groups[n]) for n, v in feeds.items()}
+        dynamic_axes = {n: {ax: BATCH_DIM} for n, ax in axes.items()}
     args = tuple(torch.from_numpy(feeds[n]) for n in graph.input_names)
-    dynamic = None
-    if dynamic_batch:
-        in_axes, out_axes = batch_axes(graph)
-        dynamic = {t.name: {ax: "N"} for t, ax in zip(graph.all_inputs(), in_axes)}
-        dynamic.update({t.name: {ax: "N"} for t, ax in zip(graph.all_outputs(), out_axes)})
     buf = io.BytesIO()
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -164,13 +237,15 @@ def export_graph(model: StreamingModel, graph: GraphSpec, path: Path, signature:
             if not isinstance(model, StreamingModel) or getattr(model, "steps", None) is not None:
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             torch.onnx.export(module, args, buf, input_names=graph.input_names,
-                              output_names=graph.output_names, opset_version=OPSET, dynamic_axes=dynamic,
-                              dynamo=False, do_constant_folding=True)
+                              output_names=graph.output_names, opset_version=OPSET,
+                              dynamo=False, do_constant_folding=True, dynamic_axes=dynamic_axes)
     except Exception as e:  # the exporter's own message names the op; add where it happened
         raise ExportError(f"exporting graph {graph.name!r} of family {signature.family!r} failed: "
                           f"{type(e).__name__}: {e}") from e
     proto = onnx.load_from_string(buf.getvalue())
-    _check_io(proto, graph, dynamic_batch)
+    if graph.dynamic_batch:
+        _declare_output_shapes(proto, graph)
+    _check_io(proto, graph)
     embed_metadata(proto, signature, graph, extra_metadata)
     onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,11 +253,16 @@ def export_graph(model: StreamingModel, graph: GraphSpec, path: Path, signature:
     return path
 
 
-def export_onnx(model: StreamingModel, out_dir: Path | str, extra_metadata: dict | None = None) -> dict[str, Path]:
-    """Export every graph of the model's signature to `out_dir/<graph>.onnx`."""
+def export_onnx(model: StreamingModel, out_dir: Path | str, extra_metadata: dict | None = None,
+                dynamic_batch: bool = False) -> dict[str, Path]:
+    """Export every graph of the model's signature to `out_dir/<graph>.onnx`.
+    dynamic_batch: a batch axis on every graph (ONNX / ONNX Runtime only; see
+    the module doc), recorded in the signature written with the files."""
     out_dir = Path(out_dir)
     model = model.eval()
     signature = model.signature()
+    if dynamic_batch:
+        signature = replace(signature, graphs=tuple(batch_layout(model, g, signature) for g in signature.graphs))
     paths = {}
     for graph in signature.graphs:
         paths[graph.name] = export_graph(model, graph, out_dir / f"{graph.name}.onnx", signature, extra_metadata)

@@ -10,9 +10,9 @@
 The path of the audio, and why it gives the PyTorch model's output:
   block -> to_mono_float -> sanitize (NaN/Inf -> 0, counted) -> resample to
   the model rate (StreamingResampler, if needed) -> ring buffer -> pieces of
-  one hop (shift_frames * frame_shift samples) -> StreamingFrontend (kaldi
-  fbank, equal to the offline features) -> encoder chunks of `chunk_frames`
-  advancing by `shift_frames` (ModelSession's state loop) -> greedy decoder.
+  one hop (shift_frames * frame_shift samples) -> the Stream (stream.py):
+  StreamingFrontend (kaldi fbank, equal to the offline features) -> encoder
+  chunks of `chunk_frames` advancing by `shift_frames` -> greedy decoder.
 No audio is ever left out: the VAD (EnergyVad + Endpointer) only decides
 *when* an utterance ends. At an endpoint the utterance is flushed: zeros are
 appended (tail padding: at least TAIL_PADDING_S, more if a chunk needs it so
@@ -39,15 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from .audio import StreamingResampler, read_wav, sanitize, to_mono_float
-from .frontend import StreamingFrontend, num_frames
 from .ringbuffer import RingBuffer
 from .rtf import OverrunGuard, RtfMonitor
+from .stream import TAIL_PADDING_S, tail_padding_samples
 from .vad import DEFAULT_MAX_UTTERANCE_S, Endpointer, EnergyVad
-
-# Zeros appended at an endpoint so the last words reach a full chunk; the same
-# value as the bundle's golden files (targets/golden.py), so the client
-# reproduces golden/encoder_outputs.npz and transcript.txt exactly.
-TAIL_PADDING_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -83,7 +78,8 @@ class StreamingRecognizer:
                  max_backlog_s: float = 2.0, warn_backlog_s: float = 0.5, resample: bool = True,
                  tail_padding_s: float = TAIL_PADDING_S, clock=time.perf_counter, trace: bool = False,
                  keep_finals: int = 100):
-        """session: a ModelSession (or anything with its attributes).
+        """session: a ModelSession (its stream is used) or a stream.Model
+        (a new stream is created on it, so recognisers can share one model).
         vad: an EnergyVad, None for the default one, False for no endpointing
         (then an utterance is cut every `max_utterance_s` of audio).
         trace: keep (utterance, features, encoder output) per chunk in
@@ -92,6 +88,7 @@ class StreamingRecognizer:
         service running for days must not keep them all); every Final is
         also returned, once, as an event by accept_audio/finish."""
         self.session = session
+        self.stream = session.stream if hasattr(session, "stream") else session.create_stream()
         sig = session.signature
         self.spec = sig.frontend
         self.sample_rate = self.spec.sample_rate
@@ -105,7 +102,6 @@ class StreamingRecognizer:
         self.allow_resample = resample
         self.tail_padding_s = tail_padding_s
         self.clock = clock
-        self.frontend = StreamingFrontend(self.spec)
         if vad is False:
             self.endpointer = None
         else:
@@ -126,7 +122,7 @@ class StreamingRecognizer:
         self._resampler: StreamingResampler | None = None
         self._source_rate: int | None = None
         self._skip = 0  # samples still to drop from the incoming audio (overrun)
-        self._stream_samples = 0  # model-rate samples that reached the frontend
+        self._stream_samples = 0  # model-rate samples that reached the frontend (see stream_samples)
         self._live_backlog: int | None = None
         self._new_utterance()
 
@@ -165,8 +161,7 @@ class StreamingRecognizer:
 
     def reset_stream(self) -> None:
         """Start a new stream: every state (session scope too), VAD, resampler."""
-        self.session.reset("session")
-        self.frontend.reset()
+        self._reset("session")
         self.ring.clear()
         if self.endpointer is not None:
             self.endpointer.reset()
@@ -175,7 +170,17 @@ class StreamingRecognizer:
         self._new_utterance()
 
     def text(self) -> str:
-        return self.session.text()
+        return self.stream.text
+
+    @property
+    def frontend(self):
+        """The stream's StreamingFrontend (its sample and frame counters)."""
+        return self.stream.frontend
+
+    @property
+    def stream_samples(self) -> int:
+        """Model-rate samples that reached the frontend since the stream began."""
+        return self._stream_samples
 
     def summary(self) -> dict:
         r = self.rtf.summary()
@@ -191,10 +196,11 @@ class StreamingRecognizer:
         }
 
     # -- internals ------------------------------------------------------------------
+    def _reset(self, scope: str) -> None:
+        # through a ModelSession's own reset (the same stream) when given one
+        (self.session if hasattr(self.session, "stream") else self.stream).reset(scope)
+
     def _new_utterance(self) -> None:
-        # left_pad: zeros a model's window holds before the first frame (raw-sample models)
-        self._feats = np.zeros((self.spec.left_pad, self.spec.feature_dim), dtype=np.float32)
-        self._consumed = 0  # frames shifted out of self._feats in this utterance
         self._utt_start = self._stream_samples
         self._last_text = ""
 
@@ -249,7 +255,8 @@ class StreamingRecognizer:
         t0 = self.clock()
         eps = self.endpointer.update(piece) if self.endpointer is not None else []
         self._stream_samples += len(piece)
-        events = self._encode_frames(self.frontend.accept(piece))
+        self.stream.accept_waveform(self.sample_rate, piece)
+        events = self._decode_ready()
         self.rtf.record_samples(len(piece), self.clock() - t0)
         for ep in eps:
             # an idle reset only produces a Final if the model emitted text in the silence
@@ -259,20 +266,15 @@ class StreamingRecognizer:
             events += self._flush(None, None, "max_length")
         return events
 
-    def _encode_frames(self, feats: np.ndarray, limit: int | None = None) -> list:
-        """Append frames; run every full chunk (while its first frame < limit)."""
-        if len(feats):
-            self._feats = np.concatenate([self._feats, feats])
+    def _decode_ready(self) -> list:
+        """Run every complete chunk the stream holds; a Partial when the text changes."""
         events = []
-        while len(self._feats) >= self.chunk_frames and (limit is None or self._consumed < limit):
-            chunk = self._feats[: self.chunk_frames]
-            out = self.session.encode(chunk)
-            self.session.decoder.accept(out)
+        while self.stream.is_ready():
+            self.stream.model.decode_streams([self.stream])
             if self.trace is not None:
-                self.trace.append((self.utterances, chunk.copy(), np.array(out)))
-            self._feats = self._feats[self.shift_frames:]
-            self._consumed += self.shift_frames
-            text = self.session.text()
+                self.trace.append((self.utterances, self.stream.last_chunk.copy(),
+                                   np.array(self.stream.outputs[self.stream.output_name])))
+            text = self.stream.text
             if text != self._last_text:
                 self._last_text = text
                 events.append(Partial(text))
@@ -280,8 +282,9 @@ class StreamingRecognizer:
 
     def _flush(self, start_s, end_s, reason: str, only_if_text: bool = False) -> list:
         t0 = self.clock()
-        events = self._pad_tail()
-        text = self.session.text()
+        self.stream.input_finished(self.tail_padding_s)  # tail padding, the frontend's last frames
+        events = self._decode_ready()
+        text = self.stream.text
         if start_s is None:
             start_s, end_s = self._utt_start / self.sample_rate, self._stream_samples / self.sample_rate
         if text or not only_if_text:
@@ -289,43 +292,10 @@ class StreamingRecognizer:
             self.finals.append(final)
             self.utterances += 1
             events.append(final)
-        self.session.reset("utterance")
-        self.frontend.reset()
+        self._reset("utterance")  # states of that scope, decoder, frontend, features
         self._new_utterance()
         self.rtf.record(0.0, self.clock() - t0)
         return events
-
-    def _pad_tail(self) -> list:
-        """Tail padding: append zeros (at least `tail_padding_s`, more if the
-        chunk needs it), finish the frontend, run every complete chunk."""
-        received = self.frontend.num_samples_received
-        if received == 0:
-            return []
-        pad = tail_padding_samples(received, self.spec, self.chunk_frames, self.shift_frames,
-                                   self.tail_padding_s)
-        feats = self.frontend.accept(np.zeros(pad, dtype=np.float32))
-        events = self._encode_frames(feats)
-        return events + self._encode_frames(self.frontend.finish())
-
-
-def tail_padding_samples(num_samples: int, spec, chunk_frames: int, shift_frames: int,
-                         min_seconds: float = TAIL_PADDING_S) -> int:
-    """Zeros appended to an utterance of `num_samples` at its end: at least
-    `min_seconds`, and enough that the complete chunks of the padded
-    features (kaldi flush at the end) cover every frame of the real audio.
-    A reference reproduces the client's features with
-    `compute_features(concat(audio, zeros(pad)))` and its complete chunks."""
-    if num_samples <= 0:
-        return 0
-    pad = int(round(min_seconds * spec.sample_rate))
-    real = num_frames(num_samples, spec, flush=True)
-    while True:
-        total = num_frames(num_samples + pad, spec, flush=True)
-        steps = (total - chunk_frames) // shift_frames + 1 if total >= chunk_frames else 0
-        if steps * shift_frames >= real:
-            return pad
-        pad += spec.frame_shift
-
 
 def transcribe_file(bundle_dir: Path | str, wav_path: Path | str, backend: str | None = None,
                     precision: str | None = None, threads: int = 1, **options) -> list[str]:
@@ -341,3 +311,8 @@ def transcribe_file(bundle_dir: Path | str, wav_path: Path | str, backend: str |
         events += rec.accept_audio(samples[i: i + block], rate)
     events += rec.finish()
     return [e.text for e in events if isinstance(e, Final) and e.text]
+
+
+# tail_padding_samples lives in stream.py (the one rule); re-exported for callers of this module
+__all__ = ["Partial", "Final", "StreamingRecognizer", "transcribe_file", "safe_stream_seconds",
+           "TAIL_PADDING_S", "tail_padding_samples"]

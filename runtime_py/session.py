@@ -1,9 +1,12 @@
-"""A bundle opened for inference: model files, state loops, greedy decoder.
+"""A bundle opened for one stream, and the choice of backend.
 
     session = ModelSession("dist/demo-conformer-rpi")          # best backend here
     out = session.encode(features[:session.chunk_frames])       # one encoder step
     session.decoder.accept(out); session.text()
     session.reset("utterance")                                   # at an endpoint
+
+ModelSession is `stream.Model.from_bundle(...)` plus one `Stream`; the loop
+itself lives in stream.py.
 
 Everything comes from the bundle's signature (names, shapes, dtypes, state
 scopes, decoder kind); nothing is hard-coded. Each file is sha256-checked by
@@ -16,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import BackendError, backend_available, open_runner
-from .decoding import make_decoder, tokens_to_text
+from .backends import backend_available
 from .manifest import Bundle, ManifestError
-from .stateloop import StateLoop
+from .stream import Model
 
 # Picked when the user names neither backend nor precision: exact fp32 first,
 # then the quantised/half-precision files (lower accuracy, checked by token
@@ -60,33 +62,26 @@ def choose_backend(bundle: Bundle, backend: str | None = None, precision: str | 
 
 
 class ModelSession:
+    """One bundle and one stream: a façade over `stream.Model` + `Stream`
+    for code that serves a single stream (the demo, the recogniser's
+    default). Several streams share one `Model` instead (see stream.py)."""
+
     def __init__(self, bundle_dir: Path | str, backend: str | None = None, precision: str | None = None,
                  threads: int = 1, providers=None):
-        self.bundle = Bundle(bundle_dir)  # validates the manifest, checks tokens.txt
-        self.signature = self.bundle.signature
-        self.tokens = self.bundle.tokens()
-        self.backend, self.precision = choose_backend(self.bundle, backend, precision)
+        self.model = Model.from_bundle(bundle_dir, backend, precision, threads, providers)
+        self.bundle = self.model.bundle
+        self.signature = self.model.signature
+        self.tokens = self.model.tokens
+        self.backend, self.precision = self.model.backend, self.model.precision
         self.threads = threads
-        self.provider = None  # the ONNX Runtime execution provider in use (ort/onnx only)
-        self.loops: dict[str, StateLoop] = {}
-        self.runs: dict[str, object] = {}
-        for g in self.signature.graphs:
-            art = self.bundle.find(g.name, self.backend, self.precision)
-            path = self.bundle.path(art.path)  # sha256-checked
-            try:
-                run = open_runner(path, g, self.backend, threads, providers=providers)
-            except BackendError as e:
-                raise SessionError(str(e)) from None
-            self.provider = self.provider or getattr(run, "provider", None)
-            if g.states:
-                self.loops[g.name] = StateLoop(g, run)
-                run = self.loops[g.name].step  # same interface: inputs -> outputs
-            self.runs[g.name] = run
-        enc = self.signature.graph("encoder")
-        self.encoder_graph = enc
-        self._x = enc.inputs[0]
-        self.encoder_output = enc.outputs[0].name
-        self.decoder = make_decoder(self.signature, self.runs)
+        self.provider = self.model.provider  # the ONNX Runtime execution provider in use (ort/onnx only)
+        self.stream = self.model.create_stream()
+        self.encoder_graph = self.model.encoder
+        self.encoder_output = self.encoder_graph.outputs[0].name
+
+    @property
+    def decoder(self):
+        return self.stream.decoder
 
     # -- shapes, from the signature -----------------------------------------------
     @property
@@ -107,36 +102,28 @@ class ModelSession:
 
     # -- running -------------------------------------------------------------------
     def encode(self, chunk_features: np.ndarray) -> np.ndarray:
-        """One encoder step on [chunk_frames, dim] features; returns the
-        encoder's first output (log_probs for CTC, encoder_out for a
-        transducer) as the graph gives it ([1, T, V] / [1, T, J])."""
-        x = np.asarray(chunk_features, dtype=self._x.dtype)
-        want = (self.chunk_frames, self.feature_dim)
-        if x.shape != want and x.shape != self._x.shape:
-            raise ValueError(f"encode() takes features of shape {want}, got {x.shape}")
-        return self.runs["encoder"]({self._x.name: x.reshape(self._x.shape)})[self.encoder_output]
+        """One encoder step on [chunk_frames, dim] features, not decoded;
+        returns the encoder's first output (log_probs for CTC, encoder_out
+        for a transducer) as the graph gives it ([1, T, V] / [1, T, J])."""
+        return self.stream.step(chunk_features, decode=False)[self.encoder_output]
 
     def step(self, chunk_features: np.ndarray) -> list[int]:
-        """encode() then feed the decoder; returns the tokens added."""
-        return self.decoder.accept(self.encode(chunk_features))
+        """One encoder step, decoded; returns the tokens added."""
+        before = len(self.stream.tokens)
+        self.stream.step(chunk_features)
+        return self.stream.tokens[before:]
 
     def text(self) -> str:
         """The transcript; for a head of "none", a summary of the outputs."""
-        if hasattr(self.decoder, "summary"):
-            return self.decoder.summary()
-        return tokens_to_text(self.decoder.tokens, self.tokens)
+        return self.stream.text
 
     def reset(self, scope: str = "utterance") -> list[str]:
         """Return the states of `scope` to their initial values and restart
         the decoder; returns the names of the states reset."""
-        done = []
-        for name, loop in self.loops.items():
-            done += [f"{name}.{s}" for s in loop.reset(scope)]
-        self.decoder.reset()
-        return done
+        return self.stream.reset(scope)
 
     def states(self, graph: str = "encoder") -> dict[str, np.ndarray]:
-        loop = self.loops.get(graph)
+        loop = self.stream.loops.get(graph)
         return dict(loop.states) if loop else {}
 
     def describe(self) -> str:

@@ -58,9 +58,17 @@ class StateSpec(TensorSpec):
     initial: float = 0.0
     batch_axis: int | None = 0
     reset: str = "utterance"
+    # Streams stack along batch_axis in `batch_groups` blocks: a layer-major
+    # cache [layers * rows, ...] holds, for B streams, [layers * B * rows, ...]
+    # (each layer's rows for every stream, then the next layer). Found and
+    # written by a dynamic-batch export; 1 (not written) otherwise.
+    batch_groups: int = 1
 
     def __post_init__(self):
         super().__post_init__()
+        if self.batch_groups < 1 or (self.batch_axis is not None and self.shape[self.batch_axis] % self.batch_groups):
+            raise SignatureError(f"state {self.name!r}: batch_groups {self.batch_groups} does not divide "
+                                 f"axis {self.batch_axis} of {self.shape}")
         if self.reset not in RESET_SCOPES:
             raise SignatureError(f"state {self.name!r}: reset {self.reset!r} not in {RESET_SCOPES}")
         if self.batch_axis is not None and not 0 <= self.batch_axis < len(self.shape):
@@ -80,6 +88,11 @@ class GraphSpec:
     outputs: tuple[TensorSpec, ...]
     states: tuple[StateSpec, ...] = ()
     doc: str = ""
+    # Exported with a dynamic batch axis (an ORT/ONNX-only export option):
+    # axis 0 of every input and output, each state's batch_axis. Written only
+    # when true, so batch-1 signatures (and v2 manifests) read and serialise
+    # exactly as before.
+    dynamic_batch: bool = False
 
     @property
     def input_names(self) -> list[str]:
@@ -188,6 +201,11 @@ class Signature:
     def to_dict(self) -> dict:
         d = asdict(self)
         for g in d["graphs"]:
+            if not g["dynamic_batch"]:
+                del g["dynamic_batch"]
+            for st in g["states"]:
+                if st["batch_groups"] == 1:
+                    del st["batch_groups"]
             for key in ("inputs", "outputs", "states"):
                 for t in g[key]:
                     t["shape"] = list(t["shape"])
@@ -211,6 +229,7 @@ class Signature:
                     outputs=tuple(TensorSpec(**t) for t in g["outputs"]),
                     states=tuple(StateSpec(**s) for s in g.get("states", ())),
                     doc=g.get("doc", ""),
+                    dynamic_batch=bool(g.get("dynamic_batch", False)),
                 )
                 for g in d["graphs"]
             )

@@ -55,13 +55,17 @@ class StateLoop:
         self.states = initial_states(graph)
         self.steps = 0
 
-    def step(self, inputs: dict) -> dict:
+    def feeds(self, inputs: dict) -> dict:
+        """The graph's inputs with the current states added."""
         feeds = dict(inputs)
         missing = [t.name for t in self.graph.inputs if t.name not in feeds]
         if missing:
             raise KeyError(f"graph {self.graph.name!r}: missing inputs {missing}")
         feeds.update(self.states)
-        result = self.run(feeds)
+        return feeds
+
+    def absorb(self, result: dict) -> dict:
+        """Keep each `<state>_next` of a run's result as the state; returns the outputs."""
         for s in self.graph.states:
             nxt = result.get(s.next_name)
             if nxt is None:
@@ -69,6 +73,9 @@ class StateLoop:
             self.states[s.name] = np.asarray(nxt, dtype=np.dtype(s.dtype)).reshape(s.shape)
         self.steps += 1
         return {t.name: result[t.name] for t in self.graph.outputs}
+
+    def step(self, inputs: dict) -> dict:
+        return self.absorb(self.run(self.feeds(inputs)))
 
     def reset(self, scope: str = "utterance") -> list[str]:
         """Return states to their initial value. scope="utterance" resets the

@@ -17,9 +17,9 @@ import numpy as np
 from runtime_py.audio import read_wav
 from runtime_py.frontend import compute_features
 from runtime_py.signature import Signature
+from runtime_py.stream import TAIL_PADDING_S, feature_chunks, tail_padding_samples
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "edge" / "checkpoints" / "samples"
-TAIL_PADDING_S = 0.3  # zeros after an utterance so its last frames fill a chunk
 
 
 def sample_utterances(rate: int) -> list[tuple[str, np.ndarray]]:
@@ -50,18 +50,18 @@ def golden_audio(signature: Signature) -> tuple[str, np.ndarray]:
     return "synthetic", synthetic_signal(rate, 2.0, seed=0)
 
 
-def with_tail(audio: np.ndarray, rate: int) -> np.ndarray:
-    return np.concatenate([audio, np.zeros(int(TAIL_PADDING_S * rate), np.float32)])
+def with_tail(audio: np.ndarray, rate: int, signature: Signature | None = None) -> np.ndarray:
+    """The audio and the client's tail padding (runtime_py.stream.tail_padding_samples:
+    at least TAIL_PADDING_S, more when the last frames need it to fill a
+    chunk). Without a signature, the minimum only (the old rule; equal to it
+    on the shipped samples)."""
+    if signature is not None:
+        sig = signature
+        pad = tail_padding_samples(len(audio), sig.frontend, sig.chunk_frames, sig.shift_frames)
+    else:
+        pad = int(round(TAIL_PADDING_S * rate))
+    return np.concatenate([audio, np.zeros(pad, np.float32)])
 
-
-def feature_chunks(features: np.ndarray, signature: Signature) -> list[np.ndarray]:
-    """[frames, dim] -> encoder inputs [1, chunk_frames, dim], stepping by
-    shift, after the frontend's left_pad zero frames (as the client does)."""
-    c, s = signature.chunk_frames, signature.shift_frames
-    pad = signature.frontend.left_pad
-    if pad:
-        features = np.concatenate([np.zeros((pad, features.shape[1]), features.dtype), features])
-    return [features[None, i:i + c] for i in range(0, features.shape[0] - c + 1, s)]
 
 
 def parity_stream(signature: Signature, n_chunks: int, seed: int = 0) -> list[np.ndarray]:
@@ -85,3 +85,7 @@ def parity_audio(signature: Signature, n_chunks: int, seed: int = 0) -> np.ndarr
         total += (a.size + gap.size) / rate
         i += 1
     return np.clip(np.concatenate(pieces), -1, 1)
+
+
+__all__ = ["sample_utterances", "synthetic_signal", "golden_audio", "with_tail", "feature_chunks",
+           "parity_stream", "parity_audio"]

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime_py.decoding import agreement, make_decoder
+from runtime_py.decoding import agreement
 from runtime_py.signature import GraphSpec, Signature
 from runtime_py.stateloop import (INT8_AGREEMENT_BAR, MIN_AGREEMENT_TOKENS, RELATIVE_ERROR_BARS, TOLERANCES,
-                                  RolloutError, StateLoop, compare_rollouts, stepper, within)
+                                  compare_rollouts, within)
+from runtime_py.stream import Model
 
 
 def graph_chunks(signature: Signature, graph: GraphSpec, speech_chunks: list[np.ndarray],
@@ -37,18 +38,9 @@ def graph_chunks(signature: Signature, graph: GraphSpec, speech_chunks: list[np.
 
 
 def decode_tokens(signature: Signature, runs: dict, chunks: list[np.ndarray]) -> list[int]:
-    enc_graph = signature.graph("encoder")
-    loop = StateLoop(enc_graph, runs["encoder"])
-    decoder = make_decoder(signature, {g.name: stepper(g, runs[g.name]) for g in signature.graphs[1:]})
-    out_name = enc_graph.outputs[0].name
-    for i, c in enumerate(chunks):
-        try:
-            out = loop.step({enc_graph.inputs[0].name: c})[out_name]
-        except Exception as e:  # noqa: BLE001 - a user's model raises its own types
-            raise RolloutError(f"graph 'encoder': the model raised at chunk {i} (after {i} chunks of the parity "
-                               f"stream): {type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
-        decoder.accept(out)
-    return decoder.tokens
+    """Tokens of the chunks through one stream (runtime_py.stream); a model
+    that raises gives a RolloutError naming the chunk."""
+    return Model(signature, runs, batch=False).decode_chunks(chunks)
 
 
 def numeric_reason(signature: Signature, precision: str, trained: bool, ref_tokens: int) -> str | None:

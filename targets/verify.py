@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from runtime_py.backends import BackendError
-from runtime_py.decoding import agreement, make_decoder, tokens_to_text
+from runtime_py.decoding import agreement, tokens_to_text
 from runtime_py.manifest import Bundle, ManifestError, confined, sha256_path, size_of
-from runtime_py.stateloop import INT8_AGREEMENT_BAR, RELATIVE_ERROR_BARS, TOLERANCES, StateLoop, stepper
+from runtime_py.stateloop import INT8_AGREEMENT_BAR, RELATIVE_ERROR_BARS, TOLERANCES
+from runtime_py.stream import Model
 
 
 def check_files(bundle: Bundle) -> list[str]:
@@ -58,20 +59,18 @@ def golden_check(bundle: Bundle, backend: str, precision: str) -> tuple[bool, st
     expected = _load_npz(bundle, golden["outputs"]["encoder"])
     x_name = enc.inputs[0].name
     n = len([k for k in inputs if k.startswith(x_name + "_")])
-    loop = StateLoop(enc, runs["encoder"])
-    decoder = make_decoder(sig, {g.name: stepper(g, runs[g.name]) for g in sig.graphs[1:]})
+    stream = Model(sig, runs, batch=False).create_stream()
     worst = err2 = ref2 = 0.0
     for i in range(n):
-        out = loop.step({x_name: inputs[f"{x_name}_{i:04d}"]})
+        out = stream.step(inputs[f"{x_name}_{i:04d}"])
         for name, value in out.items():
             ref = expected[f"{name}_{i:04d}"].astype(np.float64)
             diff = np.asarray(value, np.float64) - ref
             worst = max(worst, float(np.max(np.abs(diff)))) if diff.size else worst
             err2, ref2 = err2 + float(np.sum(diff ** 2)), ref2 + float(np.sum(ref ** 2))
-        decoder.accept(out[enc.outputs[0].name])
     tokens = bundle.tokens()
     want = bundle.path(golden["transcript"]).read_text(encoding="utf-8").split()
-    got_text = tokens_to_text(decoder.tokens, tokens)
+    got_text = tokens_to_text(stream.tokens, tokens)
     got = got_text.split()
     record = bundle.find("encoder", backend, precision).parity
     if record.get("judged_by") == "relative_error":  # as the build judged it, and for the reason it gives

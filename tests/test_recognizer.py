@@ -12,6 +12,7 @@ from runtime_py.audio import resample, write_wav
 from runtime_py.recognizer import Final, Partial, StreamingRecognizer, transcribe_file
 from runtime_py.session import ModelSession
 from runtime_py.stateloop import initial_states
+from runtime_py.stream import Model
 from tests.bundle_fixtures import cached_bundle, silence, speechlike
 
 RATE = 16000
@@ -147,23 +148,21 @@ def test_max_utterance_length_cuts_without_vad():
     assert finals[0].end_s == pytest.approx(0.5, abs=0.1)
 
 
-class SlowSession:
-    """A session whose encoder takes `delay` seconds per chunk."""
+def slow_model(path, delay):
+    """The bundle's Model with an encoder that takes `delay` seconds per chunk."""
+    model = Model.from_bundle(path)
+    run = model.runs["encoder"]
 
-    def __init__(self, session, delay):
-        self._s, self.delay = session, delay
-
-    def __getattr__(self, name):
-        return getattr(self._s, name)
-
-    def encode(self, x):
-        time.sleep(self.delay)
-        return self._s.encode(x)
+    def slow(feeds):
+        time.sleep(delay)
+        return run(feeds)
+    model.runs["encoder"] = slow
+    return model
 
 
 def test_overrun_guard_warns_then_drops():
     path, _ = cached_bundle("lstm")
-    slow = SlowSession(ModelSession(path), delay=0.03)  # 30 ms per 80 ms chunk ...
+    slow = slow_model(path, delay=0.03)  # 30 ms per 80 ms chunk ...
     rec = StreamingRecognizer(slow, max_backlog_s=0.6, warn_backlog_s=0.2)
     audio = np.concatenate([speechlike(2.5), silence(0.7)])
     # ... while the "microphone" delivers 10x real time: 3.2 s of audio in 0.32 s
@@ -181,7 +180,7 @@ def test_overrun_guard_warns_then_drops():
 
 def test_no_overrun_in_file_mode():
     path, _ = cached_bundle("lstm")
-    rec = StreamingRecognizer(SlowSession(ModelSession(path), delay=0.002))
+    rec = StreamingRecognizer(slow_model(path, delay=0.002))
     _run(rec, speechlike(1.0), block=RATE * 2)  # a block larger than the ring buffer
     rec.finish()
     s = rec.summary()

@@ -19,10 +19,10 @@ from .pipeline import Pipeline, client_pass
 class ClientConfig:
     """Our client: runtime_py's frontend and state loop (Pipeline) on runners of one backend."""
 
-    def __init__(self, signature, runs: dict, max_symbols_per_frame=None, context=None):
+    def __init__(self, signature, runs: dict, search: str = "client", context=None):
         import contextlib
 
-        self.pipe = Pipeline(signature, runs, max_symbols_per_frame)
+        self.pipe = Pipeline(signature, runs, search)
         self.context = context or contextlib.nullcontext
         self.provider = getattr(runs.get("encoder"), "provider", None)  # the ORT execution provider, if any
 
@@ -78,11 +78,11 @@ def torch_config(model, signature, threads: int) -> ClientConfig:
 
 
 def artifact_config(files: dict, signature, backend: str, threads: int, providers=None,
-                    max_symbols_per_frame=None) -> ClientConfig:
+                    search: str = "client") -> ClientConfig:
     from runtime_py.backends import open_runner
 
     runs = {g.name: open_runner(files[g.name], g, backend, threads, providers=providers) for g in signature.graphs}
-    return ClientConfig(signature, runs, max_symbols_per_frame)
+    return ClientConfig(signature, runs, search)
 
 
 def make_config(spec: dict, signature, model=None):
@@ -105,4 +105,4 @@ def make_config(spec: dict, signature, model=None):
         return SherpaConfig(spec["files"], threads, spec["normalize_samples"], spec["tail_samples"],
                             signature.frontend.sample_rate)
     return artifact_config(spec["files"], signature, spec["backend"], threads, spec.get("providers"),
-                           spec.get("max_symbols_per_frame"))
+                           spec.get("search", "client"))

@@ -1,13 +1,11 @@
-"""The loop being timed: what a device does per chunk.
+"""The loop being timed: what a device does per chunk, through runtime_py's
+one stream primitive (runtime_py.stream: a Model shared by Streams).
 
-`Pipeline` is the encoder step with its states carried (runtime_py's
-StateLoop), then greedy decoding (CTC argmax, or the transducer's
-decoder/joiner calls on the same backend); it counts the calls per graph.
-When runtime_py's stream primitive lands (issue 14 §1), this class is the one
-place that switches to it.
-
-`client_pass` is one end-to-end pass of our client over audio: the frontend
-over the padded samples, then the pipeline chunk by chunk, each chunk timed.
+`Pipeline` wraps each graph's runner to count its calls, loads them as one
+`Model` and gives a fresh `Stream` per pass: the encoder step with its states
+carried, then greedy decoding (CTC argmax, or the transducer's decoder/joiner
+calls on the same backend). `client_pass` is one end-to-end pass over audio:
+the stream's frontend and tail padding, then one timed chunk at a time.
 """
 
 from __future__ import annotations
@@ -17,12 +15,25 @@ import time
 import numpy as np
 
 
+SEARCHES = ("client", "sherpa")
+
+
 class Pipeline:
-    def __init__(self, signature, raw_runs: dict, max_symbols_per_frame: int | None = None):
+    """search="client": runtime_py's greedy search as the client runs it.
+    search="sherpa": sherpa-onnx's (targets.sherpa.client): at most one
+    symbol per frame, and the decoder context starts at [-1, ..., blank],
+    so our client on sherpa's files runs the very same search."""
+
+    def __init__(self, signature, raw_runs: dict, search: str = "client"):
+        from runtime_py.stream import Model
+
+        if search not in SEARCHES:
+            raise ValueError(f"search {search!r} must be one of {SEARCHES}")
         self.signature = signature
         self.raw_runs = raw_runs
-        self.max_symbols = max_symbols_per_frame  # None: the client's default (runtime_py.decoding)
+        self.search = search
         self.calls = {g: 0 for g in raw_runs}
+        self.model = Model(signature, {g: self._counted(g) for g in raw_runs}, batch=False)
         self.reset()
 
     def _counted(self, name):
@@ -34,48 +45,43 @@ class Pipeline:
         return counted
 
     def reset(self) -> None:
-        from runtime_py.decoding import make_decoder
-        from runtime_py.stateloop import stepper
-
-        self.runs = {g.name: stepper(g, self._counted(g.name)) for g in self.signature.graphs}
-        enc = self.signature.graph("encoder")
-        self.x_name, self.out_name = enc.inputs[0].name, enc.outputs[0].name
-        self.decoder = make_decoder(self.signature, self.runs)  # a transducer runs its decoder here
-        if self.max_symbols is not None and hasattr(self.decoder, "max_symbols"):
-            self.decoder.max_symbols = self.max_symbols
+        """A fresh stream (initial states, empty decoder) and zeroed call counts."""
+        self.stream = self.model.create_stream()
+        if self.search == "sherpa" and hasattr(self.stream.decoder, "max_symbols"):
+            _sherpa_search(self.stream.decoder)
         self.calls = {g: 0 for g in self.raw_runs}
 
+    @property
+    def decoder(self):
+        return self.stream.decoder
+
     def step(self, chunk: np.ndarray) -> None:
-        self.decoder.accept(self.runs["encoder"]({self.x_name: chunk})[self.out_name])
-
-
-def padded(audio: np.ndarray, signature) -> np.ndarray:
-    """The utterance with the client's tail padding (runtime_py.recognizer's rule)."""
-    from runtime_py.recognizer import tail_padding_samples
-
-    fe = signature.frontend
-    pad = tail_padding_samples(len(audio), fe, signature.chunk_frames, signature.shift_frames)
-    return np.concatenate([audio, np.zeros(pad, np.float32)])
+        self.stream.step(chunk)
 
 
 def client_pass(pipe: Pipeline, audio: np.ndarray) -> dict:
-    """Frontend + pipeline over `audio` (float samples in [-1, 1]) from fresh
-    states: {"chunk_s": per-chunk seconds, "frontend_s", "e2e_s"}."""
-    from runtime_py.frontend import compute_features
-    from targets.golden import feature_chunks
-
-    sig = pipe.signature
+    """Frontend + pipeline over `audio` (float samples in [-1, 1]) from a fresh
+    stream: {"chunk_s": per-chunk seconds, "frontend_s", "e2e_s", "tokens"}."""
     clock = time.perf_counter
     pipe.reset()
+    s = pipe.stream
     t0 = clock()
-    feats = compute_features(padded(audio, sig), sig.frontend)
-    shape = sig.graph("encoder").inputs[0].shape
-    chunks = [c.reshape(shape) for c in feature_chunks(feats, sig)]
+    s.accept_waveform(pipe.signature.frontend.sample_rate, audio)
+    s.input_finished()  # the client's tail padding (runtime_py.stream's one rule)
     t1 = clock()
-    times = np.empty(len(chunks))
-    for i, c in enumerate(chunks):
+    times = []
+    while s.is_ready():
         ts = clock()
-        pipe.step(c)
-        times[i] = clock() - ts
-    return {"chunk_s": times, "frontend_s": t1 - t0, "e2e_s": clock() - t0,
-            "tokens": list(getattr(pipe.decoder, "tokens", []))}
+        pipe.model.decode_streams([s])
+        times.append(clock() - ts)
+    return {"chunk_s": np.asarray(times), "frontend_s": t1 - t0, "e2e_s": clock() - t0, "tokens": list(s.tokens)}
+
+
+def _sherpa_search(decoder) -> None:
+    """TransducerGreedy set to sherpa-onnx's greedy search. runtime_py's
+    decoder has no option for the start context, so this sets its context
+    and re-runs the decoder graph on it."""
+    decoder.max_symbols = 1
+    n = decoder.context_size
+    decoder._context = [-1] * (n - 1) + [decoder.blank_id]
+    decoder._dec_out = decoder._run_decoder()

@@ -6,7 +6,8 @@ Chunking: sherpa-onnx's IsReady is `processed + T < frames_ready` (strict),
 so it runs a chunk only once one more feature frame exists: it gets one
 frame shift of zeros more tail padding than our client (`sherpa_tail_padding`)
 and both run exactly the same chunks. Greedy search: sherpa emits at most
-one symbol per encoder frame; the client follows it (SHERPA_MAX_SYMBOLS).
+one symbol per encoder frame (SHERPA_MAX_SYMBOLS) and starts the decoder
+context at [-1, ..., blank]; the client follows both (Pipeline search="sherpa").
 """
 
 from __future__ import annotations
@@ -107,15 +108,14 @@ class OurTransducerClient:
     """Our torch-free client on a sherpa export: runtime_py's runners, state
     loop, frontend and greedy search, driven by the bench's Pipeline."""
 
-    def __init__(self, model_dir: Path | str, threads: int = 1, max_symbols_per_frame: int = SHERPA_MAX_SYMBOLS,
-                 precision: str = "fp32"):
+    def __init__(self, model_dir: Path | str, threads: int = 1, precision: str = "fp32"):
         from runtime_py.backends import open_runner
         from targets.bench.pipeline import Pipeline
 
         self.signature, self.tokens, self.input_range = read_sherpa_dir(model_dir)
         f = files(model_dir, precision)
         self.pipe = Pipeline(self.signature, {g.name: open_runner(f[g.name], g, "onnx", threads)
-                                              for g in self.signature.graphs}, max_symbols_per_frame)
+                                              for g in self.signature.graphs}, search="sherpa")
 
     def decode(self, samples: np.ndarray) -> list[int]:
         """Token ids of one utterance (float samples in [-1, 1])."""

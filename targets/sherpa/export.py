@@ -102,7 +102,7 @@ def export_sherpa(model, out_dir: Path | str, tokens: list[str], input_range: st
     normalize_samples=False) or "unit" (sherpa's defaults); default: what the
     model was trained on. dynamic_batch: the batch axis symbolic so
     decode_streams can stack streams; default: the model type's choice."""
-    from edge.export import export_graph
+    from edge.export import batch_layout, export_graph
 
     model = model.eval()
     sig = model.signature()
@@ -121,6 +121,8 @@ def export_sherpa(model, out_dir: Path | str, tokens: list[str], input_range: st
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     graphs = _SherpaGraphs(model, mt, sig, offset)
+    if dynamic:  # the exporter's opt-in batch axis, each state's batch grouping found by running PyTorch
+        ssig = dataclasses.replace(ssig, graphs=tuple(batch_layout(graphs, g, ssig) for g in ssig.graphs))
     paths: dict[str, Path] = {}
     for graph in ssig.graphs:
         path = out_dir / FILES[graph.name]
@@ -129,7 +131,7 @@ def export_sherpa(model, out_dir: Path | str, tokens: list[str], input_range: st
             # h0/c0 are graph inputs, so the exporter's LSTM batch warning does not apply
             warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
             warnings.filterwarnings("ignore", category=DeprecationWarning)  # the legacy exporter, chosen on purpose
-            paths[graph.name] = export_graph(graphs, graph, path, ssig, meta, dynamic_batch=dynamic)
+            paths[graph.name] = export_graph(graphs, graph, path, ssig, meta)
     tok = out_dir / FILES["tokens"]
     tok.write_text("".join(f"{t} {i}\n" for i, t in enumerate(tokens)), encoding="utf-8")
     paths["tokens"] = tok
