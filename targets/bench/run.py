@@ -250,6 +250,9 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
                                              {lb: passes[(lb, t1)] for lb in labels if (lb, t1) in passes}),
         }
         result["pi"] = stats.pi_estimates(result["rows"], peak)
+        # each round's figures (first thread count), so every paired ratio can be re-derived from the JSON
+        result["rounds"] = {lb: [{q: p[q] for q in ("p50", "total", "e2e")} for p in passes[(lb, t1)]]
+                            for lb in labels if (lb, t1) in passes}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if json_path:
