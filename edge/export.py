@@ -30,12 +30,10 @@ import torch
 from runtime_py.stateloop import TOLERANCES, StateLoop, compare_rollouts, initial_states, within
 from runtime_py.stream import stack, unstack
 from .families.base import StreamingModel
+from runtime_py.signature import METADATA_KEY, ONNX_ELEM_TYPES
 from .signature import GraphSpec, Signature
 
-OPSET = 17
-METADATA_KEY = "edge.signature"
-_ONNX_DTYPES = {"float32": onnx.TensorProto.FLOAT, "int64": onnx.TensorProto.INT64,
-                "int32": onnx.TensorProto.INT32, "bool": onnx.TensorProto.BOOL}
+OPSET = 17  # the one opset every exported graph uses
 
 
 class ExportError(RuntimeError):
@@ -177,9 +175,9 @@ def _check_io(model_proto: onnx.ModelProto, graph: GraphSpec) -> None:
 
     init_names = {i.name for i in model_proto.graph.initializer}
     got_in = [x for x in describe(model_proto.graph.input) if x[0] not in init_names]
-    want_in = [(t.name, shape(t), _ONNX_DTYPES[t.dtype]) for t in graph.all_inputs()]
+    want_in = [(t.name, shape(t), ONNX_ELEM_TYPES[t.dtype]) for t in graph.all_inputs()]
     got_out = describe(model_proto.graph.output)
-    want_out = [(t.name, shape(t), _ONNX_DTYPES[t.dtype]) for t in graph.all_outputs()]
+    want_out = [(t.name, shape(t), ONNX_ELEM_TYPES[t.dtype]) for t in graph.all_outputs()]
     if got_in != want_in or got_out != want_out:
         raise ExportError(
             f"graph {graph.name!r}: exported I/O differs from the signature\n"

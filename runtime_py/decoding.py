@@ -132,7 +132,8 @@ def word_vocabulary(tokens: list[str], blank_id: int = 0) -> list[str] | None:
     return [t[1:] for t in words]
 
 
-def make_decoder(signature: Signature, runs: dict | None = None):
+def make_decoder(signature: Signature, runs: dict | None = None,
+                 max_symbols_per_frame: int = MAX_SYMBOLS_PER_FRAME):
     """The decoder a signature calls for. For a transducer, `runs` maps
     'decoder' and 'joiner' to `run(feeds) -> dict` callables."""
     if signature.decoder == "ctc":
@@ -148,7 +149,8 @@ def make_decoder(signature: Signature, runs: dict | None = None):
     return TransducerGreedy(
         decoder=lambda y: runs["decoder"]({dec_in: y})[dec_out],
         joiner=lambda e, d: runs["joiner"]({j_enc: e, j_dec: d})[j_out],
-        context_size=signature.context_size, blank_id=signature.blank_id)
+        context_size=signature.context_size, blank_id=signature.blank_id,
+        max_symbols_per_frame=max_symbols_per_frame)
 
 
 def agreement(ref: list, hyp: list) -> float:

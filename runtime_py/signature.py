@@ -9,6 +9,8 @@ Conventions
 - Every graph is called with its `inputs` followed by its `states`, and
   returns its `outputs` followed by one `<state>_next` per state, in the same
   order. Shapes are fixed (batch 1, fixed chunk): mobile targets need that.
+  An ONNX export may opt into a dynamic batch axis (`GraphSpec.dynamic_batch`,
+  `StateSpec.batch_groups`); the declared shapes stay those of one stream.
 - A state's `reset` scope says when the client returns it to `initial`:
   "utterance" at every endpoint (silence), "session" only when a new stream
   starts. `batch_axis` is None for a state without one (a rank-0 counter).
@@ -28,6 +30,13 @@ from dataclasses import asdict, dataclass, field
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # 2 added optional fields only: a v1 signature reads unchanged
 DTYPES = ("float32", "int64", "int32", "bool")
+# The same dtypes as ONNX TensorProto element types (values fixed by the ONNX
+# spec; written as numbers so this module needs no onnx), for the exporter and
+# the third-party ONNX reader.
+ONNX_ELEM_TYPES = {"float32": 1, "int32": 6, "int64": 7, "bool": 9}
+# The metadata key under which every format (ONNX metadata_props, CoreML
+# user_defined_metadata) embeds the signature as JSON.
+METADATA_KEY = "edge.signature"
 HEADS = ("ctc", "transducer", "none")
 FRONTENDS = ("fbank", "mfcc", "raw")
 RESET_SCOPES = ("utterance", "session")
@@ -66,15 +75,15 @@ class StateSpec(TensorSpec):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.batch_groups < 1 or (self.batch_axis is not None and self.shape[self.batch_axis] % self.batch_groups):
-            raise SignatureError(f"state {self.name!r}: batch_groups {self.batch_groups} does not divide "
-                                 f"axis {self.batch_axis} of {self.shape}")
         if self.reset not in RESET_SCOPES:
             raise SignatureError(f"state {self.name!r}: reset {self.reset!r} not in {RESET_SCOPES}")
         if self.batch_axis is not None and not 0 <= self.batch_axis < len(self.shape):
             raise SignatureError(f"state {self.name!r}: batch_axis {self.batch_axis} outside shape {self.shape}"
                                  + (" (a rank-0 state has no batch axis: give batch_axis=None)"
                                     if not self.shape else ""))
+        if self.batch_groups < 1 or (self.batch_axis is not None and self.shape[self.batch_axis] % self.batch_groups):
+            raise SignatureError(f"state {self.name!r}: batch_groups {self.batch_groups} does not divide "
+                                 f"axis {self.batch_axis} of {self.shape}")
 
     @property
     def next_name(self) -> str:

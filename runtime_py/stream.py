@@ -26,7 +26,8 @@ encoder graph was exported with a dynamic batch axis (`GraphSpec.dynamic_batch`,
 recorded in the signature) and the model was opened with `batch=True` (the
 default where the backend takes any batch: ONNX Runtime and Python runners),
 the chunks and states are concatenated along axis 0 (inputs, outputs) and each
-state's declared `batch_axis`, run once, and split back. Otherwise each stream
+state's declared `batch_axis` (in `batch_groups` blocks for a layer-major
+cache, see StateSpec), run once, and split back. Otherwise each stream
 runs on its own. Either way each stream's decoder (CTC argmax, or the
 transducer's decoder/joiner calls) runs per stream.
 
@@ -42,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .decoding import make_decoder, tokens_to_text
+from .decoding import MAX_SYMBOLS_PER_FRAME, make_decoder, tokens_to_text
 from .frontend import StreamingFrontend, num_frames
 from .signature import Signature
 from .stateloop import RolloutError, RunFn, StateLoop
@@ -105,9 +106,10 @@ class Model:
     Shared by any number of streams; holds no per-stream state."""
 
     def __init__(self, signature: Signature, runs: dict[str, RunFn], tokens: list[str] | None = None,
-                 batch: bool | None = None, **info):
+                 batch: bool | None = None, max_symbols_per_frame: int = MAX_SYMBOLS_PER_FRAME, **info):
         """batch: run ready streams as one batch in decode_streams. None: when
-        the encoder graph declares a dynamic batch axis. `info` (backend,
+        the encoder graph declares a dynamic batch axis. max_symbols_per_frame:
+        the transducer's greedy search (sherpa-onnx uses 1). `info` (backend,
         precision, provider, bundle, threads) is kept as attributes."""
         missing = [g.name for g in signature.graphs if g.name not in runs]
         if missing:
@@ -115,6 +117,7 @@ class Model:
         self.signature = signature
         self.runs = dict(runs)
         self.tokens = list(tokens or [])
+        self.max_symbols_per_frame = max_symbols_per_frame
         self.encoder = signature.graph("encoder")
         can = getattr(self.encoder, "dynamic_batch", False)
         if batch and not can:
@@ -205,7 +208,7 @@ class Stream:
                 runs[g.name] = self.loops[g.name].step
             else:
                 runs[g.name] = model.runs[g.name]
-        self.decoder = make_decoder(sig, runs)
+        self.decoder = make_decoder(sig, runs, model.max_symbols_per_frame)
         self._x = model.encoder.inputs[0]
         self.output_name = model.encoder.outputs[0].name  # the output decoded
         self._frontend: StreamingFrontend | None = None
@@ -242,6 +245,12 @@ class Stream:
         """Feature frames [n, dim] (the frontend's output)."""
         if len(features):
             self._feats = np.concatenate([self._feats, np.asarray(features, np.float32)])
+
+    @property
+    def buffered_frames(self) -> int:
+        """Feature frames waiting for a chunk (bounded: less than chunk_frames
+        after every chunk has been decoded)."""
+        return len(self._feats)
 
     def is_ready(self) -> bool:
         return len(self._feats) >= self.signature.chunk_frames

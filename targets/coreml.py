@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime_py.signature import GraphSpec
+from runtime_py.signature import METADATA_KEY, GraphSpec
 from runtime_py.manifest import sha256_path
 
 from .common import require
 
 PRECISIONS = ("fp16", "fp32")
-METADATA_KEY = "edge.signature"
 DEPLOYMENT_TARGET = "iOS16"  # ML program + fp16 I/O support; ~all devices in use
 # Core ML specification version per deployment target (coremltools' table).
 SPEC_VERSIONS = {"iOS15": 6, "iOS16": 7, "iOS17": 8, "iOS18": 9}

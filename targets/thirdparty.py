@@ -35,10 +35,10 @@ from pathlib import Path
 import onnx
 
 from edge.errors import UserError
-from runtime_py.signature import FrontendSpec, GraphSpec, Signature, SignatureError, StateSpec, TensorSpec
+from runtime_py.signature import (ONNX_ELEM_TYPES, FrontendSpec, GraphSpec, Signature, SignatureError, StateSpec,
+                                  TensorSpec)
 
-_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32",
-           onnx.TensorProto.BOOL: "bool"}
+_DTYPES = {code: name for name, code in ONNX_ELEM_TYPES.items()}
 ROLES = ("const", "counter")
 
 

@@ -734,7 +734,7 @@ def test_minutes_of_silence_and_blocks_of_exact_zeros(lstm_bundle):
     for _ in range(20):
         rec.accept_audio(np.zeros(RATE, np.float32), RATE)
         rec.accept_audio(np.zeros(0, np.float32), RATE)  # and empty blocks
-    assert len(rec._feats) < 2 * session.chunk_frames and rec.ring.available < rec.hop
+    assert rec.stream.buffered_frames < 2 * session.chunk_frames and rec.ring.available < rec.hop
     assert all(np.isfinite(o).all() for _, _, o in rec.trace)
     rec.trace.clear()
     # speech after the silence is found and ended by the VAD (nothing lost)
@@ -799,7 +799,7 @@ def test_soak_short():
     the last minute within 2x of the first, and no drift: the probe after the
     run equals a fresh session and every exact repeat equals its first time
     (the states are reset to their exact initial values, so <= 1e-5)."""
-    from runtime_py.soak import run_soak
+    from tests.harness.soak import run_soak
     path, _ = cached_bundle("conformer")
     r = run_soak(path, minutes=2.5, window_minutes=1.0)
     print(r.text())
@@ -814,7 +814,7 @@ def test_soak_short():
 def test_soak_memory_rule_tells_warm_up_from_a_leak():
     """Measured on the shipped conformer: +8.5 MB in the first hour, +0.2 MB
     in the second (allocator warm-up). A steady slope of 12 MB/h is a leak."""
-    from runtime_py.soak import SoakReport, memory_problems
+    from tests.harness.soak import SoakReport, memory_problems
     warm_up = SoakReport("b", "ort/fp32", audio_s=7200, rss_start_mb=75.8, rss_mid_mb=84.3, rss_end_mb=84.5)
     assert memory_problems(warm_up) == []
     leak = SoakReport("b", "ort/fp32", audio_s=7200, rss_start_mb=75.8, rss_mid_mb=87.8, rss_end_mb=99.8)
@@ -827,7 +827,7 @@ def test_soak_memory_rule_tells_warm_up_from_a_leak():
 
 
 def test_soak_command_line(tmp_path, capsys):
-    from runtime_py import soak
+    from tests.harness import soak
     path, _ = cached_bundle("lstm")
     assert soak.main([str(path), "--minutes", "0.5", "--window-minutes", "0.1", "--quiet",
                       "--json", str(tmp_path / "r.json")]) == 0
@@ -840,7 +840,7 @@ def test_soak_command_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_soak_one_hour():
-    from runtime_py.soak import run_soak
+    from tests.harness.soak import run_soak
     path, _ = cached_bundle("conformer")
     r = run_soak(path, minutes=60, window_minutes=5)
     print(r.text())

@@ -1,7 +1,7 @@
 """Soak test: a long stream through the StreamingRecognizer, checking that
 nothing drifts or grows.
 
-    python -m runtime_py.soak BUNDLE --minutes 60 [--json report.json]
+    python -m tests.harness.soak BUNDLE --minutes 60 [--json report.json]
 
 Generated audio at the model's rate (speech-like bursts, each followed by
 enough silence for the endpoint, so the utterance reset happens every few
@@ -21,8 +21,10 @@ exactly) is fed in one-hop blocks as fast as the model runs. Reported:
   (they cannot overflow), that states stay finite and bounded, and that the
   states are exactly the initial ones right after each reset.
 
-Torch-free, like the rest of runtime_py. Exit status 0 if every check
-passed, 1 otherwise.
+A test harness, not part of the runtime package (a Pi installs runtime_py
+only); it drives the recogniser through its public API: the per-chunk
+`trace`, `stream.states`, `stream_samples`, the frontend and endpointer
+counters. Torch-free. Exit status 0 if every check passed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .recognizer import Final, StreamingRecognizer
-from .session import ModelSession
-from .stateloop import initial_states
+from runtime_py.recognizer import Final, StreamingRecognizer
+from runtime_py.session import ModelSession
+from runtime_py.stateloop import initial_states
 
 LEAD_S = 0.3  # silence before each burst
 TRAIL_S = 1.5  # silence after it (the endpoint fires after endpoint_ms of it)
@@ -169,20 +171,14 @@ class SoakReport:
 
 
 class _Capture:
-    """Wraps session.encode to keep the current utterance's encoder outputs."""
+    """The current utterance's encoder outputs, from the recogniser's trace."""
 
-    def __init__(self, session):
-        self.inner = session.encode
-        self.outputs: list[np.ndarray] = []
-        session.encode = self
-
-    def __call__(self, chunk):
-        out = self.inner(chunk)
-        self.outputs.append(np.array(out, dtype=np.float32, copy=True))
-        return out
+    def __init__(self, rec):
+        self.trace = rec.trace
 
     def take(self) -> list[np.ndarray]:
-        out, self.outputs = self.outputs, []
+        out = [np.array(o, dtype=np.float32, copy=True) for _, _, o in self.trace]
+        self.trace.clear()
         return out
 
 
@@ -194,7 +190,7 @@ def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 def _make(bundle, backend, precision, threads, endpoint_ms, vad=None):
     session = ModelSession(bundle, backend=backend, precision=precision, threads=threads)
-    rec = StreamingRecognizer(session, endpoint_silence_ms=endpoint_ms, vad=vad, max_utterance_s=30.0)
+    rec = StreamingRecognizer(session, endpoint_silence_ms=endpoint_ms, vad=vad, max_utterance_s=30.0, trace=True)
     return session, rec
 
 
@@ -218,7 +214,7 @@ def run_soak(bundle: Path | str, minutes: float = 60.0, seed: int = 0, backend: 
     rate, hop = rec.sample_rate, rec.hop
     enc = session.signature.graph("encoder")
     init = initial_states(enc)
-    capture = _Capture(session)
+    capture = _Capture(rec)
     report = SoakReport(str(bundle), f"{session.backend}/{session.precision}",
                         window_minutes=min(window_minutes, minutes / 2))
     window = report.window_minutes * 60.0
@@ -268,13 +264,13 @@ def run_soak(bundle: Path | str, minutes: float = 60.0, seed: int = 0, backend: 
         return finals, len(audio)
 
     def _after_reset():
-        for name, value in session.states().items():
+        for name, value in rec.stream.states.items():
             if name in init and not np.array_equal(value, init[name]) and \
                     next(s for s in enc.states if s.name == name).reset == "utterance":
                 report.states_reset_exactly = False
 
     def check_states():
-        for value in session.states().values():
+        for value in rec.stream.states.values():
             if value.dtype.kind == "f":
                 if not np.all(np.isfinite(value)):
                     report.states_finite = False
@@ -324,7 +320,7 @@ def run_soak(bundle: Path | str, minutes: float = 60.0, seed: int = 0, backend: 
     report.rtf_last = lw.rtf
     report.rtf_overall = rec.rtf.rtf
     report.resets = rec.utterances
-    counters = {"stream_samples": rec._stream_samples, "utterances": rec.utterances, "rtf_chunks": rec.rtf.chunks,
+    counters = {"stream_samples": rec.stream_samples, "utterances": rec.utterances, "rtf_chunks": rec.rtf.chunks,
                 "nan_count": rec.nan_count, "dropped_samples": rec.dropped_samples,
                 "frontend_samples": rec.frontend.num_samples_received,
                 "frontend_frames": rec.frontend.num_frames_emitted, "vad_frames": rec.endpointer.vad.frames_seen}
@@ -334,7 +330,7 @@ def run_soak(bundle: Path | str, minutes: float = 60.0, seed: int = 0, backend: 
                                           * rec.endpointer.vad.frame_s)
 
     fresh_session, fresh = _make(bundle, session.backend, session.precision, threads, endpoint_ms, vad=False)
-    fresh_capture = _Capture(fresh_session)
+    fresh_capture = _Capture(fresh)
     for i in range(0, used, hop):
         fresh.accept_audio(probe[i: min(i + hop, used)], rate)
     fresh.finish()
@@ -363,7 +359,7 @@ def run_soak(bundle: Path | str, minutes: float = 60.0, seed: int = 0, backend: 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime_py.soak", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tests.harness.soak", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path, help="bundle folder made by edge-build")
     p.add_argument("--minutes", type=float, default=60.0, help="minutes of audio to stream (default: %(default)s)")
@@ -378,8 +374,8 @@ def main(argv=None) -> int:
     if args.minutes <= 0 or not math.isfinite(args.minutes):
         print("error: --minutes must be a positive number", file=sys.stderr)
         return 2
-    from .manifest import ManifestError
-    from .session import SessionError
+    from runtime_py.manifest import ManifestError
+    from runtime_py.session import SessionError
     try:
         report = run_soak(args.bundle, args.minutes, args.seed, args.backend, args.precision, args.threads,
                           args.window_minutes,

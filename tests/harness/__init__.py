@@ -1,0 +1,1 @@
+"""Test harnesses (soak): run from the repository, not shipped in runtime_py."""
