@@ -33,7 +33,10 @@ class Pipeline:
         self.raw_runs = raw_runs
         self.search = search
         self.calls = {g: 0 for g in raw_runs}
-        self.model = Model(signature, {g: self._counted(g) for g in raw_runs}, batch=False)
+        from targets.sherpa.client import SHERPA_MAX_SYMBOLS
+
+        symbols = {"max_symbols_per_frame": SHERPA_MAX_SYMBOLS} if search == "sherpa" else {}
+        self.model = Model(signature, {g: self._counted(g) for g in raw_runs}, batch=False, **symbols)
         self.reset()
 
     def _counted(self, name):
@@ -47,8 +50,8 @@ class Pipeline:
     def reset(self) -> None:
         """A fresh stream (initial states, empty decoder) and zeroed call counts."""
         self.stream = self.model.create_stream()
-        if self.search == "sherpa" and hasattr(self.stream.decoder, "max_symbols"):
-            _sherpa_search(self.stream.decoder)
+        if self.search == "sherpa" and hasattr(self.stream.decoder, "context_size"):
+            _sherpa_start(self.stream.decoder)
         self.calls = {g: 0 for g in self.raw_runs}
 
     @property
@@ -77,11 +80,9 @@ def client_pass(pipe: Pipeline, audio: np.ndarray) -> dict:
     return {"chunk_s": np.asarray(times), "frontend_s": t1 - t0, "e2e_s": clock() - t0, "tokens": list(s.tokens)}
 
 
-def _sherpa_search(decoder) -> None:
-    """TransducerGreedy set to sherpa-onnx's greedy search. runtime_py's
-    decoder has no option for the start context, so this sets its context
+def _sherpa_start(decoder) -> None:
+    """sherpa-onnx starts the decoder context at [-1, ..., blank]; runtime_py's
+    TransducerGreedy has no option for its start, so this sets its context
     and re-runs the decoder graph on it."""
-    decoder.max_symbols = 1
-    n = decoder.context_size
-    decoder._context = [-1] * (n - 1) + [decoder.blank_id]
+    decoder._context = [-1] * (decoder.context_size - 1) + [decoder.blank_id]
     decoder._dec_out = decoder._run_decoder()
