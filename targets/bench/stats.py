@@ -84,10 +84,11 @@ def issue13_targets(rows: dict, passes: dict) -> list[dict]:
     if _ok(rows, "tflite:int8") and _ok(rows, "ort:int8"):
         add("TFLite int8 within 1.2x of ORT int8", 1 / ratio("tflite:int8", "ort:int8", "p50"), 1.2, "<=",
             "paired p50")
-    e2e = {lb: r["e2e_rtf"] for lb, r in rows.items() if r["status"] == "ok" and r.get("e2e_rtf")}
+    e2e = {lb: r["e2e_rtf"] for lb, r in rows.items()  # ours: every column but sherpa-onnx's own
+           if r["status"] == "ok" and r.get("e2e_rtf") and COLUMNS[lb].kind != "sherpa"}
     if e2e:
         best = min(e2e, key=e2e.get)
-        add(f"best e2e RTF <= {E2E_RTF_TARGET}", e2e[best], E2E_RTF_TARGET, "<=", best)
+        add(f"our best e2e RTF <= {E2E_RTF_TARGET}", e2e[best], E2E_RTF_TARGET, "<=", best)
     return out
 
 
