@@ -64,6 +64,12 @@ def with_tail(audio: np.ndarray, rate: int, signature: Signature | None = None) 
 
 def parity_stream(signature: Signature, n_chunks: int, seed: int = 0) -> list[np.ndarray]:
     """At least n_chunks encoder chunks of speech features."""
+    feats = compute_features(parity_audio(signature, n_chunks, seed), signature.frontend)
+    return feature_chunks(feats, signature)[:n_chunks]
+
+
+def parity_audio(signature: Signature, n_chunks: int, seed: int = 0) -> np.ndarray:
+    """The samples (in [-1, 1]) behind parity_stream: enough for n_chunks chunks."""
     rate = signature.frontend.sample_rate
     rng = np.random.default_rng(seed)
     utts = [a for _, a in sample_utterances(rate)] or [synthetic_signal(rate, 3.0, seed)]
@@ -76,9 +82,8 @@ def parity_stream(signature: Signature, n_chunks: int, seed: int = 0) -> list[np
         pieces += [a, gap]
         total += (a.size + gap.size) / rate
         i += 1
-    feats = compute_features(np.clip(np.concatenate(pieces), -1, 1), signature.frontend)
-    return feature_chunks(feats, signature)[:n_chunks]
+    return np.clip(np.concatenate(pieces), -1, 1)
 
 
 __all__ = ["sample_utterances", "synthetic_signal", "golden_audio", "with_tail", "feature_chunks",
-           "parity_stream"]
+           "parity_stream", "parity_audio"]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edge.bench import ROW_KEYS, format_table, main, paired_speedup, parse_backends, run_bench
+from targets.bench import ROW_KEYS, format_table, main, paired_speedup, parse_backends, run_bench
 from tests.test_families import build
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -140,16 +140,101 @@ def test_int8_ceiling_covers_every_weight_matmul(result):
 def test_int8_ceiling_not_claimed_for_recurrent_graphs(tmp_path):
     """int8 also quantises LSTM weights, so a matmul-only bound would be false
     for the LSTM families (measured: the ceiling said 1.03x, the step 2.5x)."""
-    from edge.bench import int8_matmul_ceiling
+    from targets.bench import int8_matmul_ceiling
     from edge.export import export_onnx
 
     assert int8_matmul_ceiling(export_onnx(build("lstm"), tmp_path)["encoder"]) is None
 
 
 def test_chart_title_names_model_machine_threads(result):
-    from edge.bench import chart_title
+    from targets.bench import chart_title
     res, out = result
     title = chart_title(res)
     assert "conformer" in title and res["machine"]["cpu"] in title and "threads 1" in title
     assert f"{res['machine']['cores']} cores" in title and "untrained" in title  # an in-memory test model
     assert (out / "bench.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_columns_are_one_table():
+    """A label is a row of targets.bench.columns.COLUMNS; `sherpa-onnx` names
+    its six columns (sherpa on our export and on the package's, our client on
+    sherpa's very files); anything else is one clear error."""
+    from targets.bench.columns import COLUMNS
+
+    assert parse_backends("sherpa-onnx") == ["sherpa:fp32", "sherpa:int8", "client:sherpa-fp32",
+                                             "client:sherpa-int8", "sherpa:pkg-fp32", "sherpa:pkg-int8"]
+    assert parse_backends("ort:int8,sherpa-onnx,sherpa:int8")[:3] == ["ort:int8", "sherpa:fp32", "sherpa:int8"]
+    assert {COLUMNS[lb].kind for lb in parse_backends("sherpa-onnx")} == {"sherpa", "client"}
+    with pytest.raises(Exception, match="unknown backend 'ort:int4'"):
+        parse_backends("ort:int4")
+
+
+def _passes(p50, e2e, rounds=5):
+    return [{"p50": p50, "e2e": e2e} for _ in range(rounds)]
+
+
+def test_issue13_targets_pass_and_miss():
+    """Each target compares the paired ratio with its limit, in the right direction."""
+    from targets.bench.stats import issue13_targets
+
+    ok = {"status": "ok"}
+    rows = {"pytorch": dict(ok), "ort:fp32": dict(ok, e2e_rtf=0.05), "ort:int8": dict(ok, e2e_rtf=0.02),
+            "sherpa:pkg-fp32": dict(ok, e2e_rtf=0.06), "sherpa:pkg-int8": dict(ok, e2e_rtf=0.04),
+            "client:sherpa-fp32": dict(ok, e2e_rtf=0.061, peak_rss_mb=130.0),
+            "sherpa:fp32": dict(ok, e2e_rtf=0.06, peak_rss_mb=125.0),
+            "tflite:int8": {"status": "failed", "error": "not converted: ..."}}
+    passes = {"pytorch": _passes(40.0, 12.0), "ort:fp32": _passes(10.0, 3.0), "ort:int8": _passes(8.0, 1.2),
+              "sherpa:pkg-fp32": _passes(11.0, 3.6), "sherpa:pkg-int8": _passes(9.0, 2.4),
+              "client:sherpa-fp32": _passes(10.0, 3.66), "sherpa:fp32": _passes(10.0, 3.6)}
+    got = {t["target"]: (t["passed"], t["value"]) for t in issue13_targets(rows, passes)}
+    assert got["ORT fp32 >= 3x PyTorch eager per chunk"] == (True, 4.0)
+    assert got["best int8 >= 1.8x ORT fp32"] == (False, 1.25)
+    assert got["our e2e RTF <= 0.8x sherpa-onnx on the package's export (fp32)"] == (False, pytest.approx(3.0 / 3.6))
+    assert got["our e2e RTF <= 0.8x sherpa-onnx on the package's export (int8)"] == (True, 0.5)
+    assert got["identical files (fp32): our e2e RTF <= 1.05x sherpa-onnx's"][0] is True
+    assert got["identical files (fp32): peak RSS <= sherpa-onnx's + 10 MB"] == (True, 5.0)
+    assert got["our best e2e RTF <= 0.025"] == (True, 0.02)
+    assert not any("TFLite" in k for k in got)  # it did not convert: no ratio to claim
+
+
+def test_not_converted_is_a_row_that_says_why(tmp_path):
+    """A bundle that lists a target under not_converted gives that row the reason."""
+    import shutil
+
+    from targets.bench.artifacts import _artifact_set
+    from tests.bundle_fixtures import cached_bundle
+
+    src, model = cached_bundle("lstm")
+    bundle = tmp_path / "b"
+    shutil.copytree(src, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["not_converted"] = [{"backend": "tflite", "precision": "int8",
+                                  "reason": "onnx2tf: Depth of output (8) is not a multiple of the groups (80)"}]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Exception, match=r"^not converted: onnx2tf: Depth of output"):
+        _artifact_set(bundle, model.signature(), "tflite", "int8")
+
+
+def test_pi_estimate_scales_by_the_matmul_peak():
+    from targets.bench.stats import PI_PEAK_GFLOPS, pi_estimates
+
+    rows = [{"status": "ok", "e2e_rtf": 0.02, "threads": 1, "label": "ort:int8", "family": "z"},
+            {"status": "failed", "threads": 1, "label": "tflite:int8", "family": "z"}]
+    (est,) = pi_estimates(rows, peak_here=96.0)
+    for pi, gflops in PI_PEAK_GFLOPS.items():
+        assert est[pi] == pytest.approx(0.02 * 96.0 / gflops)
+
+
+def test_a_refused_conversion_is_a_not_converted_row():
+    """When the build raises the converter's refusal (an explicitly requested
+    TFLite column of the Zipformer), the row says "not converted" and what the
+    converter said, not the build's advice."""
+    from targets.bench.artifacts import _not_converted
+    from targets.conversion_errors import conversion_error
+
+    e = conversion_error(RuntimeError("Traceback ...\nDepth of output (8) is not a multiple of the number of "
+                                      "groups (80)"), "tflite", "int8", "encoder")
+    row = _not_converted(e)
+    assert row.startswith("not converted: converting graph 'encoder' to target tflite int8 failed")
+    assert row.endswith("converter said: Depth of output (8) is not a multiple of the number of groups (80)")
+    assert "Fix:" not in row and _not_converted(ValueError("x")) is None

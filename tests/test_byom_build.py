@@ -180,7 +180,7 @@ def test_coreml_takes_logaddexp(tmp_path):
 
 def test_edge_bench_times_a_declared_model(tmp_path):
     from byom_models import declare_time_major
-    from edge.bench import run_bench
+    from targets.bench import run_bench
     result = run_bench(model=declare_time_major(), seconds=2, backends=("pytorch", "ort:fp32"), repeats=1,
                        subprocesses=False, peak_matmul=False, progress=None)
     rows = {r["label"]: r for r in result["rows"]}

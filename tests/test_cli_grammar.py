@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
 PARSERS = {  # the module that builds each command's parser
     "edge-export": "edge.cli", "edge-train": "edge.train", "edge-eval": "edge.evaluate",
-    "edge-bench": "edge.bench", "edge-build": "targets.build", "edge-verify": "targets.verify",
+    "edge-bench": "targets.bench.cli", "edge-build": "targets.build", "edge-verify": "targets.verify",
     "edge-demo": "demo.cli",
 }
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from demo import cli
-from edge.bench import run_bench
+from targets.bench import run_bench
 from runtime_py.backends import (BackendError, ProviderFallback, open_runner, provider_names,
                                  usable_providers)
 from runtime_py.manifest import Bundle

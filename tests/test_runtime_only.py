@@ -33,7 +33,7 @@ class _NotInstalled:
 sys.meta_path.insert(0, _NotInstalled())
 '''
 COMMANDS = {"edge-export": "edge.cli", "edge-train": "edge.train", "edge-eval": "edge.evaluate",
-            "edge-bench": "edge.bench", "edge-verify": "targets.verify", "edge-demo": "demo.cli"}
+            "edge-bench": "targets.bench.cli", "edge-verify": "targets.verify", "edge-demo": "demo.cli"}
 
 
 def _command(python: str, env: dict, name: str, *args: str) -> subprocess.CompletedProcess:

@@ -8,6 +8,7 @@ chunking, decoder context or search rule changes them."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ onnx = pytest.importorskip("onnx")
 
 from edge.checkpoint import load_or_init, shipped_checkpoint  # noqa: E402
 from edge.data import corpus  # noqa: E402
+from edge.export import BATCH_DIM  # noqa: E402
 from runtime_py.frontend import num_frames  # noqa: E402
 from targets import sherpa as S  # noqa: E402
 
@@ -77,8 +79,9 @@ def test_export_layout_and_metadata(export_dir):
     assert int(dec_meta["vocab_size"]) == sig.vocab_size and int(dec_meta["context_size"]) == sig.context_size
     # positional I/O as sherpa-onnx runs it, batch axes dynamic
     ins = [(i.name, [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]) for i in enc.graph.input]
-    assert ins == [("x", ["N", sig.chunk_frames, 80]), ("h", [h.shape[0], "N", h.shape[2]]),
-                   ("c", [c.shape[0], "N", c.shape[2]])]
+    n = BATCH_DIM  # the exporter's dynamic batch axis
+    assert ins == [("x", [n, sig.chunk_frames, 80]), ("h", [h.shape[0], n, h.shape[2]]),
+                   ("c", [c.shape[0], n, c.shape[2]])]
     assert [o.name for o in enc.graph.output] == ["encoder_out", "h_next", "c_next"]
     assert input_range in S.INPUT_RANGES
     assert sig.frontend.sample_scale == (32768.0 if input_range == "int16" else 1.0)
@@ -182,7 +185,8 @@ def test_refuses_non_transducer_and_bad_tokens(untrained, tmp_path):
         S.export_sherpa(untrained, tmp_path, bad)
 
 
-SAMPLES = Path(__file__).resolve().parent.parent / "edge" / "checkpoints" / "samples"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "edge" / "checkpoints" / "samples"
 
 
 @needs_espeak
@@ -213,3 +217,62 @@ def test_trained_model_sherpa_and_ours_agree_and_are_right(tmp_path):
         a = S.decode_sherpa(rec, audio, ours.signature, tokens)
         assert a == ours.decode(audio), wav.name
         assert ours.text(a) == texts[wav.name], (wav.name, ours.text(a))
+
+
+# -- zipformer2: the icefall Zipformer declared by examples/zipformer_factory.py ---------------
+
+needs_zipformer = pytest.mark.skipif(importlib.util.find_spec("zipformer") is None,
+                                     reason="the PyPI zipformer package is not installed")
+
+
+@pytest.fixture(scope="module")
+def zipformer_dir(tmp_path_factory):
+    import torch
+
+    from edge.factory import load_model
+
+    torch.manual_seed(0)  # the package initialises its layers from torch's global generator
+    model = load_model(f"{ROOT / 'examples' / 'zipformer_factory.py'}:build_small")
+    out = tmp_path_factory.mktemp("sherpa-zipformer2")
+    S.export_sherpa(model, out, model.tokens, int8=True)
+    return out, model
+
+
+@needs_zipformer
+def test_zipformer2_metadata_is_sherpas_contract(zipformer_dir):
+    """The keys sherpa-onnx's OnlineZipformer2TransducerModel reads, derived
+    from the model (here the factory's small configuration)."""
+    out, model = zipformer_dir
+    meta = {p.key: p.value for p in onnx.load(str(out / "encoder.onnx")).metadata_props}
+    assert meta["model_type"] == "zipformer2"
+    assert meta["T"] == "45" and meta["decode_chunk_len"] == "32"  # 2 x 16 frames + the embed's 13
+    assert meta["left_context_len"] == "64,32,16,8,16,32"  # 64 // downsampling 1,2,4,8,4,2
+    assert meta["encoder_dims"] == "64,96,128,160,128,96" and meta["num_encoder_layers"] == "1,1,1,1,1,1"
+    for key in ("cnn_module_kernels", "query_head_dims", "value_head_dims", "num_heads", "version"):
+        assert len(meta[key].split(",")) in (1, 6)
+    dec = {p.key: p.value for p in onnx.load(str(out / "decoder.onnx")).metadata_props}
+    assert dec["context_size"] == "2" and dec["vocab_size"] == "500"
+    assert {p.key: p.value for p in onnx.load(str(out / "joiner.onnx")).metadata_props}["joiner_dim"] == "256"
+    # the one exporter wrote them: the bundle's graph I/O, with our signature embedded
+    sig, tokens, input_range = S.read_sherpa_dir(out)
+    assert sig.to_dict() == model.signature().to_dict() | {"extra": sig.to_dict()["extra"]}
+    assert input_range == "unit" and tokens == model.tokens  # trained on [-1, 1] samples: sherpa's defaults
+
+
+@needs_zipformer
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_zipformer2_sherpa_decodes_what_our_client_decodes(zipformer_dir, precision):
+    """sherpa-onnx 2.x loads our zipformer2 files and, on the same audio and
+    the same (int8) files, emits the very token ids our client does (random
+    weights emit a token on most frames, so any difference in features,
+    chunking or search would show; the client runs sherpa's search: one
+    symbol per frame, the context starting at [-1, blank])."""
+    from tests.bundle_fixtures import speechlike
+
+    out, _ = zipformer_dir
+    ours = S.OurTransducerClient(out, precision=precision)
+    rec = S.sherpa_recognizer(out, precision=precision)
+    audio = speechlike(2.5, seed=3)
+    want = ours.decode(audio)
+    assert len(want) > 10
+    assert S.decode_sherpa(rec, audio, ours.signature, ours.tokens) == want

@@ -1,0 +1,280 @@
+"""run_bench: every column on the same audio, round-robin, with paired ratios.
+
+Timing: a warm-up pass per configuration, then `repeats` rounds; each round
+runs one end-to-end pass of every configuration (column x threads), in an
+order rotated each round, so machine drift hits all alike. Per pass: p50 /
+p90 / p99 of the per-chunk latency (encoder step + state hand-over +
+decoding), their total, the frontend's time and the end-to-end time (frontend
++ every chunk + decoding over the audio). The table reports the median over
+rounds: RTF = per-chunk total / audio seconds, e2e RTF = end-to-end / audio
+seconds. Ratios between two columns are paired (stats.paired_speedup).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import stats
+from .artifacts import PARITY_CHUNKS, _first_line, prepare_artifacts
+from .columns import COLUMNS, DEFAULT_BACKENDS, BenchError, parse_backends, parse_threads
+from .configs import make_config
+from .flops import int8_matmul_ceiling, matmul_peak_gflops, onnx_macs, torch_step_flops
+from .machine import machine_info, run_child
+from .sherpa_columns import prepare_sherpa
+from .workload import workload
+
+# Round-robin rounds. One pass of 60 s of audio takes ~0.1 s on the fast
+# backends of the demo models, and on a shared machine their speed drifts by
+# +-20 % over seconds: 21 short rounds, compared round by round, give ratios
+# whose quartiles stay within a few % of the median.
+REPEATS = 21
+ROW_KEYS = ("family", "label", "kind", "backend", "precision", "threads", "status", "error", "about", "chunks",
+            "audio_s", "compute_s", "rtf", "e2e_s", "e2e_rtf", "frontend_ms", "p50_ms", "p90_ms", "p99_ms",
+            "mean_ms", "speedup_vs_pytorch", "speedup_rtf_vs_pytorch", "speedup_vs_pytorch_paired",
+            "cold_start_ms", "load_ms", "first_chunk_ms", "import_ms", "peak_rss_mb", "baseline_rss_mb",
+            "torch_imported", "size_bytes", "calls", "flops_per_pass", "gflops", "peak_fraction", "parity",
+            "provider")
+
+
+def _empty_row(family, label, threads) -> dict:
+    c = COLUMNS[label]
+    row = dict.fromkeys(ROW_KEYS)
+    row.update(family=family, label=label, kind=c.kind, backend=c.backend, precision=c.precision,
+               threads=threads, status="ok", about=c.about)
+    return row
+
+
+def _load_model(family, model, model_factory, checkpoint, bundle, labels):
+    """(model or None, signature, source, trained)."""
+    if model is None and model_factory:  # your own model: --model FILE.py:factory
+        from edge.factory import load_model
+
+        model = load_model(model_factory)
+    if model is None and bundle is not None and all(COLUMNS[lb].kind == "artifact" for lb in labels):
+        from runtime_py.manifest import Bundle  # torch-free (e.g. on a Raspberry Pi)
+
+        b = Bundle(bundle)
+        return None, b.signature, b.manifest["model"].get("source", str(bundle)), \
+            bool(b.manifest["model"].get("trained", False))
+    if model is None:
+        from edge.checkpoint import load_or_init
+
+        model, info = load_or_init(family, checkpoint)
+        source, trained = info["source"], bool(info.get("meta", {}).get("trained", False))
+    elif hasattr(model, "info"):  # edge.declare: it says where it came from and whether it is trained
+        info = model.info()
+        source, trained = info["source"], bool(info["meta"].get("trained", False))
+    else:
+        source, trained = "in-memory model", False
+    model = model.eval()
+    return model, model.signature(), source, trained
+
+
+def _spec(label, t, signature, art, work, ckpt, model_factory, providers, tail) -> dict:
+    c = COLUMNS[label]
+    return {"kind": c.kind, "backend": c.backend, "threads": t, "signature": signature.to_dict(),
+            "audio": str(work / "audio.npy"), "files": {g: str(p) for g, p in art["files"].items()},
+            "checkpoint": str(ckpt) if ckpt else None, "factory": model_factory, "providers": providers,
+            "normalize_samples": art.get("normalize_samples"), "tail_samples": tail,
+            "search": "sherpa" if c.kind == "client" else "client"}  # sherpa's greedy search on its files
+
+
+def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=None, seconds: float = 60.0,
+              threads=(1,), backends=DEFAULT_BACKENDS, repeats: int | None = None, json_path=None, png_path=None,
+              parity_chunks: int = PARITY_CHUNKS, subprocesses: bool = True, peak_matmul: bool = True,
+              providers=None, progress=print, model_factory: str | None = None) -> dict:
+    """Benchmark one model; returns {"machine", "workload", "models", "rows", "paired", "targets", "pi"}.
+    `model` (in memory) wins over `checkpoint`, else the shipped model (or an
+    untrained one when none is shipped). Writes `json_path`/`png_path` if given."""
+    from .report import write_json
+
+    say = progress or (lambda msg: None)
+    labels = parse_backends(backends)
+    thread_list = parse_threads(threads)
+    repeats = REPEATS if repeats is None else repeats
+    if repeats < 1:
+        raise BenchError("repeats must be >= 1")
+    model, signature, source, trained = _load_model(family, model, model_factory, checkpoint, bundle, labels)
+    family = signature.family
+    machine = machine_info()
+    audio, audio_s = workload(signature, seconds)
+    fe = signature.frontend
+    say(f"[bench] {family} ({source}{'' if trained else ', UNTRAINED'}): {audio_s:.1f}s of audio in chunks of "
+        f"{signature.chunk_frames} frames; columns {', '.join(labels)}; threads {thread_list}; repeats {repeats}")
+
+    work = Path(tempfile.mkdtemp(prefix="edge-bench-"))
+    try:
+        ckpt, macs, torch_flops, ceiling = None, {}, {}, None
+        if model is not None:  # FLOPs and the int8 ceiling need the model's ONNX export (torch, onnx)
+            from edge.checkpoint import save_checkpoint
+            from edge.export import export_onnx
+
+            if not hasattr(model, "info"):  # a declared model is re-made by its factory, not a checkpoint
+                ckpt = save_checkpoint(model, work / "model.pt")
+            onnx_paths = export_onnx(model, work / "onnx")
+            macs = {g: onnx_macs(p) for g, p in onnx_paths.items()}
+            torch_flops = {g.name: torch_step_flops(model, g) for g in signature.graphs}
+            if any(COLUMNS[lb].precision.startswith("int8") for lb in labels):
+                say("[bench] int8 ceiling: the encoder's weight matmuls alone, fp32 vs int8 ...")
+                try:
+                    ceiling = int8_matmul_ceiling(onnx_paths["encoder"])
+                except Exception as e:  # noqa: BLE001 - a diagnostic, not a row
+                    ceiling = {"error": _first_line(e)}
+        artifacts = prepare_artifacts(labels, signature, work, model=model, bundle=bundle,
+                                      parity_chunks=parity_chunks, say=say)
+        artifacts.update(prepare_sherpa(labels, model, signature, work, say=say))
+        if ckpt is not None:
+            artifacts["pytorch"] = {"files": {"checkpoint": ckpt}, "size_bytes": ckpt.stat().st_size}
+        elif model is not None:
+            artifacts["pytorch"] = {"files": {"factory": model_factory or "in-memory"},
+                                    "size_bytes": sum(p.numel() * p.element_size() for p in model.parameters())}
+        from targets.sherpa.client import sherpa_tail_padding
+        tail = sherpa_tail_padding(len(audio), signature) if signature.decoder == "transducer" else 0
+        np.save(work / "audio.npy", audio)
+
+        configs, rows = {}, {}
+        for t in thread_list:
+            for lb in labels:
+                row = rows[(lb, t)] = _empty_row(family, lb, t)
+                art = artifacts.get(lb) or {"error": "no PyTorch model (a torch-free run on a bundle)"}
+                if "error" in art:
+                    row.update(status="failed", error=art["error"])
+                    continue
+                row.update(size_bytes=art.get("size_bytes"), parity=art.get("parity_passed"))
+                try:
+                    with warnings.catch_warnings(record=True) as caught:  # e.g. a missing execution provider
+                        warnings.simplefilter("always")
+                        spec = _spec(lb, t, signature, art, work, ckpt, model_factory, providers, tail)
+                        configs[(lb, t)] = make_config(spec, signature, model=model)
+                    for message in dict.fromkeys(str(w.message) for w in caught if COLUMNS[lb].kind == "artifact"):
+                        say(f"[bench] notice: {lb}: {message}")
+                    row["provider"] = configs[(lb, t)].provider
+                except Exception as e:  # noqa: BLE001
+                    row.update(status="failed", error=f"load failed: {_first_line(e)}")
+
+        peak = matmul_peak_gflops() if peak_matmul and model is not None else None
+        order = list(configs)
+        say(f"[bench] warm-up pass x {len(order)} configurations ...")
+        passes = {k: [] for k in order}
+        for k in order:
+            try:
+                configs[k].run(audio)
+            except Exception as e:  # noqa: BLE001
+                rows[k].update(status="failed", error=f"run failed: {_first_line(e)}")
+        order = [k for k in order if rows[k]["status"] == "ok"]
+        for r in range(repeats):
+            rot = order[r % len(order):] + order[:r % len(order)] if order else []
+            for k in rot:
+                passes[k].append(stats.pass_stats(configs[k].run(audio), audio_s))
+            say(f"[bench] round {r + 1}/{repeats} done")
+
+        for k in order:
+            row, st = rows[k], passes[k]
+            med = {q: float(np.median([s[q] for s in st])) for q in ("p50", "p90", "p99", "mean", "total",
+                                                                      "frontend", "e2e")}
+            calls = dict(configs[k].calls)
+            flops = 2 * sum(macs.get(g, 0) * n for g, n in calls.items()) if row["kind"] != "sherpa" else 0
+            row.update(chunks=st[-1]["chunks"], audio_s=audio_s, compute_s=med["total"], rtf=med["total"] / audio_s,
+                       e2e_s=med["e2e"], e2e_rtf=med["e2e"] / audio_s, frontend_ms=med["frontend"] * 1e3,
+                       p50_ms=med["p50"] * 1e3, p90_ms=med["p90"] * 1e3, p99_ms=med["p99"] * 1e3,
+                       mean_ms=med["mean"] * 1e3, calls=calls, flops_per_pass=flops if macs and flops else None,
+                       gflops=flops / med["total"] / 1e9 if macs and flops else None)
+            if peak and row["gflops"]:
+                row["peak_fraction"] = row["gflops"] / (peak * k[1])
+        for (lb, t), row in rows.items():
+            ref = rows.get(("pytorch", t))
+            if row["status"] == "ok" and ref and ref["status"] == "ok" and ref["p50_ms"]:
+                row["speedup_vs_pytorch"] = ref["p50_ms"] / row["p50_ms"]
+                row["speedup_rtf_vs_pytorch"] = ref["rtf"] / row["rtf"]
+                row["speedup_vs_pytorch_paired"] = stats.paired_speedup(passes[(lb, t)], passes[("pytorch", t)])
+        both_ok = lambda a, b, t: ((a, t) in passes and (b, t) in passes  # noqa: E731
+                                   and rows[(a, t)]["status"] == rows[(b, t)]["status"] == "ok")
+        paired = [dict(family=family, threads=t, faster=a, than=b,
+                       **stats.paired_speedup(passes[(a, t)], passes[(b, t)]))
+                  for t in thread_list for a, b in stats.PAIRS if both_ok(a, b, t)]
+
+        if subprocesses:
+            for (lb, t), row in rows.items():
+                if row["status"] != "ok" or (lb == "pytorch" and ckpt is None and not model_factory):
+                    continue  # an in-memory declared model cannot be re-made in a fresh process
+                say(f"[bench] cold start + peak memory: {lb} x{t} (fresh process) ...")
+                try:
+                    spec = _spec(lb, t, signature, artifacts[lb], work, ckpt, model_factory, providers, tail)
+                    res = run_child(spec, work)
+                    row.update({k: res[k] for k in ("cold_start_ms", "load_ms", "first_chunk_ms", "import_ms",
+                                                    "peak_rss_mb", "baseline_rss_mb", "torch_imported")})
+                    if lb != "pytorch" and res["torch_imported"]:
+                        row["error"] = "the child imported torch: memory figure includes it"
+                except Exception as e:  # noqa: BLE001
+                    row["error"] = f"subprocess: {_first_line(e)}"
+
+        machine["loadavg_end"] = list(os.getloadavg())
+        t1 = thread_list[0]
+        by_label = {lb: rows[(lb, t1)] for lb in labels}
+        model_info = {
+            "family": family, "source": source, "trained": trained,
+            "chunk_frames": signature.chunk_frames, "shift_frames": signature.shift_frames,
+            "chunk_ms": signature.shift_frames * fe.frame_shift / fe.sample_rate * 1e3,
+            "parameters": int(sum(p.numel() for p in model.parameters())) if model is not None else None,
+            "decoding": "CTC greedy (argmax)" if signature.decoder == "ctc"
+                        else "transducer greedy (decoder/joiner graph calls on the same backend)",
+            "macs_per_call": macs, "torch_flops_per_call": torch_flops, "int8_matmul_ceiling": ceiling,
+            "encoder_flops_per_audio_s": 2 * macs.get("encoder", 0) * (
+                by_label[labels[0]]["chunks"] or 0) / audio_s if macs else None,
+            "flop_count_method": "analytic from the fp32 ONNX graphs (MatMul/Gemm/Conv/LSTM/GRU, 2 FLOPs per MAC)"
+                                 "; torch_flops_per_call: FlopCounterMode on the PyTorch step" if macs else
+                                 "not counted: torch-free run on a bundle (FLOPs come from the model's ONNX export)",
+        }
+        ref = next((r for r in rows.values() if r["status"] == "ok" and r.get("flops_per_pass")), None)
+        model_info["flops_per_audio_s"] = ref["flops_per_pass"] / audio_s if ref else None
+        result = {
+            "machine": machine,
+            "peak_matmul_gflops_1thread": peak,
+            "workload": {"seconds_requested": seconds, "audio_s": audio_s, "chunks": by_label[labels[0]]["chunks"],
+                         "repeats": repeats, "threads": thread_list, "backends": labels,
+                         "source": "targets.golden.parity_audio (speech, seeded gain and noise)",
+                         "includes": "per chunk: encoder step + state loop + greedy decoding"
+                                     + (" (decoder/joiner graph calls)" if signature.decoder != "ctc"
+                                        else " (CTC argmax)") + "; e2e adds the fbank over the audio",
+                         "bundle": str(bundle) if bundle else "built by targets.build.build_bundle (rpi)"},
+            "models": {family: model_info},
+            "rows": [rows[(lb, t)] for t in thread_list for lb in labels],
+            "paired": paired,
+            "targets": stats.issue13_targets({lb: rows[(lb, t1)] for lb in labels},
+                                             {lb: passes[(lb, t1)] for lb in labels if (lb, t1) in passes}),
+        }
+        result["pi"] = stats.pi_estimates(result["rows"], peak)
+        # each round's figures (first thread count), so every paired ratio can be re-derived from the JSON
+        result["rounds"] = {lb: [{q: p[q] for q in ("p50", "total", "e2e")} for p in passes[(lb, t1)]]
+                            for lb in labels if (lb, t1) in passes}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if json_path:
+        write_json(result, json_path)
+    if png_path:
+        from .plot import plot
+        plot(result, png_path)
+    return result
+
+
+def merge_results(results: list[dict]) -> dict:
+    if len(results) == 1:
+        return results[0]
+    out = dict(results[0])
+    out["models"] = {k: v for r in results for k, v in r["models"].items()}
+    out["rows"] = [row for r in results for row in r["rows"]]
+    out["paired"] = [p for r in results for p in r.get("paired", [])]
+    out["targets"] = [dict(t, family=f) for r in results for f in r["models"] for t in r.get("targets", [])]
+    out["pi"] = [p for r in results for p in r.get("pi", [])]
+    out["workload"] = dict(out["workload"], includes="per chunk: encoder step + state loop + greedy decoding (see "
+                           "models.<family>.decoding); e2e adds the fbank over the audio",
+                           audio_s={f: r["workload"]["audio_s"] for r in results for f in r["models"]},
+                           chunks={f: r["workload"]["chunks"] for r in results for f in r["models"]})
+    out["machine"]["loadavg_end"] = results[-1]["machine"].get("loadavg_end")
+    return out

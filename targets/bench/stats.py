@@ -1,0 +1,107 @@
+"""Statistics of the passes, paired ratios, the issue-13 targets as pass/miss
+lines, and the Raspberry Pi estimate.
+
+Paired: for two configurations timed in the same rounds, the ratio of their
+per-pass figures round by round, then the median and quartiles over rounds.
+Machine drift between rounds hits both alike, so this is steadier than a
+ratio of two medians taken over the whole run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .columns import COLUMNS
+
+# Speed-ups worth a line of their own: (faster candidate, baseline), per-chunk p50.
+PAIRS = (("ort:int8", "ort:fp32"), ("tflite:fp32", "ort:fp32"), ("tflite:fp16", "tflite:fp32"),
+         ("tflite:int8", "tflite:fp32"), ("tflite:int8", "ort:int8"))
+
+# fp32 peak of one core, GFLOP/s = clock x fp32 FLOPs per cycle. Clocks: the
+# Raspberry Pi 4 Model B and Raspberry Pi 5 product briefs (1.5 and 2.4 GHz).
+# Cortex-A72: 8 (one 4-wide FMA per cycle; vfpbench measured 15.9 GFLOP/s on
+# one A72 core at 2.0 GHz, wlog.flatlib.jp/2015/10/30/n1787). Cortex-A76: 16
+# (two 128-bit FMA pipes, Arm Cortex-A76 Software Optimization Guide).
+PI_PEAK_GFLOPS = {"Pi 4 (Cortex-A72, 1.5 GHz)": 1.5 * 8, "Pi 5 (Cortex-A76, 2.4 GHz)": 2.4 * 16}
+E2E_RTF_TARGET = 0.025
+
+
+def pass_stats(res: dict, audio_s: float) -> dict:
+    t = np.asarray(res["chunk_s"])
+    p50, p90, p99 = np.percentile(t, [50, 90, 99]) if len(t) else (np.nan,) * 3
+    return {"p50": p50, "p90": p90, "p99": p99, "mean": float(t.mean()) if len(t) else np.nan,
+            "total": float(t.sum()), "frontend": res["frontend_s"], "e2e": res["e2e_s"], "chunks": int(len(t))}
+
+
+def paired_speedup(a: list[dict], b: list[dict], key: str = "p50") -> dict:
+    """Speed-up of configuration a over b from the same rounds: b / a per round."""
+    r = np.array([y[key] / x[key] for x, y in zip(a, b)])
+    return {"median": float(np.median(r)), "q25": float(np.percentile(r, 25)),
+            "q75": float(np.percentile(r, 75)), "rounds": int(len(r))}
+
+
+def _ok(rows, label):
+    r = rows.get(label)
+    return r if r and r["status"] == "ok" else None
+
+
+def issue13_targets(rows: dict, passes: dict) -> list[dict]:
+    """The issue-13 targets that this run's columns can answer, each with its
+    paired ratio (median over rounds) and pass/miss. `rows`/`passes` by label."""
+    out = []
+
+    def ratio(a, b, key):
+        return paired_speedup(passes[a], passes[b], key)["median"]  # b / a
+
+    def add(name, value, limit, better, detail):
+        ok = value <= limit if better == "<=" else value >= limit
+        out.append({"target": name, "value": value, "limit": limit, "op": better, "passed": bool(ok),
+                    "detail": detail})
+
+    if _ok(rows, "ort:fp32") and _ok(rows, "pytorch"):
+        add("ORT fp32 >= 3x PyTorch eager per chunk", ratio("ort:fp32", "pytorch", "p50"), 3.0, ">=",
+            "paired p50 per chunk")
+    int8 = [lb for lb, c in COLUMNS.items() if c.kind == "artifact" and c.precision.startswith("int8")
+            and _ok(rows, lb)]
+    if int8 and _ok(rows, "ort:fp32"):
+        best = max(int8, key=lambda lb: ratio(lb, "ort:fp32", "p50"))
+        add("best int8 >= 1.8x ORT fp32", ratio(best, "ort:fp32", "p50"), 1.8, ">=", f"{best}, paired p50")
+    for prec, ours in (("fp32", ["ort:fp32"]), ("int8", int8)):
+        sherpa = f"sherpa:pkg-{prec}"
+        mine = [lb for lb in ours if _ok(rows, lb)]
+        if mine and _ok(rows, sherpa):
+            best = min(mine, key=lambda lb: 1 / ratio(lb, sherpa, "e2e"))
+            add(f"our e2e RTF <= 0.8x sherpa-onnx on the package's export ({prec})", 1 / ratio(best, sherpa, "e2e"),
+                0.8, "<=", f"{best} vs {sherpa}, paired e2e")
+        client, same = f"client:sherpa-{prec}", f"sherpa:{prec}"
+        if _ok(rows, client) and _ok(rows, same):
+            add(f"identical files ({prec}): our e2e RTF <= 1.05x sherpa-onnx's", 1 / ratio(client, same, "e2e"),
+                1.05, "<=", f"{client} vs {same}, paired e2e")
+            a, b = rows[client].get("peak_rss_mb"), rows[same].get("peak_rss_mb")
+            if a and b:
+                add(f"identical files ({prec}): peak RSS <= sherpa-onnx's + 10 MB", a - b, 10.0, "<=",
+                    f"{a:.0f} MB vs {b:.0f} MB (MB over)")
+    if _ok(rows, "tflite:int8") and _ok(rows, "ort:int8"):
+        add("TFLite int8 within 1.2x of ORT int8", 1 / ratio("tflite:int8", "ort:int8", "p50"), 1.2, "<=",
+            "paired p50")
+    e2e = {lb: r["e2e_rtf"] for lb, r in rows.items()  # ours: every column but sherpa-onnx's own
+           if r["status"] == "ok" and r.get("e2e_rtf") and COLUMNS[lb].kind != "sherpa"}
+    if e2e:
+        best = min(e2e, key=e2e.get)
+        add(f"our best e2e RTF <= {E2E_RTF_TARGET}", e2e[best], E2E_RTF_TARGET, "<=", best)
+    return out
+
+
+def pi_estimates(rows: list[dict], peak_here: float | None) -> list[dict]:
+    """e2e RTF on one Pi core = RTF here x (this machine's 1-thread matmul
+    peak / the Pi core's). Assumes the pass is matmul-bound and scales with
+    fp32 matmul throughput; int8 kernels scale differently (the A72 has no
+    int8 dot-product instructions, the A76 has), so int8 rows are rougher."""
+    if not peak_here:
+        return []
+    out = []
+    for r in rows:
+        if r["status"] == "ok" and r.get("e2e_rtf") and r["threads"] == 1:
+            out.append({"label": r["label"], "family": r["family"], "rtf_here": r["e2e_rtf"],
+                        **{pi: r["e2e_rtf"] * peak_here / g for pi, g in PI_PEAK_GFLOPS.items()}})
+    return out
