@@ -19,44 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .manifest import ManifestError
 from . import formats
-from .backends import backend_available
-from .manifest import Bundle, ManifestError
-from .stream import Model
+from .stream import Model, SessionError, choose_backend  # noqa: F401 - re-exported
 
 # Picked when the user names neither backend nor precision: the formats table's order.
 PREFERENCE = formats.preference_order()
-
-
-class SessionError(ValueError):
-    """The bundle cannot be run here with the requested backend/precision."""
-
-
-def choose_backend(bundle: Bundle, backend: str | None = None, precision: str | None = None,
-                   check_installed: bool = True) -> tuple[str, str]:
-    """The (backend, precision) to run: the user's choice if given (each half
-    may be left to the preference order), available for every graph."""
-    graphs = [g.name for g in bundle.signature.graphs]
-    have = bundle.backends()
-    complete = [bp for bp in have if all(
-        any(a.graph == g and (a.backend, a.precision) == bp for a in bundle.artifacts) for g in graphs)]
-    if backend == "coreml" or (complete and all(b == "coreml" for b, _ in complete)):
-        raise SessionError(f"CoreML artifacts run only on Apple devices; this bundle has {have}. "
-                           "Build one with --target rpi (or android) to run it here")
-    if backend is not None and backend not in formats.runnable():
-        raise SessionError(f"backend {backend!r} is not one of {formats.runnable()}")
-    wanted = [bp for bp in complete if (backend is None or bp[0] == backend)
-              and (precision is None or bp[1] == precision)]
-    if not wanted:
-        raise SessionError(f"the bundle has no {backend or 'any'}/{precision or 'any'} artifact "
-                           f"for every graph {graphs}; it has {have}")
-    order = formats.preference_order()  # read now: a row registered later takes its place
-    ranked = sorted(wanted, key=lambda bp: order.index(bp) if bp in order else len(order))
-    if backend is None and check_installed:
-        installed = [bp for bp in ranked if backend_available(bp[0])]
-        if installed:
-            return installed[0]
-    return ranked[0]
 
 
 class ModelSession:

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import formats
+from .backends import backend_available
 from .decoding import MAX_SYMBOLS_PER_FRAME, make_decoder, tokens_to_text
 from .frontend import StreamingFrontend, num_frames
 from .signature import Signature
@@ -101,6 +103,37 @@ def unstack(array: np.ndarray, n: int, axis: int, groups: int = 1) -> list[np.nd
     return [p.reshape(shape[:axis] + (-1,) + shape[axis + 1:]) for p in np.split(grouped, n, axis=axis + 1)]
 
 
+class SessionError(ValueError):
+    """The bundle cannot be run here with the requested backend/precision."""
+
+
+def choose_backend(bundle, backend: str | None = None, precision: str | None = None,
+                   check_installed: bool = True) -> tuple[str, str]:
+    """The (backend, precision) to run: the user's choice if given (each half
+    may be left to the preference order), available for every graph."""
+    graphs = [g.name for g in bundle.signature.graphs]
+    have = bundle.backends()
+    complete = [bp for bp in have if all(
+        any(a.graph == g and (a.backend, a.precision) == bp for a in bundle.artifacts) for g in graphs)]
+    if backend == "coreml" or (complete and all(b == "coreml" for b, _ in complete)):
+        raise SessionError(f"CoreML artifacts run only on Apple devices; this bundle has {have}. "
+                           "Build one with --target rpi (or android) to run it here")
+    if backend is not None and backend not in formats.runnable():
+        raise SessionError(f"backend {backend!r} is not one of {formats.runnable()}")
+    wanted = [bp for bp in complete if (backend is None or bp[0] == backend)
+              and (precision is None or bp[1] == precision)]
+    if not wanted:
+        raise SessionError(f"the bundle has no {backend or 'any'}/{precision or 'any'} artifact "
+                           f"for every graph {graphs}; it has {have}")
+    order = formats.preference_order()  # read now: a row registered later takes its place
+    ranked = sorted(wanted, key=lambda bp: order.index(bp) if bp in order else len(order))
+    if backend is None and check_installed:
+        installed = [bp for bp in ranked if backend_available(bp[0])]
+        if installed:
+            return installed[0]
+    return ranked[0]
+
+
 class Model:
     """A loaded model: the signature and one `run(feeds) -> dict` per graph.
     Shared by any number of streams; holds no per-stream state."""
@@ -136,10 +169,9 @@ class Model:
     def from_bundle(cls, bundle_dir: Path | str, backend: str | None = None, precision: str | None = None,
                     threads: int = 1, providers=None, batch: bool | None = None) -> "Model":
         """A bundle's artifacts (sha256-checked), on the best backend here
-        unless one is named (see session.choose_backend)."""
+        unless one is named (see choose_backend)."""
         from .backends import BackendError, open_runner
         from .manifest import Bundle
-        from .session import SessionError, choose_backend
 
         bundle = Bundle(bundle_dir)  # validates the manifest, checks tokens.txt
         backend, precision = choose_backend(bundle, backend, precision)

@@ -22,11 +22,6 @@ LAYERS = {"runtime_py": 0, "edge": 1, "targets": 2}
 CLIENTS = {"demo": {"runtime_py", "demo"}}
 PACKAGES = {**{p: None for p in LAYERS}, **{p: None for p in CLIENTS}}
 
-# Known upward imports, each with the reason and the file whose removal ends it.
-# TODO(bench): edge/bench.py (edge-bench) builds bundles with targets; it is being moved to a
-# package above targets (issue 14 §3). test_known_exceptions_are_still_needed fails once the file
-# is gone or no longer imports upward, so this table empties and the test is strict again.
-KNOWN_UPWARD = {"edge/bench.py": {"targets"}}
 
 
 def _module_name(path: Path) -> str:
@@ -103,19 +98,9 @@ def upward_imports() -> list[tuple[str, str, int]]:
 
 
 def test_no_import_runs_upward():
-    bad = [(f, dst, line) for f, dst, line in upward_imports()
-           if dst.split(".")[0] not in KNOWN_UPWARD.get(f, set())]
+    bad = upward_imports()
     assert not bad, "imports against runtime_py < edge < targets < CLIs (demo: runtime_py only):\n" + "\n".join(
         f"  {f}:{line} imports {dst}" for f, dst, line in bad)
-
-
-@pytest.mark.parametrize("path", sorted(KNOWN_UPWARD))
-def test_known_exceptions_are_still_needed(path):
-    """A known exception ends with its file: then delete its row and the test is strict."""
-    assert (ROOT / path).exists(), f"{path} is gone: delete its row from KNOWN_UPWARD in tests/test_layering.py"
-    used = {dst.split(".")[0] for f, dst, _ in upward_imports() if f == path}
-    assert used & KNOWN_UPWARD[path], (f"{path} no longer imports {KNOWN_UPWARD[path]}: delete its row from "
-                                       "KNOWN_UPWARD in tests/test_layering.py")
 
 
 def cycles(graph: dict[str, list[tuple[str, int]]]) -> list[list[str]]:

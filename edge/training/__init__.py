@@ -1,7 +1,4 @@
-"""Train a streaming family on the synthetic corpus.
-
-    edge-train --family conformer --corpus data/corpus -o edge/checkpoints/conformer/model.pt
-    edge-train --family lstm -o lstm.pt --epochs 4 --max-minutes 30 --threads 2
+"""Train a streaming family on the synthetic corpus (`edge-train`, cli.py).
 
 - Features: `runtime_py.frontend.compute_features` (the device frontend) of
   each utterance followed by the client's tail padding (0.3 s of zeros), computed

@@ -8,9 +8,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from .. import training
 from ..cliutil import add_family, add_verbose, make_parser, preflight
 from ..errors import fail
+
+DESCRIPTION = """Train a streaming family on the synthetic corpus (how: edge/training/__init__.py).
+
+    edge-train --family conformer --corpus data/corpus -o edge/checkpoints/conformer/model.pt
+    edge-train --family lstm -o lstm.pt --epochs 4 --max-minutes 30 --threads 2"""
 
 DEFAULTS = {  # per family: peak learning rate and batch size used for the shipped checkpoints
     "lstm": dict(lr=1.5e-3, batch_frames=6000),
@@ -20,8 +24,7 @@ DEFAULTS = {  # per family: peak learning rate and batch size used for the shipp
 
 
 def build_parser() -> argparse.ArgumentParser:
-    doc = training.__doc__
-    ap = make_parser("edge-train", doc.split("\n\n")[0] + "\n\n" + doc.split("\n\n")[1])
+    ap = make_parser("edge-train", DESCRIPTION)
     add_family(ap)
     ap.add_argument("--corpus", default="data/corpus",
                     help="corpus folder with train/valid.jsonl (make one with: python -m edge.data.corpus)")

@@ -33,7 +33,7 @@ class Pipeline:
         self.raw_runs = raw_runs
         self.search = search
         self.calls = {g: 0 for g in raw_runs}
-        from targets.sherpa.client import SHERPA_MAX_SYMBOLS
+        from targets.sherpa.contract import SHERPA_MAX_SYMBOLS
 
         symbols = {"max_symbols_per_frame": SHERPA_MAX_SYMBOLS} if search == "sherpa" else {}
         self.model = Model(signature, {g: self._counted(g) for g in raw_runs}, batch=False, **symbols)

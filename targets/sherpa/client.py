@@ -20,9 +20,9 @@ from runtime_py.decoding import tokens_to_text
 from runtime_py.recognizer import TAIL_PADDING_S, tail_padding_samples
 from runtime_py.signature import Signature
 
+from .contract import SHERPA_MAX_SYMBOLS
 from .export import FILES, INPUT_RANGE_KEY, INT8_FILES, SherpaExportError
 
-SHERPA_MAX_SYMBOLS = 1  # sherpa-onnx greedy search: one symbol per encoder frame
 
 
 def files(model_dir: Path | str, precision: str = "fp32") -> dict[str, Path]:

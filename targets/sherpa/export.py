@@ -10,27 +10,16 @@ graph module as sherpa feeds it; most return the model's own), and
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from pathlib import Path
 
 from runtime_py.signature import Signature
 
 from . import lstm, zipformer2
+from .contract import (FILES, INPUT_RANGE_KEY, INPUT_RANGES, INT8_FILES, INT16_SCALE,  # noqa: F401 - re-exported
+                       SHERPA_BLANK_ID, UNIT_OFFSET, SherpaExportError)
 
-INPUT_RANGES = ("int16", "unit")
-INT16_SCALE = 32768.0
-# the feature offset of the unit flavour: log-power of [-1, 1] samples -> of int16-range samples
-UNIT_OFFSET = 2.0 * math.log(INT16_SCALE)
-SHERPA_BLANK_ID = 0  # hard-coded in sherpa-onnx's transducer decoders
-INPUT_RANGE_KEY = "edge.sherpa.input_range"
-FILES = {"encoder": "encoder.onnx", "decoder": "decoder.onnx", "joiner": "joiner.onnx", "tokens": "tokens.txt"}
-INT8_FILES = {"encoder": "encoder.int8.onnx", "decoder": "decoder.onnx", "joiner": "joiner.int8.onnx"}
 MODEL_TYPES = (lstm, zipformer2)
-
-
-class SherpaExportError(ValueError):
-    pass
 
 
 def model_type(sig: Signature):

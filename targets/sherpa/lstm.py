@@ -23,7 +23,7 @@ def matches(sig) -> bool:
 
 
 def check(sig) -> None:
-    from .export import SherpaExportError
+    from .contract import SherpaExportError
 
     enc = sig.graph("encoder")
     if any(len(s.shape) != 3 or s.batch_axis != 1 for s in enc.states):

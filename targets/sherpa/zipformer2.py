@@ -28,7 +28,7 @@ def matches(sig) -> bool:
 
 
 def check(sig) -> None:
-    from .export import SherpaExportError
+    from .contract import SherpaExportError
 
     names = [s.name for s in sig.graph("encoder").states]
     if (len(names) - 2) % 6:
@@ -37,7 +37,7 @@ def check(sig) -> None:
 
 
 def wrap(model, graph: str, sig, offset: float):
-    from .export import SherpaExportError
+    from .contract import SherpaExportError
 
     if offset:
         raise SherpaExportError("a zipformer2 model trained on int16-scaled features has no sherpa flavour here")
@@ -46,7 +46,7 @@ def wrap(model, graph: str, sig, offset: float):
 
 def streaming_wrapper(model):
     """The package's OnnxStreamingEncoderWrapper inside the declared encoder."""
-    from .export import SherpaExportError
+    from .contract import SherpaExportError
 
     for m in model.modules_of("encoder"):
         if hasattr(m, "left_context_len") and hasattr(getattr(m, "encoder", None), "encoder_dim"):

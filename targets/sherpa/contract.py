@@ -1,0 +1,21 @@
+"""What every sherpa-onnx model type shares: input ranges, file names, the
+blank id sherpa hard-codes, and the export error (a module of its own so the
+model types and the exporter import it without importing each other)."""
+
+from __future__ import annotations
+
+import math
+
+INPUT_RANGES = ("int16", "unit")
+INT16_SCALE = 32768.0
+# the feature offset of the unit flavour: log-power of [-1, 1] samples -> of int16-range samples
+UNIT_OFFSET = 2.0 * math.log(INT16_SCALE)
+SHERPA_MAX_SYMBOLS = 1  # sherpa-onnx greedy search: one symbol per encoder frame
+SHERPA_BLANK_ID = 0  # hard-coded in sherpa-onnx's transducer decoders
+INPUT_RANGE_KEY = "edge.sherpa.input_range"
+FILES = {"encoder": "encoder.onnx", "decoder": "decoder.onnx", "joiner": "joiner.onnx", "tokens": "tokens.txt"}
+INT8_FILES = {"encoder": "encoder.int8.onnx", "decoder": "decoder.onnx", "joiner": "joiner.int8.onnx"}
+
+
+class SherpaExportError(ValueError):
+    pass
