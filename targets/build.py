@@ -161,7 +161,7 @@ def _convert_graph(backend: str, precision: str, model, signature, g: str, onnx_
         return Path(shutil.copy(onnx_path, out_dir / f"{g}.fp32.onnx"))
     if backend == "ort":
         from . import ort
-        return ort.to_ort(onnx_path, out_dir, precision)
+        return ort.to_ort(onnx_path, out_dir, precision, signature.graph(g), signature)
     if backend == "tflite":
         from . import tflite
         graph = signature.graph(g)
@@ -411,6 +411,9 @@ def _check_quantised(backend: str, files: dict[str, Path], records: dict) -> Non
         else:
             continue
         records[g]["quantized_ops"] = n
+        if backend in ("ort", "onnx"):
+            from .quantize import recipe_record
+            records[g]["int8_recipe"] = recipe_record(p)
         if n == 0:
             records[g]["passed"] = False
             records[g]["why"] = (f"no weight of graph {g!r} was quantised (no MatMul/Gemm/Conv/LSTM with "
