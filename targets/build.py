@@ -161,7 +161,8 @@ def _convert_graph(backend: str, precision: str, model, signature, g: str, onnx_
         return Path(shutil.copy(onnx_path, out_dir / f"{g}.fp32.onnx"))
     if backend == "ort":
         from . import ort
-        return ort.to_ort(onnx_path, out_dir, precision, signature.graph(g), signature)
+        graph = signature.graph(g) if signature is not None else None  # None: dynamic int8 only
+        return ort.to_ort(onnx_path, out_dir, precision, graph, signature)
     if backend == "tflite":
         from . import tflite
         graph = signature.graph(g)
