@@ -45,6 +45,13 @@ STATE_KINDS = ("cached_key", "cached_nonlin_attn", "cached_val1", "cached_val2",
 
 
 def _asr_model(size: dict, head: str) -> AsrModel:
+    with torch.random.fork_rng():  # seeded initial weights: the same factory gives the same graphs
+        torch.manual_seed(0)
+        model = _new_model(size, head)
+    return model
+
+
+def _new_model(size: dict, head: str) -> AsrModel:
     model = AsrModel(**size, causal=True, chunk_size=str(CHUNK), left_context_frames=str(LEFT), vocab_size=500,
                      use_transducer=head == "transducer", use_ctc=head == "ctc")
     path = os.environ.get("ZIPFORMER_CHECKPOINT")

@@ -99,8 +99,9 @@ for chunk in chunks {{                      // MLMultiArray shape {_shape(x.shap
 PRECISION_NOTES = {
     ("onnx", "fp32"): "float32 weights and compute.",
     ("ort", "fp32"): "float32 weights and compute; graph pre-optimised offline.",
-    ("ort", "int8"): "dynamic quantisation: int8 weights (per tensor), activations quantised per call; "
-                     "I/O and states stay float32.",
+    ("ort", "int8"): "Conv: static int8 (per-channel weights, activation ranges calibrated on speech); "
+                     "MatMul/Gemm/LSTM: dynamic int8 (per-tensor weights, activations quantised per call); "
+                     "I/O and states stay float32. The recipe and the ops quantised are in manifest.json.",
     ("tflite", "fp32"): "float32 weights and compute.",
     ("tflite", "fp16"): "weight matrices stored float16 and dequantised at load (CPU computes float32; "
                         "GPU delegates may compute in fp16); vectors (biases, norms, CMVN) and tensors of at most "

@@ -1,9 +1,11 @@
 """ONNX Runtime target: `.ort` files (fp32 and dynamic int8) for a reduced
 operator ORT build, e.g. on a Raspberry Pi.
 
-- `to_ort(onnx_path, out_dir, precision)` writes `<graph>.<precision>.ort`.
-  int8 is dynamic quantisation (int8 weights, activations quantised per call)
-  of MatMul, Gemm and LSTM (see INT8_OP_TYPES). The graph
+- `to_ort(onnx_path, out_dir, precision, graph, signature)` writes
+  `<graph>.<precision>.ort`. int8 is targets.quantize's recipe: static QDQ
+  Conv calibrated on speech, then dynamic quantisation (int8 weights,
+  activations quantised per call) of MatMul, Gemm and LSTM (see
+  INT8_OP_TYPES). The graph
   is optimised offline at the "extended" level (see OPTIMIZATION_LEVEL) and
   saved in ORT format, so the device does not redo the fusions.
 - `optimisation_report(before_onnx, after)`: op-type counts before and after,
@@ -46,12 +48,18 @@ INT8_PER_CHANNEL = False
 # Gelu, MatMul+Add, MatMul+scale, DynamicQuantizeMatMul ...). "all" adds
 # layout transforms tied to the build machine's CPU (NCHWc on x86), which a
 # file for an ARM device must not bake in.
+# Measured on the 23.6 M Zipformer2 encoder (1 thread, paired medians of 7
+# interleaved rounds vs this .ort): "all" applied at load on x86 1.03x (not
+# portable); MatMulAddFusion disabled (its 3-D Gemm adds two Reshapes per
+# MatMul) 1.02x; session.set_denormal_as_zero 1.01x; the Swoosh activations
+# as one Softplus op instead of icefall's 8-op logaddexp 0.88x (ORT's Softplus
+# kernel is scalar). None is worth a change; the int8 recipe is (quantize.py).
 OPTIMIZATION_LEVEL = "extended"
 
 
 def convert(onnx_path, graph: GraphSpec, signature, precision: str, out_dir, **_options) -> list[Path]:
     """The formats table's converter signature (runtime_py/formats.py): `to_ort`."""
-    return [to_ort(onnx_path, out_dir, precision)]
+    return [to_ort(onnx_path, out_dir, precision, graph, signature)]
 
 
 def _ort():
@@ -133,8 +141,11 @@ def _save_ort(onnx_path: Path, ort_path: Path, level: str = OPTIMIZATION_LEVEL) 
     return ort_path
 
 
-def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32") -> Path:
-    """Write `<out_dir>/<graph>.<precision>.ort` from `<graph>.onnx`."""
+def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", graph: GraphSpec | None = None,
+           signature=None) -> Path:
+    """Write `<out_dir>/<graph>.<precision>.ort` from `<graph>.onnx`. int8 with
+    the graph's spec and signature: targets.quantize's recipe (calibrated
+    static Conv + dynamic MatMul); without them: dynamic int8 only."""
     if precision not in PRECISIONS:
         raise ValueError(f"ORT precision {precision!r} must be one of {PRECISIONS}")
     onnx_path = Path(onnx_path)
@@ -144,7 +155,8 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32") 
     with tempfile.TemporaryDirectory(prefix="edge-ort-") as tmp:
         src = onnx_path
         if precision == "int8":
-            src = quantize_int8(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx")
+            from .quantize import quantize
+            src = quantize(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature)
         _save_ort(src, target)
     return target
 

@@ -144,6 +144,10 @@ def test_int8_of_an_untrained_model_is_judged_by_output_error(tmp_path):
         assert a.parity["judged_by"] == "relative_error" and "untrained" in a.parity["why"]
         assert a.parity["quantized_ops"] > 0
         assert a.parity["passed"] == (a.parity["relative_error"] <= a.parity["relative_error_bar"])
+        # the recipe is recorded and matches the file: this family has no Conv, so MatMul dynamic only
+        recipe = a.parity["int8_recipe"]
+        assert recipe["recipe"] == "matmul-dynamic" and recipe["calibration"] is None
+        assert sum(recipe["ops_quantised"]["dynamic"].values()) == a.parity["quantized_ops"]
 
 
 def test_int8_of_a_trained_model_is_judged_on_decoded_tokens(tmp_path):

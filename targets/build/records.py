@@ -17,6 +17,9 @@ def check_quantised(backend: str, files: dict[str, Path], records: dict) -> None
     for g, p in files.items():
         n = formats.load(count)(p)
         records[g]["quantized_ops"] = n
+        if backend in ("ort", "onnx"):  # the recipe (targets/quantize.py), read back from the file
+            from ..quantize import recipe_record
+            records[g]["int8_recipe"] = recipe_record(p)
         if n == 0:
             records[g]["passed"] = False
             records[g]["why"] = (f"no weight of graph {g!r} was quantised (no MatMul/Gemm/Conv/LSTM with "
