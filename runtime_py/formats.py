@@ -72,11 +72,11 @@ def register(fmt: Format) -> Format:
 register(Format(
     "ort", ".ort", ("fp32", "int8"), "runtime", "targets.ort:convert", _ORT_NEEDS,
     runner="runtime_py.backends:ort_runner", runtime_module="onnxruntime",
-    preference=(("fp32", 0), ("int8", 3), ("fp16", 7)), quantized_count="targets.ort:quantized_op_count"))
+    preference=(("fp32", 0), ("int8", 3), ("fp16", 7)), quantized_count="targets.ort_ops:quantized_op_count"))
 register(Format(
     "onnx", ".onnx", ("fp32",), "runtime", "targets.build.convert:copy_onnx", (("onnx", "export"),),
     runner="runtime_py.backends:ort_runner", runtime_module="onnxruntime",
-    preference=(("fp32", 1), ("int8", 4), ("fp16", 8)), quantized_count="targets.ort:quantized_op_count"))
+    preference=(("fp32", 1), ("int8", 4), ("fp16", 8)), quantized_count="targets.ort_ops:quantized_op_count"))
 register(Format(
     "tflite", ".tflite", ("fp32", "fp16", "int8"), "litert", "targets.build.convert:tflite",
     (("onnx2tf", "tflite"), ("tensorflow", "tflite"), ("onnxsim", "tflite")),

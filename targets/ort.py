@@ -19,7 +19,6 @@ Nothing here imports torch: the runner is what the device client uses.
 
 from __future__ import annotations
 
-import collections
 import logging
 import platform
 import shutil
@@ -30,20 +29,10 @@ from pathlib import Path
 
 from runtime_py.signature import GraphSpec
 from .common import require
+from .ort_ops import QUANTIZED_OP_MARKERS, op_counts, quantized_op_count  # noqa: F401 - the table names ort's
+from .quantize import INT8_OP_TYPES, INT8_PER_CHANNEL, quantize, quantize_int8  # noqa: F401 - re-exported
 
 PRECISIONS = ("fp32", "int8")
-# Quantised op types, chosen by measurement (untrained default configs, 200
-# chunks vs PyTorch, argmax agreement): MatMul/Gemm carry the conformer's
-# weights (6.5 MB -> 2.2 MB, agreement 0.977); the LSTM weights are 95% of
-# the LSTM model and only quantising LSTM itself (DynamicQuantizeLSTM)
-# shrinks it (6.7 MB -> 1.75 MB, agreement 0.9925 vs 0.99 without).
-# Per-tensor weight scales: on the trained models (stage-2 conformer) per-tensor int8
-# kept the test WER within 0.14 of per-channel (lstm 9.63 vs 9.77 %, conformer
-# 6.88 vs 6.74 %, transducer 4.86 vs 4.86 %; PyTorch 9.77 / 6.74 / 4.95 %) and
-# ran the conformer step 14 % faster (0.62 vs 0.73 ms, interleaved in one run,
-# 1 thread).
-INT8_OP_TYPES = ("MatMul", "Gemm", "LSTM")
-INT8_PER_CHANNEL = False
 # "extended" applies the fusions that are not hardware specific (LayerNorm,
 # Gelu, MatMul+Add, MatMul+scale, DynamicQuantizeMatMul ...). "all" adds
 # layout transforms tied to the build machine's CPU (NCHWc on x86), which a
@@ -71,31 +60,6 @@ def _level(ort, name: str):
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[name]
-
-
-def quantize_int8(onnx_path: Path | str, out_path: Path | str, op_types=INT8_OP_TYPES,
-                  per_channel: bool = INT8_PER_CHANNEL) -> Path:
-    """Dynamic int8 (QInt8 weights, the signed type ARM's int8 dot products
-    use). The result holds ORT-only ops: it is for the ORT branch only."""
-    require("onnxruntime.quantization", "runtime")
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    root.addFilter(_no_preprocess_advice)
-    try:
-        quantize_dynamic(str(onnx_path), str(out_path), op_types_to_quantize=list(op_types),
-                         per_channel=per_channel, weight_type=QuantType.QInt8)
-    finally:
-        root.removeFilter(_no_preprocess_advice)
-    return Path(out_path)
-
-
-def _no_preprocess_advice(record: logging.LogRecord) -> bool:
-    """quantize_dynamic advises its pre-processing (shape inference, graph
-    optimisation) on every call. Our graphs have static shapes, and the
-    quantised graph is optimised when saved as .ort: the advice is noise in
-    edge-build's output. Other records pass."""
-    return not str(record.msg).startswith("Please consider to run pre-processing")
 
 
 # Serialising to ORT format walks containers keyed by pointers, so the bytes of
@@ -155,53 +119,12 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", 
     with tempfile.TemporaryDirectory(prefix="edge-ort-") as tmp:
         src = onnx_path
         if precision == "int8":
-            from .quantize import quantize
             src = quantize(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature)
         _save_ort(src, target)
     return target
 
 
-# -- inspection ---------------------------------------------------------------
-
-def _ort_fbs():
-    # ort_format_model puts its generated flatbuffers package on sys.path.
-    require("onnxruntime.tools.ort_format_model", "runtime")
-    import ort_flatbuffers_py.fbs as fbs  # noqa: E402
-    return fbs
-
-
-def op_counts(path: Path | str) -> dict[str, int]:
-    """Op-type counts of an .onnx or .ort file; contrib ops as `domain.Op`."""
-    path = Path(path)
-    counts: collections.Counter = collections.Counter()
-
-    def key(domain: str, op: str) -> str:
-        return op if domain in ("", "ai.onnx") else f"{domain}.{op}"
-
-    if path.suffix == ".ort":
-        fbs = _ort_fbs()
-        buf = bytearray(path.read_bytes())
-        if not fbs.InferenceSession.InferenceSession.InferenceSessionBufferHasIdentifier(buf, 0):
-            raise ValueError(f"{path} is not an ORT format model")
-        graph = fbs.InferenceSession.InferenceSession.GetRootAsInferenceSession(buf, 0).Model().Graph()
-        for i in range(graph.NodesLength()):
-            node = graph.Nodes(i)
-            counts[key(node.Domain().decode(), node.OpType().decode())] += 1
-    else:
-        onnx = require("onnx", "export")
-        for node in onnx.load(str(path), load_external_data=False).graph.node:
-            counts[key(node.domain, node.op_type)] += 1
-    return dict(sorted(counts.items()))
-
-
-QUANTIZED_OP_MARKERS = ("DynamicQuantize", "MatMulInteger", "ConvInteger", "QLinear", "QuantizeLinear",
-                        "QAttention", "QGemm")
-
-
-def quantized_op_count(path: Path | str) -> int:
-    """Nodes of an .ort/.onnx file that compute in int8 (0: nothing was quantised)."""
-    return sum(n for op, n in op_counts(path).items() if any(m in op for m in QUANTIZED_OP_MARKERS))
-
+# -- inspection (op counts: targets/ort_ops.py) --------------------------------
 
 def optimisation_report(before_onnx: Path | str, after: Path | str) -> dict:
     """What the conversion did: op counts before/after, and the op types that
