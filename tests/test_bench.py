@@ -238,3 +238,22 @@ def test_a_refused_conversion_is_a_not_converted_row():
     assert row.startswith("not converted: converting graph 'encoder' to target tflite int8 failed")
     assert row.endswith("converter said: Depth of output (8) is not a multiple of the number of groups (80)")
     assert "Fix:" not in row and _not_converted(ValueError("x")) is None
+
+
+def test_streams_batched_against_one_stream_alone():
+    """--streams N: the same audio on N batched streams decodes the tokens a
+    stream alone decodes (checked inside), and both per stream-chunk costs are
+    reported with their paired ratio. No speed bar: that is the benchmark's figure."""
+    import numpy as np
+
+    from targets.bench.streams import batching_cost, describe
+
+    audio = np.random.default_rng(0).standard_normal(16000 * 2).astype(np.float32) * 0.1
+    b = batching_cost(build("lstm").eval(), audio, n=3, rounds=2)
+    assert "error" not in b, b
+    assert b["streams"] == 3 and b["batched_ms"] > 0 and b["single_ms"] > 0
+    assert b["ratio_min"] <= b["ratio"] <= b["ratio_max"]
+    assert len(b["per_round"]) == 2
+    assert "3 streams batched" in describe(b)
+    with pytest.raises(ValueError):
+        batching_cost(build("lstm").eval(), audio, n=1)

@@ -47,6 +47,8 @@ def build_parser():
     ap.add_argument("--repeats", type=int, default=REPEATS, help="round-robin rounds")
     ap.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS, help="parity rollout of the bundle build")
     ap.add_argument("--no-subprocess", action="store_true", help="skip cold-start/memory children")
+    ap.add_argument("--streams", type=int, default=0, metavar="N",
+                    help="also time N streams batched on one model against one stream alone (e.g. 4)")
     ap.add_argument("--json", help="write the results as JSON")
     ap.add_argument("--png", help="write a chart (latency p50/p90, peak memory)")
     add_verbose(ap)
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
                              model_factory=args.model,
                              threads=args.threads, backends=labels, repeats=args.repeats,
                              parity_chunks=args.parity_chunks, subprocesses=not args.no_subprocess,
-                             providers=args.providers,
+                             providers=args.providers, streams=args.streams,
                              progress=lambda m: print(m, file=sys.stderr, flush=True)) for f in fams]
     except (BenchError, ManifestError, BackendError, UserError) as e:
         return fail(str(e))

@@ -95,6 +95,8 @@ def format_table(result: dict) -> str:
                          f"{c['fp32_ms']:.3f} ms fp32 vs {c['int8_ms']:.3f} ms int8 (ORT, 1 thread): "
                          f"{c['ratio']:.2f}x is the most dynamic int8 can speed up the step")
     notes += target_lines(result) + pi_lines(result)
+    from .streams import describe
+    notes += [f"{fam}: {describe(b)}" for fam, b in (result.get("batching") or {}).items()]
     about = dict.fromkeys(f"{r['label']}: {r['about']}" for r in result["rows"] if r.get("about"))
     if about:
         notes.append("columns: " + "; ".join(about))

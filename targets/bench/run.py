@@ -88,11 +88,12 @@ def _spec(label, t, signature, art, work, ckpt, model_factory, providers, tail) 
 def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=None, seconds: float = 60.0,
               threads=(1,), backends=DEFAULT_BACKENDS, repeats: int | None = None, json_path=None, png_path=None,
               parity_chunks: int = PARITY_CHUNKS, subprocesses: bool = True, peak_matmul: bool = True,
-              providers=None, progress=print, model_factory: str | None = None) -> dict:
+              providers=None, progress=print, model_factory: str | None = None, streams: int = 0) -> dict:
     """Benchmark one model; returns {"machine", "workload", "models", "rows", "paired", "targets", "pi"}.
     `model` (in memory) wins over `checkpoint`, else the shipped model (or an
     untrained one when none is shipped). Writes `json_path`/`png_path` if given."""
     from .report import write_json
+    from .streams import batching_cost
 
     say = progress or (lambda msg: None)
     labels = parse_backends(backends)
@@ -250,6 +251,11 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
                                              {lb: passes[(lb, t1)] for lb in labels if (lb, t1) in passes}),
         }
         result["pi"] = stats.pi_estimates(result["rows"], peak)
+        if streams:
+            say(f"[bench] {streams} streams on one model, batched vs one stream alone...")
+            result["batching"] = {family: batching_cost(model, audio, streams, rounds=max(3, min(repeats, 7)),
+                                                        threads=thread_list[0]) if model is not None else
+                                  {"streams": streams, "error": "needs the PyTorch model (this run is torch-free)"}}
         # each round's figures (first thread count), so every paired ratio can be re-derived from the JSON
         result["rounds"] = {lb: [{q: p[q] for q in ("p50", "total", "e2e")} for p in passes[(lb, t1)]]
                             for lb in labels if (lb, t1) in passes}
@@ -272,6 +278,7 @@ def merge_results(results: list[dict]) -> dict:
     out["paired"] = [p for r in results for p in r.get("paired", [])]
     out["targets"] = [dict(t, family=f) for r in results for f in r["models"] for t in r.get("targets", [])]
     out["pi"] = [p for r in results for p in r.get("pi", [])]
+    out["batching"] = {f: b for r in results for f, b in r.get("batching", {}).items()}
     out["workload"] = dict(out["workload"], includes="per chunk: encoder step + state loop + greedy decoding (see "
                            "models.<family>.decoding); e2e adds the fbank over the audio",
                            audio_s={f: r["workload"]["audio_s"] for r in results for f in r["models"]},
