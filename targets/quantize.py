@@ -132,8 +132,14 @@ def _no_preprocess_advice(record: logging.LogRecord) -> bool:
     """quantize_dynamic advises its pre-processing (shape inference, graph
     optimisation) on every call. Our graphs have static shapes, and the
     quantised graph is optimised when saved as .ort: the advice is noise in
-    edge-build's output. Other records pass."""
-    return not str(record.msg).startswith("Please consider to run pre-processing")
+    edge-build's output. The dynamic pass over the recipe's static-Conv graph
+    also warns that the model may be "already quantized": it is, by design
+    (Conv only). Other records pass."""
+    return not str(record.msg).startswith(_ADVICE)
+
+
+_ADVICE = ("Please consider to run pre-processing", "Please consider pre-processing before quantization",
+           "Please check if the model is already quantized")
 
 
 def quantize_static_qdq(onnx_path: Path | str, out_path: Path | str, feeds: list[dict],

@@ -125,19 +125,21 @@ def export_sherpa(model, out_dir: Path | str, tokens: list[str], input_range: st
     tok.write_text("".join(f"{t} {i}\n" for i, t in enumerate(tokens)), encoding="utf-8")
     paths["tokens"] = tok
     if int8:
-        paths.update({f"{g}.int8": p for g, p in quantize_sherpa(out_dir).items()})
+        paths.update({f"{g}.int8": p for g, p in quantize_sherpa(out_dir, ssig).items()})
     return paths
 
 
-def quantize_sherpa(out_dir: Path | str) -> dict[str, Path]:
+def quantize_sherpa(out_dir: Path | str, signature: Signature | None = None) -> dict[str, Path]:
     """encoder.int8.onnx and joiner.int8.onnx beside the fp32 files, with the
-    bundle's int8 recipe (targets.ort.quantize_int8); the decoder stays fp32,
-    as sherpa-onnx's published int8 models keep it."""
-    from targets.ort import quantize_int8
+    bundle's int8 recipe (targets.quantize: Conv static, calibrated on speech
+    through the files' signature; MatMul dynamic; dynamic only without a
+    signature); the decoder stays fp32, as sherpa-onnx's published int8 models keep it."""
+    from targets.quantize import quantize
 
     out_dir = Path(out_dir)
     done = {}
     for g in ("encoder", "joiner"):
-        quantize_int8(out_dir / FILES[g], out_dir / INT8_FILES[g])
+        graph = signature.graph(g) if signature is not None else None
+        quantize(out_dir / FILES[g], out_dir / INT8_FILES[g], graph, signature)
         done[g] = out_dir / INT8_FILES[g]
     return done
