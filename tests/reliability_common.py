@@ -1,0 +1,65 @@
+"""Helpers shared by the test_reliability_* files (issue 8: bad input gets one
+clear message, nothing is lost or half-written): the one-error-line check,
+the CLIs called in-process, a tiny checkpoint."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+
+from demo import cli as demo_cli
+from edge import cli as export_cli
+from edge.checkpoint import save_checkpoint
+from targets import build as build_mod
+from tests.bundle_fixtures import tiny_model
+
+RATE = 16000
+ORT = [("ort", "fp32")]
+
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def one_error_line(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert lines and lines[0].startswith("error: "), err
+    assert "Traceback" not in err, err
+    return err.strip()
+
+
+def export_main(argv, capsys):
+    code = export_cli.main(argv)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def build_main(argv, capsys):
+    code = build_mod.main(argv)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def demo_main(argv):
+    out, err = io.StringIO(), io.StringIO()
+    code = demo_cli.main(argv, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def ckpt_dir(tmp_path_factory):
+    """A valid tiny LSTM checkpoint and the same model's raw state_dict."""
+    d = tmp_path_factory.mktemp("ckpt")
+    model = tiny_model("lstm")
+    save_checkpoint(model, d / "lstm.pt", tokens=[], meta={"trained": False})
+    torch.save(model.state_dict(), d / "raw_state_dict.pt")
+    return d
+
+
+def payload_of(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# == exporter: edge-export and edge-build ==================================================
