@@ -1,4 +1,4 @@
-"""ONNX Runtime target: `.ort` files (fp32 and dynamic int8) for a reduced
+"""ONNX Runtime target: `.ort` files (fp32, and int8 by targets.quantize's recipe) for a reduced
 operator ORT build, e.g. on a Raspberry Pi.
 
 - `to_ort(onnx_path, out_dir, precision, graph, signature)` writes
