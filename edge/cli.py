@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parity-chunks", dest="chunks", type=int, default=200, metavar="N",
                    help="chunks in the parity rollout (0 skips it)")
     p.add_argument("--chunks", dest="chunks", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
+    p.add_argument("--dynamic-batch", action="store_true",
+                   help="a batch axis on every graph, so one ONNX Runtime session runs several streams per call "
+                        "(runtime_py.stream decode_streams); ONNX/ORT only")
     p.add_argument("--seed", type=int, default=0, help="seed of the untrained model when no checkpoint exists")
     add_verbose(p)
     return p
@@ -47,7 +50,7 @@ def run(args) -> int:
             get_family(args.family or DEFAULT_FAMILY)
             model, info = load_or_init(args.family or DEFAULT_FAMILY, args.checkpoint, args.seed)
         t0 = time.perf_counter()
-        paths = export_onnx(model, args.output)
+        paths = export_onnx(model, args.output, dynamic_batch=args.dynamic_batch)
     except (KeyError, CheckpointError, ExportError, UserError) as e:
         return fail(e.args[0] if e.args else str(e))
     except OSError as e:  # the output folder cannot be written

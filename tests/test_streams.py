@@ -148,3 +148,16 @@ def test_a_model_that_raises_names_the_chunk():
         model.decode_chunks([chunk] * 5)
     with pytest.raises(ValueError, match="Hz"):
         model.create_stream().accept_waveform(8000, np.zeros(80, np.float32))
+
+
+def test_edge_export_dynamic_batch_flag(tmp_path, capsys):
+    """edge-export --dynamic-batch writes graphs whose signature says so, and
+    their parity against PyTorch (batch 1) still holds."""
+    from edge import cli
+
+    assert cli.main(["--family", "lstm", "-o", str(tmp_path), "--dynamic-batch", "--parity-chunks", "4"]) == 0
+    sig = read_signature(tmp_path / "encoder.onnx")
+    assert sig.graph("encoder").dynamic_batch
+    assert "[✓]" in capsys.readouterr().out
+    assert cli.main(["--family", "lstm", "-o", str(tmp_path / "plain"), "--parity-chunks", "0"]) == 0
+    assert not read_signature(tmp_path / "plain" / "encoder.onnx").graph("encoder").dynamic_batch
