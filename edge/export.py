@@ -251,6 +251,39 @@ def export_graph(model: StreamingModel, graph: GraphSpec, path: Path, signature:
     return path
 
 
+CHECK_BATCH = 3  # not the traced batch (2): a batch size the tracer baked into the graph shows here
+
+
+def check_batch(path: Path, graph: GraphSpec, signature: Signature, n: int = CHECK_BATCH) -> None:
+    """The exported batch-axis graph, in ONNX Runtime, run on n streams
+    stacked must give each stream's own batch-1 result (relative 1e-4, as in
+    batch_layout). A model whose code turns a size into a Python number
+    (`x.size(0)` used as an int) gets that number baked in by the tracer and
+    fails here, with the node ONNX Runtime names, instead of in a client."""
+    run = onnx_runner(path, graph)
+    axes, groups = batch_axes(graph), _groups(graph)
+    feeds = []
+    try:
+        for seed in range(n):  # batch 1 first: a graph traced at batch 2 may not even run at 1
+            loop = StateLoop(graph, run)
+            chunks = random_chunks(graph, signature, 2, seed=seed)
+            loop.step(chunks[0])
+            feeds.append(loop.feeds(chunks[1]))
+        got = run({k: stack([f[k] for f in feeds], axes[k], groups[k]) for k in feeds[0]})
+    except Exception as e:  # noqa: BLE001 - ONNX Runtime's own error types, a next state of the wrong size
+        raise ExportError(f"graph {graph.name!r}: the batch-axis export does not run on 1 and {n} streams "
+                          f"({' '.join(str(e).split())[:300]}); the model bakes a batch size into the graph: "
+                          "export it without dynamic_batch") from None
+    for i, f in enumerate(feeds):
+        want = run(f)
+        for name in graph.output_names:
+            part = unstack(got[name], n, axes[name], groups[name])[i]
+            scale = max(1.0, float(np.max(np.abs(want[name]), initial=0.0)))
+            if part.shape != want[name].shape or float(np.max(np.abs(part - want[name]), initial=0.0)) > 1e-4 * scale:
+                raise ExportError(f"graph {graph.name!r}: on {n} streams in one batch, stream {i}'s {name!r} "
+                                  "differs from its own batch-1 result; export it without dynamic_batch")
+
+
 def export_onnx(model: StreamingModel, out_dir: Path | str, extra_metadata: dict | None = None,
                 dynamic_batch: bool = False) -> dict[str, Path]:
     """Export every graph of the model's signature to `out_dir/<graph>.onnx`.
@@ -264,6 +297,8 @@ def export_onnx(model: StreamingModel, out_dir: Path | str, extra_metadata: dict
     paths = {}
     for graph in signature.graphs:
         paths[graph.name] = export_graph(model, graph, out_dir / f"{graph.name}.onnx", signature, extra_metadata)
+        if dynamic_batch and graph.states:  # what decode_streams batches (decoder/joiner run per stream)
+            check_batch(paths[graph.name], graph, signature)
     (out_dir / "signature.json").write_text(json.dumps(signature.to_dict(), indent=2, sort_keys=True) + "\n")
     return paths
 

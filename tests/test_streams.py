@@ -161,3 +161,33 @@ def test_edge_export_dynamic_batch_flag(tmp_path, capsys):
     assert "[✓]" in capsys.readouterr().out
     assert cli.main(["--family", "lstm", "-o", str(tmp_path / "plain"), "--parity-chunks", "0"]) == 0
     assert not read_signature(tmp_path / "plain" / "encoder.onnx").graph("encoder").dynamic_batch
+
+
+def test_a_model_that_bakes_its_batch_size_is_refused_at_export(tmp_path):
+    """The tracer turns `int(x.shape[0])` into a constant (2, the traced
+    batch): the batch-axis export must say so, not fail later in a client."""
+    import torch
+    from torch import nn
+
+    import edge
+    from edge.export import ExportError
+    from tests.byom_models import CHUNK, FEATS, VOCAB
+
+    class BakesBatch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(FEATS, VOCAB)
+
+        def forward(self, x, h):  # x [B, T, F], h [B, V]
+            b = int(x.shape[0])  # a Python number: traced as a constant
+            y = self.lin(x) + h.reshape(b, 1, VOCAB)
+            return torch.log_softmax(y, -1), y[:, -1]
+
+    torch.manual_seed(0)
+    model = edge.declare("bakes", encoder=edge.Step(BakesBatch().eval(), states=lambda b: torch.zeros(b, VOCAB),
+                                                    names=["h"], returns=("log_probs", edge.STATES)),
+                         head="ctc", chunk=CHUNK, frontend=edge.FrontendSpec(num_mel_bins=FEATS),
+                         tokens=[f"w{i}" for i in range(VOCAB)], trained=False)
+    export_onnx(model, tmp_path / "plain")  # batch 1: fine
+    with pytest.raises(ExportError, match="batch-axis export does not run"):
+        export_onnx(model, tmp_path / "batched", dynamic_batch=True)
