@@ -90,7 +90,7 @@ def batch_axes(graph: GraphSpec) -> dict[str, int]:
     for s in graph.states:
         if s.batch_axis is None:
             raise ExportError(f"graph {graph.name!r}: state {s.name!r} has no batch axis, so the graph cannot "
-                              "take a dynamic batch; export it without dynamic_batch")
+                              "take a dynamic batch; export it without a batch axis (no --dynamic-batch)")
         axes[s.name] = axes[s.next_name] = s.batch_axis
     return axes
 
@@ -138,7 +138,7 @@ def batch_layout(model: StreamingModel, graph: GraphSpec, signature: Signature) 
         if ok:
             return candidate
     raise ExportError(f"graph {graph.name!r}: no stacking of the states along their batch axes gives each "
-                      "stream's own result; the model may mix streams, export it without dynamic_batch")
+                      "stream's own result; the model may mix streams, export it without a batch axis (no --dynamic-batch)")
 
 
 def _declare_output_shapes(model_proto: onnx.ModelProto, graph: GraphSpec) -> None:
@@ -273,7 +273,7 @@ def check_batch(path: Path, graph: GraphSpec, signature: Signature, n: int = CHE
     except Exception as e:  # noqa: BLE001 - ONNX Runtime's own error types, a next state of the wrong size
         raise ExportError(f"graph {graph.name!r}: the batch-axis export does not run on 1 and {n} streams "
                           f"({' '.join(str(e).split())[:300]}); the model bakes a batch size into the graph: "
-                          "export it without dynamic_batch") from None
+                          "export it without a batch axis (no --dynamic-batch)") from None
     for i, f in enumerate(feeds):
         want = run(f)
         for name in graph.output_names:
@@ -281,7 +281,7 @@ def check_batch(path: Path, graph: GraphSpec, signature: Signature, n: int = CHE
             scale = max(1.0, float(np.max(np.abs(want[name]), initial=0.0)))
             if part.shape != want[name].shape or float(np.max(np.abs(part - want[name]), initial=0.0)) > 1e-4 * scale:
                 raise ExportError(f"graph {graph.name!r}: on {n} streams in one batch, stream {i}'s {name!r} "
-                                  "differs from its own batch-1 result; export it without dynamic_batch")
+                                  "differs from its own batch-1 result; export it without a batch axis (no --dynamic-batch)")
 
 
 def export_onnx(model: StreamingModel, out_dir: Path | str, extra_metadata: dict | None = None,
@@ -298,7 +298,12 @@ def export_onnx(model: StreamingModel, out_dir: Path | str, extra_metadata: dict
     for graph in signature.graphs:
         paths[graph.name] = export_graph(model, graph, out_dir / f"{graph.name}.onnx", signature, extra_metadata)
         if dynamic_batch and graph.states:  # what decode_streams batches (decoder/joiner run per stream)
-            check_batch(paths[graph.name], graph, signature)
+            try:
+                check_batch(paths[graph.name], graph, signature)
+            except ExportError:
+                for written in paths.values():  # files this call wrote, claiming a batch axis that does not work
+                    written.unlink(missing_ok=True)
+                raise
     (out_dir / "signature.json").write_text(json.dumps(signature.to_dict(), indent=2, sort_keys=True) + "\n")
     return paths
 

@@ -191,3 +191,4 @@ def test_a_model_that_bakes_its_batch_size_is_refused_at_export(tmp_path):
     export_onnx(model, tmp_path / "plain")  # batch 1: fine
     with pytest.raises(ExportError, match="batch-axis export does not run"):
         export_onnx(model, tmp_path / "batched", dynamic_batch=True)
+    assert not list((tmp_path / "batched").glob("*.onnx"))  # nothing half-written is left
