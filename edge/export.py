@@ -102,6 +102,35 @@ def _groups(graph: GraphSpec) -> dict[str, int]:
     return groups
 
 
+BATCH_TOLERANCE = 1e-4  # relative: fp32, a batch only changes the summation order
+
+
+def stream_feeds(graph: GraphSpec, signature: Signature, run, streams: int, chunks: int) -> list[dict]:
+    """Each of `streams` seeded streams rolled over `chunks - 1` random chunks
+    on its own: the complete feeds (input and states) of its last chunk."""
+    feeds = []
+    for seed in range(streams):
+        loop = StateLoop(graph, run)
+        seq = random_chunks(graph, signature, chunks, seed=seed)
+        for c in seq[:-1]:
+            loop.step(c)
+        feeds.append(loop.feeds(seq[-1]))
+    return feeds
+
+
+def batch_mismatch(graph: GraphSpec, got: dict, wants: list[dict]) -> tuple[int, str] | None:
+    """(stream, output) of the first batched output that is not that stream's
+    own result, split by the graph's batch axes and groups; None if all match."""
+    axes, groups = batch_axes(graph), _groups(graph)
+    for name in graph.output_names:
+        parts = unstack(got[name], len(wants), axes[name], groups[name])
+        for i, (want, part) in enumerate(zip((w[name] for w in wants), parts)):
+            scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+            if part.shape != want.shape or float(np.max(np.abs(part - want), initial=0.0)) > BATCH_TOLERANCE * scale:
+                return i, name
+    return None
+
+
 def batch_layout(model: StreamingModel, graph: GraphSpec, signature: Signature) -> GraphSpec:
     """The graph marked dynamic_batch, with the batch_groups of each state
     found by running PyTorch: two streams, each rolled 3 seeded chunks on its
@@ -113,14 +142,8 @@ def batch_layout(model: StreamingModel, graph: GraphSpec, signature: Signature) 
     if not graph.states:
         return replace(graph, dynamic_batch=True)
     run = torch_runner(model, graph)
-    feeds, results = [], []
-    for seed in (0, 1):
-        loop = StateLoop(graph, run)
-        chunks = random_chunks(graph, signature, 3, seed=seed)
-        for c in chunks[:-1]:
-            loop.step(c)
-        feeds.append(loop.feeds(chunks[-1]))
-        results.append(run(feeds[-1]))
+    feeds = stream_feeds(graph, signature, run, streams=2, chunks=3)
+    results = [run(f) for f in feeds]
     lengths = {s.name: s.shape[s.batch_axis] for s in graph.states}
     for g in sorted({d for n in lengths.values() for d in range(1, n + 1) if n % d == 0}):
         states = tuple(replace(s, batch_groups=g if lengths[s.name] % g == 0 else 1) for s in graph.states)
@@ -130,12 +153,7 @@ def batch_layout(model: StreamingModel, graph: GraphSpec, signature: Signature) 
             got = run({n: stack([f[n] for f in feeds], axes[n], groups[n]) for n in feeds[0]})
         except Exception:  # noqa: BLE001 - a wrong stacking can make the model raise
             continue
-        ok = True
-        for name in graph.output_names:
-            for want, part in zip((r[name] for r in results), unstack(got[name], 2, axes[name], groups[name])):
-                scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
-                ok &= part.shape == want.shape and float(np.max(np.abs(part - want), initial=0.0)) <= 1e-4 * scale
-        if ok:
+        if batch_mismatch(candidate, got, results) is None:
             return candidate
     raise ExportError(f"graph {graph.name!r}: no stacking of the states along their batch axes gives each "
                       "stream's own result; the model may mix streams, export it without a batch axis (no --dynamic-batch)")
@@ -262,26 +280,17 @@ def check_batch(path: Path, graph: GraphSpec, signature: Signature, n: int = CHE
     fails here, with the node ONNX Runtime names, instead of in a client."""
     run = onnx_runner(path, graph)
     axes, groups = batch_axes(graph), _groups(graph)
-    feeds = []
-    try:
-        for seed in range(n):  # batch 1 first: a graph traced at batch 2 may not even run at 1
-            loop = StateLoop(graph, run)
-            chunks = random_chunks(graph, signature, 2, seed=seed)
-            loop.step(chunks[0])
-            feeds.append(loop.feeds(chunks[1]))
+    try:  # batch 1 first: a graph traced at batch 2 may not even run at 1
+        feeds = stream_feeds(graph, signature, run, streams=n, chunks=2)
         got = run({k: stack([f[k] for f in feeds], axes[k], groups[k]) for k in feeds[0]})
     except Exception as e:  # noqa: BLE001 - ONNX Runtime's own error types, a next state of the wrong size
         raise ExportError(f"graph {graph.name!r}: the batch-axis export does not run on 1 and {n} streams "
                           f"({' '.join(str(e).split())[:300]}); the model bakes a batch size into the graph: "
                           "export it without a batch axis (no --dynamic-batch)") from None
-    for i, f in enumerate(feeds):
-        want = run(f)
-        for name in graph.output_names:
-            part = unstack(got[name], n, axes[name], groups[name])[i]
-            scale = max(1.0, float(np.max(np.abs(want[name]), initial=0.0)))
-            if part.shape != want[name].shape or float(np.max(np.abs(part - want[name]), initial=0.0)) > 1e-4 * scale:
-                raise ExportError(f"graph {graph.name!r}: on {n} streams in one batch, stream {i}'s {name!r} "
-                                  "differs from its own batch-1 result; export it without a batch axis (no --dynamic-batch)")
+    bad = batch_mismatch(graph, got, [run(f) for f in feeds])
+    if bad is not None:
+        raise ExportError(f"graph {graph.name!r}: on {n} streams in one batch, stream {bad[0]}'s {bad[1]!r} "
+                          "differs from its own batch-1 result; export it without a batch axis (no --dynamic-batch)")
 
 
 def export_onnx(model: StreamingModel, out_dir: Path | str, extra_metadata: dict | None = None,
