@@ -9,7 +9,7 @@ artifacts  the bundle files a column times (built here or given)
 sherpa_columns  the sherpa-onnx files: our export and the zipformer package's
 flops      FLOPs, matmul peak, the int8 ceiling experiment
 machine    machine facts and the fresh child for cold start / peak memory
-stats      per-pass statistics, paired ratios, issue-13 targets, Pi estimate
+stats      per-pass statistics, paired ratios, the project's targets (JSON and docs only), Pi estimate
 run        run_bench: the round-robin and the rows
 report     JSON, the table and its notes, the chart title
 plot       the chart

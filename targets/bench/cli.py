@@ -12,8 +12,8 @@ ORT / TFLite artifacts through runtime_py (built here unless --bundle); and
 with `sherpa-onnx`, sherpa-onnx's C++ recognizer on our sherpa-form export and
 on the zipformer package's own export, plus our client on the very files
 sherpa-onnx runs. Each column also runs once in a fresh process for cold
-start and peak memory. The run ends with paired ratios, the issue-13 targets
-as pass/miss lines and a Raspberry Pi estimate.
+start and peak memory. The run ends with paired ratios and a Raspberry Pi estimate; the project's own
+performance targets go to --json and docs/benchmarks.md, not to the terminal.
 """
 
 from __future__ import annotations

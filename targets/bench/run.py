@@ -247,7 +247,7 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
             "models": {family: model_info},
             "rows": [rows[(lb, t)] for t in thread_list for lb in labels],
             "paired": paired,
-            "targets": stats.issue13_targets({lb: rows[(lb, t1)] for lb in labels},
+            "targets": stats.project_targets({lb: rows[(lb, t1)] for lb in labels},
                                              {lb: passes[(lb, t1)] for lb in labels if (lb, t1) in passes}),
         }
         result["pi"] = stats.pi_estimates(result["rows"], peak)

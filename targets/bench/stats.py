@@ -1,4 +1,4 @@
-"""Statistics of the passes, paired ratios, the issue-13 targets as pass/miss
+"""Statistics of the passes, paired ratios, the project's performance targets as pass/miss
 lines, and the Raspberry Pi estimate.
 
 Paired: for two configurations timed in the same rounds, the ratio of their
@@ -45,8 +45,8 @@ def _ok(rows, label):
     return r if r and r["status"] == "ok" else None
 
 
-def issue13_targets(rows: dict, passes: dict) -> list[dict]:
-    """The issue-13 targets that this run's columns can answer, each with its
+def project_targets(rows: dict, passes: dict) -> list[dict]:
+    """The project's performance targets that this run's columns can answer, each with its
     paired ratio (median over rounds) and pass/miss. `rows`/`passes` by label."""
     out = []
 
