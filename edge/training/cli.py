@@ -13,7 +13,7 @@ from ..errors import fail
 
 DESCRIPTION = """Train a streaming family on the synthetic corpus (how: edge/training/__init__.py).
 
-    edge-train --family conformer --corpus data/corpus -o edge/checkpoints/conformer/model.pt
+    edge-train --family conformer --corpus data/corpus -o runs/conformer.pt   (then: --checkpoint runs/conformer.pt)
     edge-train --family lstm -o lstm.pt --epochs 4 --max-minutes 30 --threads 2"""
 
 DEFAULTS = {  # per family: peak learning rate and batch size used for the shipped checkpoints
