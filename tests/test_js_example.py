@@ -79,3 +79,19 @@ def test_js_check_fails_on_wrong_golden_outputs(js_dir, tmp_path):
         np.savez(fh, **arrays)
     code, res = _check(js_dir, bundle, "ort")
     assert code == 1 and not res["ok"] and res["max_abs_diff"] > 5e-4, res
+
+
+def test_js_runs_the_int8_file_and_names_a_missing_one(js_dir, tmp_path):
+    """`ort:int8` runs the int8 file of the shipped (trained) conformer and must give
+    the golden transcript (int8 outputs differ from the fp32 golden outputs by design,
+    so only the text is compared); a backend the bundle lacks is one error line, exit 2."""
+    from targets.build import build_bundle
+
+    bundle = build_bundle("conformer", "rpi", tmp_path / "b", backends=[("ort", "fp32"), ("ort", "int8")])
+    code, res = _check(js_dir, bundle, "ort:int8")
+    assert code == 0 and res["ok"] and res["precision"] == "int8", res
+    assert res["text"] == "one two three" and res["max_abs_diff"] > 0, res  # a different file than fp32's
+    r = subprocess.run(["node", "golden_check.mjs", str(bundle), "onnx"], cwd=js_dir, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "ort:int8" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "TypeError" not in r.stderr
