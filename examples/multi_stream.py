@@ -32,6 +32,13 @@ def load_model(args, workdir: str) -> tuple[Model, Model]:
     if args.bundle:
         model = Model.from_bundle(args.bundle)
     else:  # export the shipped PyTorch model with a batch axis (needs the export extra: torch, onnx)
+        try:
+            import torch  # noqa: F401  (only to say what is missing before anything starts)
+        except ImportError:
+            print("error: without --bundle this example exports the shipped model, which needs the export "
+                  "extra (pip install -e '.[export]'); with the runtime only, pass --bundle dist/demo-conformer-rpi",
+                  file=sys.stderr)
+            raise SystemExit(2) from None
         from edge.checkpoint import load_or_init
         from edge.export import export_onnx, read_signature
 
@@ -64,6 +71,14 @@ def main(argv=None) -> int:
     parser.add_argument("--bundle", help="use a bundle made by edge-build instead")
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds (default: %(default)s)")
     args = parser.parse_args(argv)
+    for w in args.wavs:
+        if Path(w).is_dir():
+            hint = f"; a bundle goes after --bundle: --bundle {w}" if (Path(w) / "manifest.json").exists() else ""
+            print(f"error: {w} is a folder, not a WAV file{hint}", file=sys.stderr)
+            return 2
+        if not Path(w).is_file():
+            print(f"error: {w} does not exist", file=sys.stderr)
+            return 2
     wavs = args.wavs or sorted(SAMPLES.glob("*.wav"))[:4]
     audios = [read_wav(w)[0] for w in wavs]
 

@@ -64,3 +64,17 @@ def test_live_microphone_help_and_missing_device(shipped_bundle, capsys):
     assert mic.main([str(shipped_bundle), "--device", "987654"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
+
+
+def test_multi_stream_says_what_is_wrong_without_a_traceback(shipped_bundle, capsys, monkeypatch):
+    """A bundle passed where WAVs go, and the runtime-only install (no torch) without
+    --bundle: one error line each, exit 2, no traceback."""
+    ms = example("multi_stream")
+    assert ms.main([str(shipped_bundle)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"--bundle {shipped_bundle}" in err and len(err.splitlines()) == 1
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # import torch now raises ImportError
+    with pytest.raises(SystemExit) as e:
+        ms.main(["--rounds", "1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and "--bundle" in err and "[export]" in err
