@@ -20,7 +20,7 @@ import warnings
 from runtime_py import formats
 from runtime_py.cliargs import add_verbose, make_parser, quiet_libraries
 from runtime_py.audio import NARROWBAND_HZ, WavError, is_narrowband
-from runtime_py.decoding import word_vocabulary
+from runtime_py.decoding import SEARCHES, word_vocabulary
 from runtime_py.backends import BackendError
 from runtime_py.manifest import ManifestError
 from runtime_py.recognizer import Final, Partial, StreamingRecognizer
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ONNX Runtime execution providers in order, e.g. xnnpack,nnapi,cpu or coreml,cpu; "
                             "one missing from this onnxruntime build is skipped with a notice; default: cpu")
     model.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime")
+    model.add_argument("--decoding", choices=SEARCHES, default="greedy",
+                       help="a transducer's search (CTC and head-none models ignore it)")
+    model.add_argument("--beam", type=int, default=4, help="hypotheses kept by modified_beam_search")
     ep = p.add_argument_group("endpointing and live input")
     ep.add_argument("--endpoint-ms", type=float, default=600.0,
                     help="trailing silence that ends an utterance")
@@ -235,7 +238,8 @@ def main(argv=None, *, source_factory=None, out=None, err=None) -> int:
         with warnings.catch_warnings(record=True) as caught:  # a missing execution provider: one line
             warnings.simplefilter("always")
             session = ModelSession(args.bundle, backend=backend, precision=precision or args.precision,
-                                   threads=args.threads, providers=args.providers)
+                                   threads=args.threads, providers=args.providers, search=args.decoding,
+                                   beam=args.beam)
         for message in dict.fromkeys(str(w.message) for w in caught):  # once, not once per graph
             err.write(f"notice: {message}\n")
         with warnings.catch_warnings(record=True) as caught:  # e.g. a truncated WAV: one plain line each

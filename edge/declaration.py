@@ -105,14 +105,17 @@ def declare_family(model: StreamingModel) -> DeclaredModel:
 def declare(name: str, *, encoder: Step, decoder: Step | None = None, joiner: Step | None = None,
             head: str = "ctc", chunk: int, shift: int | None = None, subsampling: int | None = None,
             frontend: FrontendSpec | None = None, tokens=None, vocab_size: int | None = None, blank_id: int = 0,
-            context_size: int = 2, trained: bool = True, offline: Callable | None = None,
+            context_size: int = 2, decoder_start=None, trained: bool = True, offline: Callable | None = None,
             source: str | None = "caller", max_duration_s: float | None = None,
             extra: dict | None = None) -> DeclaredModel:
     """Declare a streaming model. `chunk` and `shift` are in frames of
     `frontend` (samples for a raw frontend); right context = chunk - shift.
     `offline(features [T, dim] ndarray) -> first output [1, T', ...]` enables
-    the streaming == offline check. Raises DeclarationError (a UserError)
-    naming what does not match."""
+    the streaming == offline check. `decoder_start` (transducer): the
+    `context_size` token ids the decoder was trained to start from; None is
+    all blank, icefall/sherpa-onnx models start from [-1, ..., blank] (-1: a
+    zero embedding). Raises DeclarationError (a UserError) naming what does
+    not match."""
     if not NAME.match(name or ""):
         raise DeclarationError(f"model name {name!r} must be letters, digits, _ and . (it names the bundle)")
     if head not in HEADS:
@@ -124,8 +127,8 @@ def declare(name: str, *, encoder: Step, decoder: Step | None = None, joiner: St
         if not isinstance(decoder, Step) or not isinstance(joiner, Step):
             raise DeclarationError("head='transducer' needs decoder=Step(...) and joiner=Step(...)")
         steps.update(decoder=decoder, joiner=joiner)
-    elif decoder is not None or joiner is not None:
-        raise DeclarationError(f"decoder=/joiner= belong to head='transducer', not {head!r}")
+    elif decoder is not None or joiner is not None or decoder_start is not None:
+        raise DeclarationError(f"decoder=/joiner=/decoder_start= belong to head='transducer', not {head!r}")
     if encoder.layout not in LAYOUTS or encoder.output_layout not in ("BTF", "TBF"):
         raise DeclarationError(f"layout must be one of {LAYOUTS}, output_layout BTF or TBF")
     frontend = frontend or FrontendSpec()
@@ -139,7 +142,8 @@ def declare(name: str, *, encoder: Step, decoder: Step | None = None, joiner: St
         raise DeclarationError(f"max_duration_s must be a positive number of seconds, got {max_duration_s!r}")
     where = _caller_file() if source == "caller" else source
     return DeclaredModel(name, steps, head, chunk, shift, frontend, read_tokens(tokens), blank_id, context_size,
-                         trained, subsampling, offline, where, max_duration_s, vocab_size, dict(extra or {}))
+                         trained, subsampling, offline, where, max_duration_s, vocab_size, dict(extra or {}),
+                         decoder_start=decoder_start)
 
 
 def _caller_file() -> str:

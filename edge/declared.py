@@ -52,7 +52,8 @@ class DeclaredModel(StreamingModel):
     def __init__(self, name: str, steps: dict[str, Step], head: str, chunk: int, shift: int,
                  frontend: FrontendSpec, tokens: list[str], blank_id: int, context_size: int,
                  trained: bool, subsampling: int | None, offline: Callable | None, source: str | None,
-                 max_duration_s: float | None, vocab_size: int | None = None, extra: dict | None = None):
+                 max_duration_s: float | None, vocab_size: int | None = None, extra: dict | None = None,
+                 decoder_start=None):
         super().__init__(config=None)
         self.family = name
         self.steps = steps
@@ -61,6 +62,7 @@ class DeclaredModel(StreamingModel):
         self.frontend = frontend
         self.tokens = tokens
         self.blank_id, self.context_size = blank_id, context_size
+        self.decoder_start = decoder_start
         self.trained = trained
         self.offline = offline
         self.source = source
@@ -204,7 +206,7 @@ class DeclaredModel(StreamingModel):
             return Signature(self.family, self.frontend, self.chunk, self.shift, subsampling,
                              tuple(specs[g] for g in self.steps), vocab_size=vocab, blank_id=self.blank_id,
                              decoder=self.head, context_size=self.context_size if self.head == "transducer" else 0,
-                             extra=self._extra)
+                             decoder_start=self.decoder_start, extra=self._extra)
         except SignatureError as e:
             raise DeclarationError(str(e)) from None
 

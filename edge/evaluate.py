@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
-from runtime_py.decoding import CtcGreedy, TransducerGreedy, tokens_to_text
+from runtime_py.decoding import SEARCHES, CtcGreedy, TransducerGreedy, tokens_to_text
 from runtime_py.frontend import compute_features
 from runtime_py.stream import Model, tail_padding_samples
 
@@ -131,14 +131,16 @@ def _torch_fn(module):
     return run
 
 
-def streaming_decode_fn(model: StreamingModel, tokens: list[str]) -> Callable[[np.ndarray], str]:
+def streaming_decode_fn(model: StreamingModel, tokens: list[str], search: str = "greedy",
+                        beam: int = 4) -> Callable[[np.ndarray], str]:
     """waveform -> text through the streaming step (a runtime_py Stream over
     the PyTorch graph modules) and greedy decoding: what an exported bundle computes."""
     from .export import torch_runner
 
     model = model.eval()
     sig = model.signature()
-    client = Model(sig, {g.name: torch_runner(model, g) for g in sig.graphs}, tokens, batch=False)
+    client = Model(sig, {g.name: torch_runner(model, g) for g in sig.graphs}, tokens, batch=False, search=search,
+                   beam=beam)
 
     def decode(audio: np.ndarray) -> str:
         stream = client.create_stream()
@@ -166,21 +168,21 @@ def offline_decode_fn(model: StreamingModel, tokens: list[str]) -> Callable[[np.
             dec = CtcGreedy(sig.blank_id)
         else:
             dec = TransducerGreedy(_torch_fn(model.decoder), _torch_fn(model.joiner),
-                                   sig.context_size, sig.blank_id)
+                                   sig.context_size, sig.blank_id, start=sig.start_context())
         dec.accept(out)
         return tokens_to_text(dec.tokens, tokens)
     return decode
 
 
-def client_decode_fn(bundle: Path | str, backend: str, precision: str,
-                     threads: int = 1) -> Callable[[np.ndarray], str]:
+def client_decode_fn(bundle: Path | str, backend: str, precision: str, threads: int = 1, search: str = "greedy",
+                     beam: int = 4) -> Callable[[np.ndarray], str]:
     """The torch-free client on a bundle artifact: the whole utterance through
     the StreamingRecognizer (no VAD cuts, so it sees exactly the chunks the
     PyTorch streaming path sees), final text."""
     from runtime_py.recognizer import StreamingRecognizer
     from runtime_py.session import ModelSession
 
-    session = ModelSession(bundle, backend=backend, precision=precision, threads=threads)
+    session = ModelSession(bundle, backend=backend, precision=precision, threads=threads, search=search, beam=beam)
 
     def decode(audio: np.ndarray) -> str:
         session.reset("session")
@@ -223,6 +225,9 @@ def build_parser():
     ap.add_argument("--no-offline", action="store_true", help="skip the offline-forward row")
     ap.add_argument("--show-errors", type=int, default=0, metavar="N", help="print up to N wrong utterances")
     ap.add_argument("--json", help="write the results to this JSON file")
+    ap.add_argument("--decoding", choices=SEARCHES, default="greedy",
+                    help="a transducer's search (CTC is always greedy)")
+    ap.add_argument("--beam", type=int, default=4, help="hypotheses kept by modified_beam_search")
     ap.add_argument("--bundle", action="append", default=[],
                     help="also score every artifact of this bundle through the streaming client (repeatable)")
     add_verbose(ap)
@@ -277,7 +282,10 @@ def _run(args, path, load_checkpoint) -> int:
     utts = load_utterances(args.corpus, args.split, args.limit)
     print(f"{args.family}: {path}  ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params; "
           f"{args.split} split, {len(utts)} utterances)")
-    results = {"streaming": evaluate(streaming_decode_fn(model, tokens), utts)}
+    search = dict(search=args.decoding, beam=args.beam)
+    if args.decoding != "greedy":
+        print(f"decoding: {args.decoding}, beam {args.beam}" + (" (CTC: greedy)" if model.signature().decoder == "ctc" else ""))
+    results = {"streaming": evaluate(streaming_decode_fn(model, tokens, **search), utts)}
     print(_fmt("pytorch streaming", results["streaming"]), flush=True)
     if not args.no_offline:
         results["offline"] = evaluate(offline_decode_fn(model, tokens), utts)
@@ -285,7 +293,7 @@ def _run(args, path, load_checkpoint) -> int:
     for bundle in args.bundle:
         for backend, precision in runnable_artifacts(bundle):
             name = f"{backend} {precision}"
-            r = evaluate(client_decode_fn(bundle, backend, precision, args.threads), utts)
+            r = evaluate(client_decode_fn(bundle, backend, precision, args.threads, **search), utts)
             r["same_text_as_pytorch"] = _agreement(results["streaming"], r)
             results[f"{Path(bundle).name}:{backend}:{precision}"] = r
             print(_fmt(name, r) + f"  same text as PyTorch: {100 * r['same_text_as_pytorch']:.1f}%", flush=True)

@@ -79,8 +79,9 @@ def build(size: dict = SHERPA_SIZE, head: str = "transducer"):
                         names=names, returns=("encoder_out" if head == "transducer" else "log_probs", edge.STATES),
                         counters={"processed_lens": LEFT})  # only compared with the left context: saturate there
     heads = {}
-    if head == "transducer":
-        heads = dict(
+    if head == "transducer":  # icefall trains (and sherpa-onnx decodes) from [-1, blank]: -1 embeds to zeros
+        heads["decoder_start"] = [-1] * (m.decoder.context_size - 1) + [m.decoder.blank_id]
+        heads.update(
             decoder=edge.Step(lambda y: m.joiner.decoder_proj(m.decoder(y, need_pad=False)),
                               args=(edge.TOKENS,), returns="decoder_out"),
             joiner=edge.Step(lambda e, d: m.joiner(e, d, project_input=False),

@@ -1,4 +1,5 @@
-"""Greedy decoding for CTC and transducer models, chunk by chunk.
+"""Greedy decoding for CTC and transducer models, chunk by chunk (a
+transducer's beam search is in beam_search.py).
 
 Both decoders keep their own small state (the previous CTC label; the
 transducer's token context and decoder output) so they can be fed one encoder
@@ -43,20 +44,23 @@ class TransducerGreedy:
     """Greedy search over a stateless-decoder transducer.
 
     `decoder(y [1, context] int64) -> [1, J]` and `joiner(enc [1, J], dec [1, J])
-    -> logits [1, V]` are plain callables, so any backend can be plugged in."""
+    -> logits [1, V]` are plain callables, so any backend can be plugged in.
+    `start`: the context before the first token, as the model was trained
+    (Signature.start_context(); default all blank)."""
 
     def __init__(self, decoder, joiner, context_size: int, blank_id: int = 0,
-                 max_symbols_per_frame: int = MAX_SYMBOLS_PER_FRAME):
+                 max_symbols_per_frame: int = MAX_SYMBOLS_PER_FRAME, start: list[int] | None = None):
         self.decoder, self.joiner = decoder, joiner
         self.context_size, self.blank_id = context_size, blank_id
         self.max_symbols = max_symbols_per_frame
+        self.start = list(start) if start is not None else [blank_id] * context_size
         self.reset()
 
     def reset(self) -> None:
         self.tokens: list[int] = []
         self.frames: list[int] = []
         self._t = 0
-        self._context = [self.blank_id] * self.context_size
+        self._context = list(self.start)
         self._dec_out = self._run_decoder()
 
     def _run_decoder(self) -> np.ndarray:
@@ -132,10 +136,16 @@ def word_vocabulary(tokens: list[str], blank_id: int = 0) -> list[str] | None:
     return [t[1:] for t in words]
 
 
+SEARCHES = ("greedy", "modified_beam_search")  # a transducer's; CTC and "none" decode greedily
+
+
 def make_decoder(signature: Signature, runs: dict | None = None,
-                 max_symbols_per_frame: int = MAX_SYMBOLS_PER_FRAME):
+                 max_symbols_per_frame: int = MAX_SYMBOLS_PER_FRAME, search: str = "greedy", beam: int = 4):
     """The decoder a signature calls for. For a transducer, `runs` maps
-    'decoder' and 'joiner' to `run(feeds) -> dict` callables."""
+    'decoder' and 'joiner' to `run(feeds) -> dict` callables, and `search`
+    picks greedy or modified beam search (`beam` hypotheses)."""
+    if search not in SEARCHES:
+        raise ValueError(f"search {search!r} must be one of {SEARCHES}")
     if signature.decoder == "ctc":
         return CtcGreedy(signature.blank_id)
     if signature.decoder == "none":
@@ -146,11 +156,15 @@ def make_decoder(signature: Signature, runs: dict | None = None,
     dec_in, dec_out = dec_g.inputs[0].name, dec_g.outputs[0].name
     j_enc, j_dec = (t.name for t in join_g.inputs)
     j_out = join_g.outputs[0].name
-    return TransducerGreedy(
-        decoder=lambda y: runs["decoder"]({dec_in: y})[dec_out],
-        joiner=lambda e, d: runs["joiner"]({j_enc: e, j_dec: d})[j_out],
-        context_size=signature.context_size, blank_id=signature.blank_id,
-        max_symbols_per_frame=max_symbols_per_frame)
+    decoder = lambda y: runs["decoder"]({dec_in: y})[dec_out]  # noqa: E731
+    joiner = lambda e, d: runs["joiner"]({j_enc: e, j_dec: d})[j_out]  # noqa: E731
+    if search == "modified_beam_search":
+        from .beam_search import ModifiedBeamSearch
+
+        return ModifiedBeamSearch(decoder, joiner, signature.context_size, signature.blank_id, beam,
+                                  start=signature.start_context())
+    return TransducerGreedy(decoder, joiner, signature.context_size, signature.blank_id,
+                            max_symbols_per_frame, start=signature.start_context())
 
 
 def agreement(ref: list, hyp: list) -> float:

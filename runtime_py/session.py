@@ -33,8 +33,8 @@ class ModelSession:
     default). Several streams share one `Model` instead (see stream.py)."""
 
     def __init__(self, bundle_dir: Path | str, backend: str | None = None, precision: str | None = None,
-                 threads: int = 1, providers=None):
-        self.model = Model.from_bundle(bundle_dir, backend, precision, threads, providers)
+                 threads: int = 1, providers=None, search: str = "greedy", beam: int = 4):
+        self.model = Model.from_bundle(bundle_dir, backend, precision, threads, providers, search=search, beam=beam)
         self.bundle = self.model.bundle
         self.signature = self.model.signature
         self.tokens = self.model.tokens

@@ -17,6 +17,10 @@ Conventions
 - `decoder` is the head: "ctc" and "transducer" are decoded by the client;
   "none" (VAD, keyword spotting, embeddings) hands every output to the app
   per chunk.
+- A transducer's `decoder_start` is the decoder context it was trained to
+  start from: the `context_size` token ids before the first token. None means
+  all blanks (our families); icefall and sherpa-onnx start from
+  [-1, ..., -1, blank], where -1 is a zero embedding.
 - A frontend of kind "raw" feeds samples: one "frame" per sample, feature
   dim 1, `left_pad` zeros before the first sample (a model whose window
   holds past samples).
@@ -176,6 +180,7 @@ class Signature:
     blank_id: int = 0
     decoder: str = "ctc"  # the head: "ctc", "transducer" or "none" (outputs go to the app)
     context_size: int = 0  # transducer prediction network context (tokens)
+    decoder_start: tuple[int, ...] | None = None  # the context before the first token; None: all blank
     schema_version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
 
@@ -195,6 +200,28 @@ class Signature:
             raise SignatureError(f"duplicate graph names in {names}")
         if self.decoder == "transducer" and not {"decoder", "joiner"} <= set(names):
             raise SignatureError("a transducer signature needs 'decoder' and 'joiner' graphs")
+        if self.decoder_start is not None:
+            self._check_decoder_start()
+            object.__setattr__(self, "decoder_start", tuple(self.decoder_start))  # JSON gives a list
+
+    def _check_decoder_start(self) -> None:
+        start = self.decoder_start
+        if self.decoder != "transducer":
+            raise SignatureError(f"decoder_start is for a transducer; this head is {self.decoder!r}")
+        if not isinstance(start, (tuple, list)) or not all(isinstance(t, int) and not isinstance(t, bool)
+                                                           for t in start):
+            raise SignatureError(f"decoder_start must be a list of token ids, got {start!r}")
+        if len(start) != self.context_size:
+            raise SignatureError(f"decoder_start {list(start)} must hold context_size={self.context_size} ids")
+        if any(not -1 <= t < self.vocab_size for t in start):
+            raise SignatureError(f"decoder_start {list(start)}: each id must be -1 (no token) or a token id "
+                                 f"below vocab_size={self.vocab_size}")
+
+    def start_context(self) -> list[int]:
+        """The decoder context a transducer starts (and restarts) from."""
+        if self.decoder_start is not None:
+            return list(self.decoder_start)
+        return [self.blank_id] * self.context_size
 
     @property
     def right_context(self) -> int:
@@ -209,6 +236,10 @@ class Signature:
     # -- serialisation -----------------------------------------------------
     def to_dict(self) -> dict:
         d = asdict(self)
+        if d["decoder_start"] is None:  # optional: signatures without it stay as they were
+            del d["decoder_start"]
+        else:
+            d["decoder_start"] = list(d["decoder_start"])
         for g in d["graphs"]:
             if not g["dynamic_batch"]:
                 del g["dynamic_batch"]

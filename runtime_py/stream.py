@@ -45,7 +45,7 @@ import numpy as np
 
 from . import formats
 from .backends import backend_available
-from .decoding import MAX_SYMBOLS_PER_FRAME, make_decoder, tokens_to_text
+from .decoding import MAX_SYMBOLS_PER_FRAME, SEARCHES, make_decoder, tokens_to_text
 from .frontend import StreamingFrontend, num_frames
 from .signature import Signature
 from .stateloop import RolloutError, RunFn, StateLoop
@@ -139,10 +139,13 @@ class Model:
     Shared by any number of streams; holds no per-stream state."""
 
     def __init__(self, signature: Signature, runs: dict[str, RunFn], tokens: list[str] | None = None,
-                 batch: bool | None = None, max_symbols_per_frame: int = MAX_SYMBOLS_PER_FRAME, **info):
+                 batch: bool | None = None, max_symbols_per_frame: int = MAX_SYMBOLS_PER_FRAME,
+                 search: str = "greedy", beam: int = 4, **info):
         """batch: run ready streams as one batch in decode_streams. None: when
         the encoder graph declares a dynamic batch axis. max_symbols_per_frame:
-        the transducer's greedy search (sherpa-onnx uses 1). `info` (backend,
+        the transducer's greedy search (sherpa-onnx uses 1). search: a
+        transducer's "greedy" or "modified_beam_search" with `beam`
+        hypotheses (runtime_py.decoding.SEARCHES). `info` (backend,
         precision, provider, bundle, threads) is kept as attributes."""
         missing = [g.name for g in signature.graphs if g.name not in runs]
         if missing:
@@ -151,6 +154,9 @@ class Model:
         self.runs = dict(runs)
         self.tokens = list(tokens or [])
         self.max_symbols_per_frame = max_symbols_per_frame
+        if search not in SEARCHES:
+            raise ValueError(f"search {search!r} must be one of {SEARCHES}")
+        self.search, self.beam = search, beam
         self.encoder = signature.graph("encoder")
         can = getattr(self.encoder, "dynamic_batch", False)
         if batch and not can:
@@ -167,7 +173,8 @@ class Model:
 
     @classmethod
     def from_bundle(cls, bundle_dir: Path | str, backend: str | None = None, precision: str | None = None,
-                    threads: int = 1, providers=None, batch: bool | None = None) -> "Model":
+                    threads: int = 1, providers=None, batch: bool | None = None, search: str = "greedy",
+                    beam: int = 4) -> "Model":
         """A bundle's artifacts (sha256-checked), on the best backend here
         unless one is named (see choose_backend)."""
         from .backends import BackendError, open_runner
@@ -185,8 +192,8 @@ class Model:
             provider = provider or getattr(runs[g.name], "provider", None)
         if batch is None:  # LiteRT runners reshape to the declared (batch-1) shapes
             batch = backend != "tflite" and getattr(bundle.signature.graph("encoder"), "dynamic_batch", False)
-        return cls(bundle.signature, runs, bundle.tokens(), batch=batch, backend=backend, precision=precision,
-                   provider=provider, bundle=bundle, threads=threads)
+        return cls(bundle.signature, runs, bundle.tokens(), batch=batch, search=search, beam=beam, backend=backend,
+                   precision=precision, provider=provider, bundle=bundle, threads=threads)
 
     def create_stream(self) -> "Stream":
         return Stream(self)
@@ -240,7 +247,7 @@ class Stream:
                 runs[g.name] = self.loops[g.name].step
             else:
                 runs[g.name] = model.runs[g.name]
-        self.decoder = make_decoder(sig, runs, model.max_symbols_per_frame)
+        self.decoder = make_decoder(sig, runs, model.max_symbols_per_frame, model.search, model.beam)
         self._x = model.encoder.inputs[0]
         self.output_name = model.encoder.outputs[0].name  # the output decoded
         self._frontend: StreamingFrontend | None = None

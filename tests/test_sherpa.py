@@ -276,3 +276,36 @@ def test_zipformer2_sherpa_decodes_what_our_client_decodes(zipformer_dir, precis
     want = ours.decode(audio)
     assert len(want) > 10
     assert S.decode_sherpa(rec, audio, ours.signature, ours.tokens) == want
+
+
+@needs_zipformer
+def test_declared_decoder_start_is_sherpas_and_a_wrong_start_is_caught(zipformer_dir, monkeypatch):
+    """The factory declares icefall's decoder start [-1, blank]; the signature
+    carries it and our greedy search starts there by itself (the bench's
+    sherpa override switched off), so sherpa-onnx and our client emit the same
+    ids. Declared [blank, blank] instead (the package's decoder embeds blank,
+    unlike -1, to non-zero values), agreement with sherpa drops: the
+    comparison catches a checkpoint decoded from the wrong start."""
+    import dataclasses
+
+    from runtime_py.decoding import agreement
+    from targets.bench import pipeline
+    from tests.bundle_fixtures import speechlike
+
+    out, model = zipformer_dir
+    assert model.signature().decoder_start == (-1, 0)
+    monkeypatch.setattr(pipeline, "_sherpa_start", lambda decoder: None)
+    ours = S.OurTransducerClient(out)
+    assert ours.signature.decoder_start == (-1, 0)  # read back from the files sherpa loads
+    wrong = S.OurTransducerClient(out)
+    wrong.pipe = pipeline.Pipeline(dataclasses.replace(ours.signature, decoder_start=(0, 0)), wrong.pipe.raw_runs,
+                                   search="sherpa")
+    rec = S.sherpa_recognizer(out)
+    # quiet audio: random weights then emit few symbols early, so the start context decides the first ones
+    want, right, bad = [], [], []
+    for seed, level in ((0, 0.02), (0, 0.002), (3, 0.002), (5, 0.002)):
+        audio = speechlike(1.0, seed=seed, level=level)
+        w = S.decode_sherpa(rec, audio, ours.signature, ours.tokens)
+        assert len(w) > 10 and ours.decode(audio) == w
+        want, right, bad = want + w, right + ours.decode(audio), bad + wrong.decode(audio)
+    assert agreement(want, right) == 1.0 and agreement(want, bad) < 0.99

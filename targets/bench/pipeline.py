@@ -81,8 +81,7 @@ def client_pass(pipe: Pipeline, audio: np.ndarray) -> dict:
 
 
 def _sherpa_start(decoder) -> None:
-    """sherpa-onnx starts the decoder context at [-1, ..., blank]; runtime_py's
-    TransducerGreedy has no option for its start, so this sets its context
-    and re-runs the decoder graph on it."""
-    decoder._context = [-1] * (decoder.context_size - 1) + [decoder.blank_id]
-    decoder._dec_out = decoder._run_decoder()
+    """sherpa-onnx starts the decoder context at [-1, ..., blank] whatever the
+    model declares: the sherpa columns time that search, so they start there too."""
+    decoder.start = [-1] * (decoder.context_size - 1) + [decoder.blank_id]
+    decoder.reset()
