@@ -181,3 +181,15 @@ def test_worker_pool_does_not_inherit_parent_state():
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert all(h == signal.SIG_DFL for h in handlers)
+
+
+@needs_tools
+def test_only_one_split_renders_the_full_corpus_utterances(corpora, tmp_path):
+    """--only test plans every split (test texts are held out from the whole train
+    plan) and renders test alone: the same files as the full corpus's test split."""
+    corpus.generate(tmp_path, seed=0, progress=False, only=["test"], **SIZES)
+    full, alone = _all_files(corpora["a"]), _all_files(tmp_path)
+    tests = {k for k in full if k.startswith("test") and k.endswith((".wav", ".jsonl"))}
+    assert len(tests) == SIZES["n_test"] + 1
+    assert all(alone[k] == full[k] for k in tests)
+    assert not any(k.startswith(("train", "valid")) and k.endswith(".wav") for k in alone)

@@ -54,10 +54,13 @@ def main(argv=None) -> int:
     ap.add_argument("--valid", type=int, default=DEFAULT_COUNTS["valid"])
     ap.add_argument("--test", type=int, default=DEFAULT_COUNTS["test"])
     ap.add_argument("--workers", type=int, default=WORKERS)
+    ap.add_argument("--only", choices=SPLITS, action="append", default=None, metavar="SPLIT",
+                    help="render only this split (repeatable), e.g. --only test to score a model: every split is "
+                         "still planned, so it holds the very utterances of the full corpus")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
     generate(args.out, seed=args.seed, n_train=args.train, n_valid=args.valid,
-             n_test=args.test, progress=not args.quiet, workers=args.workers)
+             n_test=args.test, progress=not args.quiet, workers=args.workers, only=args.only)
     return 0
 
 
