@@ -27,6 +27,7 @@ class Column:
     precision: str  # the bundle's quantisation label
     export: str | None = None  # sherpa/client columns: "ours" or "package"
     about: str = ""
+    search: str = "client"  # the Pipeline's search (pipeline.SEARCHES): "beam" is modified beam search, beam 4
 
 
 _SHERPA = "sherpa-onnx C++ (OnlineRecognizer, greedy search)"
@@ -34,6 +35,10 @@ COLUMNS: dict[str, Column] = {c.label: c for c in (
     Column("pytorch", "pytorch", "pytorch", "fp32", about="PyTorch eager, inference_mode"),
     Column("ort:fp32", "artifact", "ort", "fp32", about="ONNX Runtime, the bundle's .ort fp32"),
     Column("ort:int8", "artifact", "ort", "int8", about="ONNX Runtime, the bundle's .ort int8 (targets.quantize: static Conv + dynamic MatMul)"),
+    Column("ort:fp32+beam", "artifact", "ort", "fp32", search="beam",
+           about="ONNX Runtime, the bundle's .ort fp32, transducer modified beam search (beam 4)"),
+    Column("ort:int8+beam", "artifact", "ort", "int8", search="beam",
+           about="ONNX Runtime, the bundle's .ort int8, transducer modified beam search (beam 4)"),
     Column("onnx:fp32", "artifact", "onnx", "fp32", about="ONNX Runtime on the bundle's .onnx"),
     Column("onnx:int8", "artifact", "onnx", "int8", about="ONNX Runtime on the bundle's int8 .onnx"),
     Column("tflite:fp32", "artifact", "tflite", "fp32", about="LiteRT, onnx2tf fp32"),

@@ -15,14 +15,16 @@ import time
 import numpy as np
 
 
-SEARCHES = ("client", "sherpa")
+SEARCHES = ("client", "sherpa", "beam")
+BEAM = 4  # modified beam search's hypotheses, as icefall's and sherpa-onnx's default
 
 
 class Pipeline:
     """search="client": runtime_py's greedy search as the client runs it.
     search="sherpa": sherpa-onnx's (targets.sherpa.client): at most one
     symbol per frame, and the decoder context starts at [-1, ..., blank],
-    so our client on sherpa's files runs the very same search."""
+    so our client on sherpa's files runs the very same search.
+    search="beam": the client's modified beam search (BEAM hypotheses)."""
 
     def __init__(self, signature, raw_runs: dict, search: str = "client"):
         from runtime_py.stream import Model
@@ -36,6 +38,8 @@ class Pipeline:
         from targets.sherpa.contract import SHERPA_MAX_SYMBOLS
 
         symbols = {"max_symbols_per_frame": SHERPA_MAX_SYMBOLS} if search == "sherpa" else {}
+        if search == "beam":
+            symbols = {"search": "modified_beam_search", "beam": BEAM}
         self.model = Model(signature, {g: self._counted(g) for g in raw_runs}, batch=False, **symbols)
         self.reset()
 

@@ -82,7 +82,7 @@ def _spec(label, t, signature, art, work, ckpt, model_factory, providers, tail) 
             "audio": str(work / "audio.npy"), "files": {g: str(p) for g, p in art["files"].items()},
             "checkpoint": str(ckpt) if ckpt else None, "factory": model_factory, "providers": providers,
             "normalize_samples": art.get("normalize_samples"), "tail_samples": tail,
-            "search": "sherpa" if c.kind == "client" else "client"}  # sherpa's greedy search on its files
+            "search": "sherpa" if c.kind == "client" else c.search}  # sherpa's greedy search on its files
 
 
 def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=None, seconds: float = 60.0,

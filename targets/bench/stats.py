@@ -15,7 +15,8 @@ from .columns import COLUMNS
 
 # Speed-ups worth a line of their own: (faster candidate, baseline), per-chunk p50.
 PAIRS = (("ort:int8", "ort:fp32"), ("tflite:fp32", "ort:fp32"), ("tflite:fp16", "tflite:fp32"),
-         ("tflite:int8", "tflite:fp32"), ("tflite:int8", "ort:int8"))
+         ("tflite:int8", "tflite:fp32"), ("tflite:int8", "ort:int8"),
+         ("ort:fp32", "ort:fp32+beam"), ("ort:int8", "ort:int8+beam"))  # beam's cost: greedy x faster
 
 # fp32 peak of one core, GFLOP/s = clock x fp32 FLOPs per cycle. Clocks: the
 # Raspberry Pi 4 Model B and Raspberry Pi 5 product briefs (1.5 and 2.4 GHz).
