@@ -95,7 +95,8 @@ if (sig.decoder === 'ctc') {
 } else {
   const [decoder, joiner] = [await open('decoder'), await open('joiner')];
   const [dg, jg] = [graph('decoder'), graph('joiner')];
-  const context = Array(sig.context_size).fill(sig.blank_id);
+  // the context the decoder was trained to start from (icefall: [-1, blank]; ours: all blank)
+  const context = sig.decoder_start ? [...sig.decoder_start] : Array(sig.context_size).fill(sig.blank_id);
   const runDecoder = async () => (await decoder.run({
     [dg.inputs[0].name]: tensor('int64', dg.inputs[0].shape, BigInt64Array.from(context.map(BigInt))),
   }))[dg.outputs[0].name];
