@@ -119,9 +119,22 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", 
     with tempfile.TemporaryDirectory(prefix="edge-ort-") as tmp:
         src = onnx_path
         if precision == "int8":
-            src = quantize(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature)
+            src = _quantize_isolated(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature)
         _save_ort(src, target)
     return target
+
+
+def _quantize_isolated(onnx_path: Path, out_path: Path, graph: GraphSpec | None, signature) -> Path:
+    """targets.quantize's recipe in a child process: ONNX Runtime's quantiser
+    is native code that has crashed on graphs we did not write, and a crash
+    must end in an error line, not take the build down (targets/isolated.py)."""
+    from .isolated import run_isolated
+
+    run_isolated(f"ONNX Runtime int8 quantisation of {onnx_path.name}", "targets.quantize:quantize_job",
+                 onnx_path=str(onnx_path.resolve()), out_path=str(Path(out_path).resolve()),
+                 signature=signature.to_json() if signature is not None and graph is not None else None,
+                 graph=graph.name if graph is not None else None)
+    return Path(out_path)
 
 
 # -- inspection (op counts: targets/ort_ops.py) --------------------------------

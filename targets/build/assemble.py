@@ -194,7 +194,7 @@ def _proofs(source: Source, signature, onnx_paths: dict, speech: list, stream_se
     a failed reset or offline check fails the build."""
     from .. import proofs
 
-    declared = getattr(source.torch_model, "max_duration_s", None)
+    declared = getattr(source.torch_model, "max_duration_s", None) or source.info.get("max_duration_s")
     out = proofs.run_proofs(signature, onnx_paths["encoder"], source.reference["encoder"], source.torch_model,
                             speech, stream_seconds or declared or proofs.STREAM_CHECK_SECONDS)
     say("proofs: " + proofs.summary(out))
