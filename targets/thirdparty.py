@@ -35,6 +35,7 @@ from .onnx_layout import adapt_input, contract_shape, resolve_layout, source_sha
 from .onnx_spec import check_keys, frontend_from_spec
 
 _DTYPES = {code: name for name, code in ONNX_ELEM_TYPES.items()}
+PROBE = "targets.onnx_source:probe"  # run in a child (targets.isolated)
 ROLES = ("const", "counter")
 
 
@@ -201,7 +202,7 @@ def _probe(src: Path, rewritten: Path, io: dict, in_shapes: dict, dtypes: dict, 
     from .isolated import run_isolated
     from .onnx_source import PROBE_CHUNKS, PROBE_TOLERANCE
 
-    got = run_isolated(f"ONNX Runtime's first run of {src.name}", "targets.onnx_source:probe", src=str(src),
+    got = run_isolated(f"ONNX Runtime's first run of {src.name}", PROBE, src=str(src),
                        rewritten=str(rewritten), io=io, in_shapes={k: list(v) for k, v in in_shapes.items()},
                        dtypes=dtypes, initial=initial)
     if got["max_abs_diff"] > PROBE_TOLERANCE:
