@@ -128,12 +128,17 @@ def _quantize_isolated(onnx_path: Path, out_path: Path, graph: GraphSpec | None,
     """targets.quantize's recipe in a child process: ONNX Runtime's quantiser
     is native code that has crashed on graphs we did not write, and a crash
     must end in an error line, not take the build down (targets/isolated.py)."""
+    from edge.errors import UserError
+
     from .isolated import run_isolated
 
-    run_isolated(f"ONNX Runtime int8 quantisation of {onnx_path.name}", "targets.quantize:quantize_job",
-                 onnx_path=str(onnx_path.resolve()), out_path=str(Path(out_path).resolve()),
-                 signature=signature.to_json() if signature is not None and graph is not None else None,
-                 graph=graph.name if graph is not None else None)
+    try:
+        run_isolated(f"ONNX Runtime int8 quantisation of {onnx_path.name}", "targets.quantize:quantize_job",
+                     onnx_path=str(onnx_path.resolve()), out_path=str(Path(out_path).resolve()),
+                     signature=signature.to_json() if signature is not None and graph is not None else None,
+                     graph=graph.name if graph is not None else None)
+    except UserError as e:  # a converter's failure: the build reports it as one (not converted, or the error)
+        raise RuntimeError(str(e)) from None
     return Path(out_path)
 
 
