@@ -31,11 +31,11 @@ import onnx
 from edge.errors import UserError
 from runtime_py.signature import ONNX_ELEM_TYPES, GraphSpec, Signature, SignatureError, StateSpec, TensorSpec
 
-from .onnx_layout import adapt_input, contract_shape, resolve_layout, source_shape
+from .onnx_layout import contract_shape, resolve_layout, source_shape
+from .onnx_prepare import make_static, probe_rewritten
 from .onnx_spec import check_keys, frontend_from_spec
 
 _DTYPES = {code: name for name, code in ONNX_ELEM_TYPES.items()}
-PROBE = "targets.onnx_source:probe"  # run in a child (targets.isolated)
 ROLES = ("const", "counter")
 
 
@@ -107,14 +107,6 @@ def _set_dims(value, shape: tuple[int, ...]) -> None:
         d.dim_value = n
 
 
-def _set_shape(value, shape: tuple[int, ...]) -> None:
-    """Set a value's shape, rank included (an input that changed layout)."""
-    dims = value.type.tensor_type.shape.dim
-    del dims[:]
-    for n in shape:
-        dims.add().dim_value = int(n)
-
-
 def _fold_roles(proto, spec: dict) -> tuple[dict, dict]:
     """Inputs that are neither features nor states: a const becomes an
     initializer (folded); a counter becomes a state whose next value the graph
@@ -179,39 +171,6 @@ def spec_tokens(spec: dict) -> list[str]:
     return read_tokens(spec["tokens"])
 
 
-def _make_static(proto, io: dict, in_shapes: dict, out: Path) -> dict:
-    """Our input layout, one chunk's static shapes, and everything that is
-    then known folded (targets.onnx_fold); saved to `out` for the probe."""
-    from .onnx_fold import fold_static, subgraph_count
-
-    adapt_input(proto, io["input"], io["layout"], tuple(io["shape"]))
-    for v in proto.graph.input:
-        if v.name in in_shapes:
-            _set_shape(v, in_shapes[v.name])
-    del proto.graph.value_info[:]
-    done = fold_static(proto)
-    done["subgraphs_left"] = subgraph_count(proto.graph)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(out))
-    return done
-
-
-def _probe(src: Path, rewritten: Path, io: dict, in_shapes: dict, dtypes: dict, initial: dict) -> dict:
-    """Output shapes for one chunk, read by running the rewritten graph (in a
-    child: ONNX Runtime has crashed on foreign graphs) beside the source."""
-    from .isolated import run_isolated
-    from .onnx_source import PROBE_CHUNKS, PROBE_TOLERANCE
-
-    got = run_isolated(f"ONNX Runtime's first run of {src.name}", PROBE, src=str(src),
-                       rewritten=str(rewritten), io=io, in_shapes={k: list(v) for k, v in in_shapes.items()},
-                       dtypes=dtypes, initial=initial)
-    if got["max_abs_diff"] > PROBE_TOLERANCE:
-        raise UserError(f"the rewritten {src.name} (constants folded, branches inlined) differs from the file by "
-                        f"{got['max_abs_diff']:.2e} over {PROBE_CHUNKS} chunks (tolerance {PROBE_TOLERANCE:g}); "
-                        "please report it with the file")
-    return {k: tuple(v) for k, v in got["shapes"].items()}
-
-
 def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signature]:
     """Rewrite a foreign stateful ONNX to our contract; return (path, signature)."""
     check_keys(spec)
@@ -268,8 +227,8 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
     initial = {i: float(spec.get("initial", {}).get(i, 0.0)) for i in states}
     io = {"input": x_name, "layout": layout, "shape": list(src_x_shape), "consts": consts, "counters": counters,
           "states": {i: o for i, o in states.items() if i not in counters}}
-    folded = _make_static(proto, io, in_shapes, Path(out))
-    out_shapes = _probe(src, Path(out), io, in_shapes, {n: ins[n][1] for n in in_shapes}, initial)
+    folded = make_static(proto, io, in_shapes, Path(out))
+    out_shapes = probe_rewritten(src, Path(out), io, in_shapes, {n: ins[n][1] for n in in_shapes}, initial)
     y_shape = out_shapes[y_name]
     if head != "none" and len(y_shape) != 3:
         raise UserError(f"output {y_name!r} must be [batch, frames, dim] for a {head} head, got {list(y_shape)}; "

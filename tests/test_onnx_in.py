@@ -22,7 +22,7 @@ from runtime_py.audio import read_wav
 from runtime_py.manifest import Bundle
 from runtime_py.stream import Model
 from targets import build as build_mod
-from targets import thirdparty
+from targets import onnx_prepare
 from targets.isolated import run_isolated
 from targets.onnx_spec import frontend_from_spec
 from targets.thirdparty import load_spec, normalise
@@ -190,7 +190,7 @@ def test_a_crash_in_onnx_runtime_is_one_error_line_and_leaves_nothing(tiny_vad, 
     (tmp_path / "crashy.py").write_text("import os, signal\n\ndef probe(**kwargs):\n"
                                         "    os.kill(os.getpid(), signal.SIGSEGV)\n")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.setattr(thirdparty, "PROBE", "crashy:probe")
+    monkeypatch.setattr(onnx_prepare, "PROBE", "crashy:probe")
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
