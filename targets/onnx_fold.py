@@ -88,7 +88,7 @@ def _fold_round(model: onnx.ModelProto, shapes: dict, done: dict) -> bool:
     for node in g.node:
         if node.op_type == "If" and node.input[0] in known:
             branch = _branch(node, bool(np.asarray(known[node.input[0]]).reshape(-1)[0]))
-            new_nodes.extend(_inline(branch, node, _all_names(g)))
+            new_nodes.extend(_inline(branch, node, _all_names(g, skip=node)))
             done["if_inlined"] += 1
             changed = True
             continue
@@ -146,9 +146,15 @@ def _branch(node, cond: bool) -> onnx.GraphProto:
     return next(a.g for a in node.attribute if a.name == want)
 
 
-def _all_names(graph: onnx.GraphProto) -> set[str]:
+def _all_names(graph: onnx.GraphProto, skip=None) -> set[str]:
+    """Every name used in `graph` and its subgraphs, except inside node `skip`
+    (the If being inlined: its other branch goes away with it)."""
     names = {v.name for v in itertools.chain(graph.input, graph.output, graph.initializer)}
     for n in graph.node:
+        if n is skip:
+            names.update(n.input)
+            names.update(n.output)
+            continue
         names.update(n.input)
         names.update(n.output)
         for a in n.attribute:
