@@ -70,6 +70,7 @@ def test_a_shipped_vad_builds_unmodified_and_the_client_agrees_with_it(tiny_vad,
     assert rc == 0, capsys.readouterr().err
     out = tmp_path / "dist" / "tiny_vad-thirdparty-rpi"  # "name" in the spec names the bundle
     bundle = Bundle(out)
+    assert bundle.manifest["name"] == "tiny_vad"
     rewrite = bundle.signature.extra["onnx_rewrite"]
     assert rewrite["if_inlined"] >= 2 and rewrite["subgraphs_left"] == 0  # the sr If and the nested rank If
     assert bundle.signature.graph("encoder").inputs[0].shape == (1, 576, 1)
