@@ -44,6 +44,7 @@ PRECISIONS = ("fp32", "int8")
 # as one Softplus op instead of icefall's 8-op logaddexp 0.88x (ORT's Softplus
 # kernel is scalar). None is worth a change; the int8 recipe is (quantize.py).
 OPTIMIZATION_LEVEL = "extended"
+QUANTIZE_JOB = "targets.quantize:quantize_job"  # run in a child process (targets.isolated)
 
 
 def convert(onnx_path, graph: GraphSpec, signature, precision: str, out_dir, **_options) -> list[Path]:
@@ -133,7 +134,7 @@ def _quantize_isolated(onnx_path: Path, out_path: Path, graph: GraphSpec | None,
     from .isolated import run_isolated
 
     try:
-        run_isolated(f"ONNX Runtime int8 quantisation of {onnx_path.name}", "targets.quantize:quantize_job",
+        run_isolated(f"ONNX Runtime int8 quantisation of {onnx_path.name}", QUANTIZE_JOB,
                      onnx_path=str(onnx_path.resolve()), out_path=str(Path(out_path).resolve()),
                      signature=signature.to_json() if signature is not None and graph is not None else None,
                      graph=graph.name if graph is not None else None)

@@ -205,6 +205,22 @@ def test_a_crash_in_onnx_runtime_is_one_error_line_and_leaves_nothing(tiny_vad, 
     assert list(scratch.iterdir()) == [] and not (tmp_path / "out").exists()
 
 
+def test_a_crash_in_the_int8_quantiser_is_a_conversion_failure_naming_it(tiny_vad, tmp_path, monkeypatch):
+    from targets import ort
+    from targets.conversion_errors import ConversionError
+    (tmp_path / "crashy.py").write_text("import os, signal\n\ndef quantize_job(**kwargs):\n"
+                                        "    os.kill(os.getpid(), signal.SIGSEGV)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(ort, "QUANTIZE_JOB", "crashy:quantize_job")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with pytest.raises(ConversionError, match=r"int8 quantisation of encoder.onnx crashed \(SIGSEGV, exit 139\)"):
+        build_mod.build_bundle(None, "rpi", tmp_path / "out", onnx_model=tiny_vad, spec=dict(vad_onnx.SPEC),
+                               backends=[("ort", "fp32"), ("ort", "int8")], parity_chunks=10)
+    assert list(scratch.iterdir()) == [] and not (tmp_path / "out").exists()
+
+
 def test_isolated_steps_report_exceptions_and_return_values():
     got = run_isolated("shape arithmetic", "targets.onnx_layout:contract_shape", layout="TBF", src_shape=[8, 1, 6])
     assert got == [1, 8, 6]
