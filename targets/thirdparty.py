@@ -112,9 +112,10 @@ def _fold_roles(proto, spec: dict) -> tuple[dict, dict]:
     initializer (folded); a counter becomes a state whose next value the graph
     computes (min(value + step, max)). Returns (consts, counters) as the
     source reference feeds them (targets/onnx_source.py)."""
-    consts, counters = {}, {}
     import numpy as np
     from onnx import helper, numpy_helper
+
+    consts, counters = {}, {}
 
     for name, role in (spec.get("inputs") or {}).items():
         kind = role.get("role") if isinstance(role, dict) else None
