@@ -228,6 +228,38 @@ def test_isolated_steps_report_exceptions_and_return_values():
         run_isolated("layout check", "targets.onnx_layout:contract_shape", layout="XYZ", src_shape=[1])
 
 
+def test_the_tflite_preparation_is_exact(tmp_path):
+    """Slices that cut one axis become Gathers, Squeeze/Unsqueeze Reshapes
+    (targets/onnx_tflite_prep.py; the Silero file needs them, see the docs);
+    the prepared graph computes the same values."""
+    from targets.onnx_tflite_prep import prepare
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.standard_normal((10, 1, 4)).astype(np.float32), "basis")] + [
+        numpy_helper.from_array(np.asarray(v, np.int64), n) for n, v in
+        (("s0", [0]), ("e5", [5]), ("e10", [10]), ("ax1", [1]), ("ax2", [2]), ("big", [1 << 30]), ("ax0", [0]))]
+    nodes = [helper.make_node("Unsqueeze", ["x", "ax1"], ["x3"]),
+             helper.make_node("Conv", ["x3", "basis"], ["spec"], strides=[2]),
+             helper.make_node("Slice", ["spec", "s0", "big", "ax2"], ["spec_t"]),  # cuts nothing: stays
+             helper.make_node("Slice", ["spec_t", "s0", "e5", "ax1"], ["re"]),
+             helper.make_node("Slice", ["spec_t", "e5", "e10", "ax1"], ["im"]),
+             helper.make_node("Mul", ["re", "im"], ["prod"]),
+             helper.make_node("Squeeze", ["prod", "ax0"], ["y"])]
+    graph = helper.make_graph(nodes, "stft", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 20])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 9])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "a.onnx"))
+    done = prepare(tmp_path / "a.onnx", tmp_path / "b.onnx")
+    assert done == {"squeeze_to_reshape": 2, "slice_to_gather": 2}
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "b.onnx")).graph.node]
+    assert ops == ["Reshape", "Conv", "Slice", "Gather", "Gather", "Mul", "Reshape"]
+    import onnxruntime as ort
+    x = {"x": rng.standard_normal((1, 20)).astype(np.float32)}
+    a, b = (ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"]).run(None, x)[0]
+            for f in ("a.onnx", "b.onnx"))
+    assert np.array_equal(a, b)
+
+
 def _silero_onnx() -> Path | None:
     spec = importlib.util.find_spec("silero_vad")  # located, not imported (it imports torchaudio)
     if spec is None or not spec.submodule_search_locations:
