@@ -1,17 +1,14 @@
-"""Small rewrites that let onnx2tf read a graph from the ONNX-in route.
+"""A small rewrite that lets onnx2tf read a graph from the ONNX-in route.
 
-onnx2tf keeps 3-D tensors channels-last and translates each op's axes; two
-op forms in shipped files came out wrong here (the Silero VAD, after its
-`If` branches were folded):
-- a Slice of a Conv output's channels (an STFT done as a Conv, real and
-  imaginary halves sliced apart): onnxsim merges such Slices into one over
-  every axis, and onnx2tf then sliced the time axis instead (one half became
-  the whole tensor, the other empty). A constant Slice that cuts one axis
-  becomes a Gather of those indices on that axis, which onnx2tf maps right.
-- Squeeze/Unsqueeze of a channels-last tensor gave an empty LSTM input;
-  with static shapes they are a Reshape to the known shape.
-Both are exact (same values, same order), so parity is unchanged; the ORT
-files keep the graph as it was.
+onnx2tf keeps 3-D tensors channels-last and translates each op's axes. The
+Silero VAD (after its `If` branches were folded) slices the channels of a
+Conv output apart (an STFT done as a Conv: real and imaginary halves) after
+a Slice of its time axis; onnxsim merges such Slices into one over several
+axes, and onnx2tf then cut the wrong axis (one half came out whole, the
+other empty, and the LSTM behind it failed to build). A constant Slice that
+cuts exactly one axis of a tensor of rank >= 3 becomes a Gather of those
+indices on that axis, which onnx2tf maps right. It is exact (same values,
+same order), so parity is unchanged; the ORT files keep the graph as it was.
 """
 
 from __future__ import annotations
@@ -26,19 +23,16 @@ from .onnx_fold import static_shapes
 
 
 def prepare(src: Path | str, dst: Path | str) -> dict:
-    """Write `src` with the rewrites above to `dst`; returns counts."""
+    """Write `src` with the rewrite above to `dst`; returns what it did."""
     model = onnx.load(str(src))
     shapes = static_shapes(model)
     g = model.graph
     known = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    done = {"squeeze_to_reshape": 0, "slice_to_gather": 0}
+    done = {"slice_to_gather": 0}
     nodes = []
     for n in g.node:
         new = None
-        if n.op_type in ("Squeeze", "Unsqueeze") and n.output[0] in shapes:
-            new = _reshape(g, n, shapes[n.output[0]])
-            done["squeeze_to_reshape"] += new is not None
-        elif n.op_type == "Slice" and n.input[0] in shapes and len(shapes[n.input[0]]) >= 3:
+        if n.op_type == "Slice" and n.input[0] in shapes and len(shapes[n.input[0]]) >= 3:
             new = _gather(g, n, shapes[n.input[0]], known)
             done["slice_to_gather"] += new is not None
         nodes.append(new or n)
@@ -46,13 +40,6 @@ def prepare(src: Path | str, dst: Path | str) -> dict:
     g.node.extend(nodes)
     onnx.save(model, str(dst))
     return done
-
-
-def _reshape(g, node, shape):
-    target = numpy_helper.from_array(np.asarray(shape, np.int64), f"{node.output[0]}__shape")
-    g.initializer.append(target)
-    return helper.make_node("Reshape", [node.input[0], target.name], [node.output[0]],
-                            name=f"{node.name or node.output[0]}__reshape")
 
 
 def _gather(g, node, shape, known):

@@ -229,9 +229,9 @@ def test_isolated_steps_report_exceptions_and_return_values():
 
 
 def test_the_tflite_preparation_is_exact(tmp_path):
-    """Slices that cut one axis become Gathers, Squeeze/Unsqueeze Reshapes
-    (targets/onnx_tflite_prep.py; the Silero file needs them, see the docs);
-    the prepared graph computes the same values."""
+    """Slices that cut one axis become Gathers (targets/onnx_tflite_prep.py;
+    the Silero file needs it, see the docs); the prepared graph computes the
+    same values."""
     from targets.onnx_tflite_prep import prepare
     rng = np.random.default_rng(3)
     inits = [numpy_helper.from_array(rng.standard_normal((10, 1, 4)).astype(np.float32), "basis")] + [
@@ -250,9 +250,9 @@ def test_the_tflite_preparation_is_exact(tmp_path):
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "a.onnx"))
     done = prepare(tmp_path / "a.onnx", tmp_path / "b.onnx")
-    assert done == {"squeeze_to_reshape": 2, "slice_to_gather": 2}
+    assert done == {"slice_to_gather": 2}
     ops = [n.op_type for n in onnx.load(str(tmp_path / "b.onnx")).graph.node]
-    assert ops == ["Reshape", "Conv", "Slice", "Gather", "Gather", "Mul", "Reshape"]
+    assert ops == ["Unsqueeze", "Conv", "Slice", "Gather", "Gather", "Mul", "Squeeze"]
     import onnxruntime as ort
     x = {"x": rng.standard_normal((1, 20)).astype(np.float32)}
     a, b = (ort.InferenceSession(str(tmp_path / f), providers=["CPUExecutionProvider"]).run(None, x)[0]
