@@ -156,12 +156,15 @@ class FrontendSpec:
             raise SignatureError(f"frontend left_pad={self.left_pad} must be >= 0")
 
     @classmethod
-    def raw(cls, sample_rate: int = 16000, left_context: int = 0, sample_scale: float = 1.0) -> "FrontendSpec":
-        """Samples straight into the model: one frame per sample, `left_context`
-        zeros before the first one, float samples times `sample_scale`."""
+    def raw(cls, sample_rate: int = 16000, left_pad: int = 0, sample_scale: float = 1.0, *,
+            left_context: int | None = None) -> "FrontendSpec":
+        """Samples straight into the model: one frame per sample, `left_pad`
+        zeros before the first one, float samples times `sample_scale`.
+        (`left_context` is the older name of `left_pad`, still accepted.)"""
         return cls(kind="raw", sample_rate=sample_rate, num_mel_bins=1, frame_length=1, frame_shift=1,
                    window="povey", preemphasis=0.0, remove_dc_offset=False, snip_edges=True,
-                   sample_scale=sample_scale, normalisation="none", left_pad=left_context)
+                   sample_scale=sample_scale, normalisation="none",
+                   left_pad=left_pad if left_context is None else left_context)
 
     @property
     def feature_dim(self) -> int:

@@ -44,6 +44,7 @@ PRECISIONS = ("fp32", "int8")
 # as one Softplus op instead of icefall's 8-op logaddexp 0.88x (ORT's Softplus
 # kernel is scalar). None is worth a change; the int8 recipe is (quantize.py).
 OPTIMIZATION_LEVEL = "extended"
+QUANTIZE_JOB = "targets.quantize:quantize_job"  # run in a child process (targets.isolated)
 
 
 def convert(onnx_path, graph: GraphSpec, signature, precision: str, out_dir, **_options) -> list[Path]:
@@ -119,9 +120,27 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", 
     with tempfile.TemporaryDirectory(prefix="edge-ort-") as tmp:
         src = onnx_path
         if precision == "int8":
-            src = quantize(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature)
+            src = _quantize_isolated(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature)
         _save_ort(src, target)
     return target
+
+
+def _quantize_isolated(onnx_path: Path, out_path: Path, graph: GraphSpec | None, signature) -> Path:
+    """targets.quantize's recipe in a child process: ONNX Runtime's quantiser
+    is native code that has crashed on graphs we did not write, and a crash
+    must end in an error line, not take the build down (targets/isolated.py)."""
+    from edge.errors import UserError
+
+    from .isolated import run_isolated
+
+    try:
+        run_isolated(f"ONNX Runtime int8 quantisation of {onnx_path.name}", QUANTIZE_JOB,
+                     onnx_path=str(onnx_path.resolve()), out_path=str(Path(out_path).resolve()),
+                     signature=signature.to_json() if signature is not None and graph is not None else None,
+                     graph=graph.name if graph is not None else None)
+    except UserError as e:  # a converter's failure: the build reports it as one (not converted, or the error)
+        raise RuntimeError(str(e)) from None
+    return Path(out_path)
 
 
 # -- inspection (op counts: targets/ort_ops.py) --------------------------------

@@ -8,21 +8,15 @@ embedded) and derives the Signature from the file itself, so the targets,
 parity checks, bundle and client work unchanged. The parity reference is the
 source model run by ONNX Runtime.
 
-Spec keys (all optional except `states`):
-    {"states": {"h_in": "h_out"},              input -> output pairs
-     "input": "feats",                         the feature input (default: the one non-state input)
-     "output": "logits",                       the output to decode (default: the first non-state output)
-     "chunk_frames": 16, "shift_frames": 16,   needed when the time axis is dynamic
-     "subsampling": 4,                         default: chunk / output frames
-     "reset": {"h_in": "utterance"}, "initial": {"h_in": 0.0},
-     "frontend": {... FrontendSpec fields ...}, "blank_id": 0, "family": "thirdparty",
-     "head": "ctc",                            "ctc" (output [1, T, vocab]), "none" (any outputs) or
-                                               "transducer" (with "decoder": "dec.onnx", "joiner": "join.onnx")
-     "outputs": ["prob"],                      head "none": the outputs the app gets (default: all non-state)
-     "inputs": {"sr": {"role": "const", "value": 16000},        folded into the graph
-                "offset": {"role": "counter", "step": 16, "max": 5000}},   an int64 state the graph advances
-     "state_shapes": {"cache": [1, 64, 256]},  where a state's axis is dynamic
-     "batch_axis": {"h_in": 1, "offset": null}}
+Spec keys: targets/onnx_spec.py (SPEC_KEYS), documented in
+docs/bring-your-own-model.md; the smallest spec is {"states": {"h_in": "h_out"}}.
+A shipped file is taken as it is: its input may be raw samples ([1, T] or
+[T]) or features in any layout (targets/onnx_layout.py); scalar inputs such
+as a sample rate become constants, and the shape arithmetic and `If`
+branches that then have known results are folded away
+(targets/onnx_fold.py). The rewritten graph is checked against the source in
+a child process (targets/onnx_source.py, targets/isolated.py), and the
+source, run as its authors run it, is the parity reference.
 This is the same declaration as edge.declare (docs/bring-your-own-model.md),
 for a graph that is already ONNX.
 """
@@ -35,8 +29,11 @@ from pathlib import Path
 import onnx
 
 from edge.errors import UserError
-from runtime_py.signature import (ONNX_ELEM_TYPES, FrontendSpec, GraphSpec, Signature, SignatureError, StateSpec,
-                                  TensorSpec)
+from runtime_py.signature import ONNX_ELEM_TYPES, GraphSpec, Signature, SignatureError, StateSpec, TensorSpec
+
+from .onnx_layout import contract_shape, resolve_layout, source_shape
+from .onnx_prepare import make_static, probe_rewritten
+from .onnx_spec import check_keys, frontend_from_spec
 
 _DTYPES = {code: name for name, code in ONNX_ELEM_TYPES.items()}
 ROLES = ("const", "counter")
@@ -53,6 +50,9 @@ def load_spec(path: Path | str | None, state_flags: list[str] | None = None) -> 
             raise UserError(f"spec file {path} is not valid JSON: {e}") from None
         if not isinstance(spec, dict):
             raise UserError(f"spec file {path} must hold a JSON object")
+        check_keys(spec)
+        if isinstance(spec.get("tokens"), str):  # a tokens.txt beside the spec
+            spec["tokens"] = str(Path(path).parent / spec["tokens"])
     states = dict(spec.get("states", {}))
     for flag in state_flags or []:
         if "=" not in flag:
@@ -75,9 +75,10 @@ def _value_infos(values) -> dict[str, tuple[list, str]]:
     return out
 
 
-def _fix(dims: list, name: str, time_len: int | None, given=None) -> tuple[int, ...]:
-    """`given` (the spec's state_shapes) wins; else batch (axis 0) -> 1 and a
-    dynamic axis 1 (time) -> time_len."""
+def _fix(dims: list, name: str, time_len: int | None, given=None, batch_axis: int | None = 0) -> tuple[int, ...]:
+    """`given` (the spec's state_shapes) wins; else a dynamic batch axis
+    (axis 0 unless the spec's batch_axis says otherwise) -> 1 and a dynamic
+    axis 1 (time) -> time_len."""
     if given is not None:
         given = tuple(int(d) for d in given)
         if len(given) != len(dims) or any(d is not None and d != g for d, g in zip(dims, given)):
@@ -87,13 +88,14 @@ def _fix(dims: list, name: str, time_len: int | None, given=None) -> tuple[int, 
     fixed = []
     for axis, d in enumerate(dims):
         if d is None:
-            if axis == 0:
+            if axis == batch_axis:
                 d = 1
             elif axis == 1 and time_len:
                 d = time_len
             else:
                 raise UserError(f"input/output {name!r} has a dynamic axis {axis} that cannot be fixed; "
-                                "give chunk_frames in the spec or export the model with static shapes")
+                                "give its shape in the spec's \"state_shapes\" (or its \"batch_axis\"), "
+                                "or export the model with static shapes")
         fixed.append(int(d))
     return tuple(fixed)
 
@@ -105,30 +107,15 @@ def _set_dims(value, shape: tuple[int, ...]) -> None:
         d.dim_value = n
 
 
-def _probe_output_shapes(src: Path, in_shapes: dict, dtypes: dict, initial: dict | None = None
-                         ) -> dict[str, tuple[int, ...]]:
-    """Output shapes for one chunk, read by running the source once with every
-    state at its declared initial value: dynamic axes in a foreign file rarely
-    let shape inference fix them."""
-    import numpy as np
-    import onnxruntime as ort
-
-    initial = initial or {}
-    try:
-        sess = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
-        feeds = {n: np.full(shape, initial.get(n, 0), dtype=dtypes[n]) for n, shape in in_shapes.items()}
-        names = [o.name for o in sess.get_outputs()]
-        return {n: tuple(int(d) for d in v.shape) for n, v in zip(names, sess.run(names, feeds))}
-    except Exception as e:  # onnxruntime raises its own exception types
-        raise UserError(f"running {src.name} once on one chunk {in_shapes} failed: {e}") from None
-
-
-def _fold_roles(proto, spec: dict) -> None:
+def _fold_roles(proto, spec: dict) -> tuple[dict, dict]:
     """Inputs that are neither features nor states: a const becomes an
     initializer (folded); a counter becomes a state whose next value the graph
-    computes (min(value + step, max))."""
+    computes (min(value + step, max)). Returns (consts, counters) as the
+    source reference feeds them (targets/onnx_source.py)."""
     import numpy as np
     from onnx import helper, numpy_helper
+
+    consts, counters = {}, {}
 
     for name, role in (spec.get("inputs") or {}).items():
         kind = role.get("role") if isinstance(role, dict) else None
@@ -141,7 +128,12 @@ def _fold_roles(proto, spec: dict) -> None:
         np_type = onnx.helper.tensor_dtype_to_np_dtype(elem)
         dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
         if kind == "const":
-            arr = np.asarray(role.get("value"), dtype=np_type).reshape([d or 1 for d in dims])
+            try:
+                arr = np.asarray(role.get("value"), dtype=np_type).reshape([d or 1 for d in dims])
+            except (TypeError, ValueError) as e:
+                raise UserError(f"input {name!r}: \"value\" {role.get('value')!r} does not fit its "
+                                f"{np_type.__name__} of shape {[d or '?' for d in dims]}: {e}") from None
+            consts[name] = {"value": arr.tolist(), "dtype": str(arr.dtype), "shape": list(arr.shape)}
             proto.graph.input.remove(value)
             proto.graph.initializer.append(numpy_helper.from_array(arr, name))
             continue
@@ -163,10 +155,26 @@ def _fold_roles(proto, spec: dict) -> None:
         spec["states"][name] = nxt
         spec.setdefault("initial", {}).setdefault(name, float(role.get("start", 0)))
         spec.setdefault("batch_axis", {}).setdefault(name, None if not dims else 0)
+        counters[name] = {"step": step, "max": top, "output": nxt}
+    return consts, counters
+
+
+def _default_axis(rank: int) -> int | None:
+    """A state's batch axis unless the spec says: none for a scalar, 0 up to
+    rank 2, else 1 ([layers, batch, ...], as an LSTM's h and c)."""
+    return None if not rank else 0 if rank < 3 else 1
+
+
+def spec_tokens(spec: dict) -> list[str]:
+    if spec.get("tokens") is None:
+        return []
+    from edge.declaration import read_tokens  # a list, or a tokens.txt
+    return read_tokens(spec["tokens"])
 
 
 def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signature]:
     """Rewrite a foreign stateful ONNX to our contract; return (path, signature)."""
+    check_keys(spec)
     src = Path(src)
     if not src.exists():
         raise UserError(f"ONNX model {src} does not exist")
@@ -176,7 +184,7 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
         raise UserError(f"{src} is not a readable ONNX model: {e}") from None
     spec = {**spec, "states": dict(spec["states"]), "initial": dict(spec.get("initial", {})),
             "batch_axis": dict(spec.get("batch_axis", {}))}  # counters add states: the caller's dict stays
-    _fold_roles(proto, spec)
+    consts, counters = _fold_roles(proto, spec)
     inits = {i.name for i in proto.graph.initializer}
     ins = {k: v for k, v in _value_infos(proto.graph.input).items() if k not in inits}
     outs = _value_infos(proto.graph.output)
@@ -210,22 +218,18 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
             raise UserError(f"output {y!r} not found; non-state outputs: {plain_out}")
     y_name = y_names[0]
 
-    chunk = spec.get("chunk_frames") or ins[x_name][0][1]
-    if not chunk:
-        raise UserError(f"input {x_name!r} has a dynamic time axis; give \"chunk_frames\" in the spec")
-    x_shape = _fix(ins[x_name][0], x_name, chunk)
-    if len(x_shape) != 3:
-        raise UserError(f"feature input {x_name!r} must be [batch, frames, dim], got {x_shape}")
+    layout = resolve_layout(spec.get("layout"), len(ins[x_name][0]), x_name)
+    src_x_shape = source_shape(layout, ins[x_name][0], spec.get("chunk"), x_name)
+    x_shape = contract_shape(layout, src_x_shape)
     in_shapes = {x_name: x_shape}
-    given = spec.get("state_shapes", {})
-    in_shapes.update({i: _fix(ins[i][0], i, None, given.get(i)) for i in states})
+    given, axes = spec.get("state_shapes", {}), spec.get("batch_axis", {})
+    in_shapes.update({i: _fix(ins[i][0], i, None, given.get(i), axes.get(i, _default_axis(len(ins[i][0]))))
+                      for i in states})
     initial = {i: float(spec.get("initial", {}).get(i, 0.0)) for i in states}
-    probe_src = src
-    if spec.get("inputs"):  # the folded graph is what runs from now on
-        probe_src = Path(out)
-        probe_src.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(proto, str(probe_src))
-    out_shapes = _probe_output_shapes(probe_src, in_shapes, {n: ins[n][1] for n in in_shapes}, initial)
+    io = {"input": x_name, "layout": layout, "shape": list(src_x_shape), "consts": consts, "counters": counters,
+          "states": {i: o for i, o in states.items() if i not in counters}}
+    folded = make_static(proto, io, in_shapes, Path(out))
+    out_shapes = probe_rewritten(src, Path(out), io, in_shapes, {n: ins[n][1] for n in in_shapes}, initial)
     y_shape = out_shapes[y_name]
     if head != "none" and len(y_shape) != 3:
         raise UserError(f"output {y_name!r} must be [batch, frames, dim] for a {head} head, got {list(y_shape)}; "
@@ -238,7 +242,7 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
         if out_shapes[o] != shape:
             raise UserError(f"state {i!r} {shape} and its output {o!r} {out_shapes[o]} differ in shape")
         axes = spec.get("batch_axis", {})
-        axis = axes[i] if i in axes else (None if not shape else 0 if len(shape) < 3 else 1)
+        axis = axes[i] if i in axes else _default_axis(len(shape))
         state_specs.append(StateSpec(i, shape, ins[i][1], doc=f"third-party state {i} -> {o}",
                                      initial=initial[i], batch_axis=None if axis is None else int(axis),
                                      reset=spec.get("reset", {}).get(i, "utterance")))
@@ -247,8 +251,8 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
         graph = GraphSpec("encoder", inputs=(TensorSpec(x_name, x_shape, ins[x_name][1]),),
                           outputs=tuple(TensorSpec(y, out_shapes[y], outs[y][1]) for y in y_names),
                           states=tuple(state_specs))
-        frontend = FrontendSpec(**{**{"num_mel_bins": x_shape[2]}, **spec.get("frontend", {})})
-        tokens = spec.get("tokens_list") or []
+        frontend = frontend_from_spec(spec.get("frontend"), x_shape[2], raw_input=layout in ("BT", "T"))
+        tokens = spec_tokens(spec)
         if head == "ctc" and tokens and len(tokens) != y_shape[-1]:
             raise UserError(f"output {y_name!r} is {list(y_shape)}: a CTC head needs [1, frames, vocab="
                             f"{len(tokens)}]; is it a hidden state? Give \"head\": \"none\" or the logits output")
@@ -257,11 +261,11 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
         if head == "transducer" and tokens and len(tokens) != vocab:
             raise UserError(f"the joiner scores {vocab} tokens, the spec's tokens list has {len(tokens)}")
         signature = Signature(spec.get("family", "thirdparty"), frontend, x_shape[1],
-                              int(spec.get("shift_frames", x_shape[1])), int(subsampling),
+                              int(spec.get("shift", x_shape[1])), int(subsampling),
                               (graph,) + tuple(g for _, g in heads.values()),
                               vocab_size=vocab, blank_id=int(spec.get("blank_id", 0)), decoder=head,
                               context_size=heads["decoder"][1].inputs[0].shape[-1] if heads else 0,
-                              extra={"source": src.name})
+                              extra={"source": src.name, "onnx_source": io, "onnx_rewrite": folded})
     except (SignatureError, TypeError) as e:
         raise UserError(f"third-party spec: {e}") from None
 

@@ -92,5 +92,5 @@ def declare_vad():
     return edge.declare("vad", encoder=edge.Step(vad, states=lambda b: (torch.zeros(b, 32), torch.zeros(b, 32)),
                                                  names=["h", "c"], returns=("speech_prob", edge.STATES),
                                                  layout="BT"),
-                        head="none", chunk=576, shift=512, frontend=edge.FrontendSpec.raw(16000, left_context=64),
+                        head="none", chunk=576, shift=512, frontend=edge.FrontendSpec.raw(16000, left_pad=64),
                         trained=False)

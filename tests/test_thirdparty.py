@@ -48,7 +48,7 @@ def foreign_onnx(tmp_path_factory):
 
 def test_normalise_derives_signature(foreign_onnx, tmp_path):
     spec = load_spec(None, ["hidden_in=hidden_out"])
-    spec["chunk_frames"] = CHUNK
+    spec["chunk"] = CHUNK
     path, sig = normalise(foreign_onnx, spec, tmp_path / "n.onnx")
     g = sig.graph("encoder")
     assert g.input_names == ["feats", "hidden_in"]
@@ -59,7 +59,7 @@ def test_normalise_derives_signature(foreign_onnx, tmp_path):
 
 def test_thirdparty_bundle_parity_and_client(foreign_onnx, tmp_path):
     spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps({"states": {"hidden_in": "hidden_out"}, "chunk_frames": CHUNK}))
+    spec_file.write_text(json.dumps({"states": {"hidden_in": "hidden_out"}, "chunk": CHUNK}))
     out = tmp_path / "tp"
     rc = build_mod.main(["--target", "rpi", "--onnx", str(foreign_onnx), "--spec", str(spec_file),
                          "--quant", "ort:fp32,tflite:fp32", "-o", str(out)])
@@ -77,8 +77,8 @@ def test_thirdparty_errors_are_clear(foreign_onnx, tmp_path):
     with pytest.raises(UserError, match="state ports"):
         load_spec(None, [])
     with pytest.raises(UserError, match="not an input"):
-        normalise(foreign_onnx, {"states": {"h": "hidden_out"}, "chunk_frames": CHUNK}, tmp_path / "x.onnx")
-    with pytest.raises(UserError, match="chunk_frames"):
+        normalise(foreign_onnx, {"states": {"h": "hidden_out"}, "chunk": CHUNK}, tmp_path / "x.onnx")
+    with pytest.raises(UserError, match="\"chunk\""):
         normalise(foreign_onnx, {"states": {"hidden_in": "hidden_out"}}, tmp_path / "x.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x00garbage")

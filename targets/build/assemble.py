@@ -29,7 +29,7 @@ PARITY_CHUNKS = 200
 
 def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_dir: Path | str | None = None, *,
                  model=None, checkpoint: Path | str | None = None, onnx_model: Path | str | None = None,
-                 spec: dict | None = None, name: str = "demo", backends=None, quant: str | None = None,
+                 spec: dict | None = None, name: str | None = None, backends=None, quant: str | None = None,
                  keep_failed: bool = False, parity_chunks: int = PARITY_CHUNKS, progress=None,
                  stream_seconds: float | None = None) -> Path:
     """Build dist/<name>-<family>-<target>/ and return its path. The model is
@@ -41,6 +41,7 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
     from edge.checkpoint import load_or_init
     from edge.families import get_family
 
+    name = name or (spec or {}).get("name") or "demo"  # an --onnx spec's "name" names the bundle
     tgt = get_target(target)
     pairs = tuple(backends) if backends else parse_quant(tgt, quant)
     check_backends(pairs)
@@ -194,7 +195,7 @@ def _proofs(source: Source, signature, onnx_paths: dict, speech: list, stream_se
     a failed reset or offline check fails the build."""
     from .. import proofs
 
-    declared = getattr(source.torch_model, "max_duration_s", None)
+    declared = getattr(source.torch_model, "max_duration_s", None) or source.info.get("max_duration_s")
     out = proofs.run_proofs(signature, onnx_paths["encoder"], source.reference["encoder"], source.torch_model,
                             speech, stream_seconds or declared or proofs.STREAM_CHECK_SECONDS)
     say("proofs: " + proofs.summary(out))

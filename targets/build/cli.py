@@ -40,12 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_model(g)
     g.add_argument("--checkpoint", type=Path, help="checkpoint .pt (default: the shipped demo model)")
     g.add_argument("--onnx", type=Path, help="third-party streaming ONNX model with explicit state ports")
-    g.add_argument("--spec", type=Path, help="JSON spec for --onnx (states, chunk, frontend; see targets/thirdparty.py)")
+    g.add_argument("--spec", type=Path, help="JSON spec for --onnx (states, chunk, frontend...; "
+                   "docs/bring-your-own-model.md lists its keys)")
     g.add_argument("--state", action="append", default=[], metavar="IN=OUT",
                    help="a state port pair of the --onnx model (repeatable)")
     g.add_argument("--quant", help="precisions to build, e.g. fp32,int8 or tflite:fp16 (default: the target's set); "
                    f"backends {', '.join(formats.backends())}, precisions {', '.join(formats.all_precisions())}")
-    g.add_argument("--name", default="demo", help="bundle name (default: %(default)s)")
+    g.add_argument("--name", help="bundle name (default: the --onnx spec's \"name\", else demo)")
     o = p.add_argument_group("output and checks")
     o.add_argument("-o", "--output", type=Path, help="bundle folder (default: dist/<name>-<family>-<target>)")
     o.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS,
@@ -110,8 +111,24 @@ def _main(argv) -> int:
             model = load_model(args.model)
         except UserError as e:
             return fail(str(e))
+    spec = None
+    if args.onnx or args.spec or args.state:
+        from ..thirdparty import load_spec
+        if not args.onnx:
+            return fail("--spec/--state describe a third-party model given with --onnx FILE")
+        try:
+            spec = load_spec(args.spec, args.state)
+        except UserError as e:
+            return fail(str(e))
     family = model.signature().family if model is not None else args.family or DEFAULT_FAMILY
-    out_dir = args.output or Path("dist") / f"{args.name}-{family}-{args.target}"
+    if spec is not None:
+        family = spec.get("family", "thirdparty")
+    name = args.name or (spec or {}).get("name") or "demo"
+    from edge.roles import NAME
+    if spec is not None and not NAME.match(name):
+        return fail(f"spec \"name\" {name!r} must be letters, digits, _ and . (as edge.declare's; it names the "
+                    "bundle)")
+    out_dir = args.output or Path("dist") / f"{name}-{family}-{args.target}"
     moved = None
     try:  # before any work: never build towards a folder we may not replace
         if check_output_dir(out_dir, force=args.force):
@@ -121,19 +138,12 @@ def _main(argv) -> int:
         return fail(str(e))
     t0 = time.perf_counter()
     try:
-        spec = None
-        if args.onnx or args.spec or args.state:
-            from ..thirdparty import load_spec
-            if not args.onnx:
-                return fail("--spec/--state describe a third-party model given with --onnx FILE")
-            spec = load_spec(args.spec, args.state)
         from ..progress import StepProgress
 
         progress = StepProgress(steps=steps)
         try:
-            out = build_bundle(None if model is not None else family, args.target,
-                               args.output or (None if args.onnx else out_dir), model=model,
-                               checkpoint=args.checkpoint, name=args.name, onnx_model=args.onnx, spec=spec,
+            out = build_bundle(None if model is not None else family, args.target, out_dir, model=model,
+                               checkpoint=args.checkpoint, name=name, onnx_model=args.onnx, spec=spec,
                                quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
                                progress=progress)
         finally:

@@ -69,6 +69,13 @@ def tflite(onnx_path, graph, signature, precision, out_dir, *, work, calibration
     from .. import tflite as tfl
 
     calib = [{graph.inputs[0].name: c} for c in calibration] if graph.name == "encoder" else None
+    if "onnx_source" in signature.extra:  # a shipped file: op forms onnx2tf mistranslates (targets/onnx_tflite_prep.py)
+        from ..onnx_tflite_prep import prepare
+
+        prepared = Path(work) / f"tflite-prep-{graph.name}" / Path(onnx_path).name
+        prepared.parent.mkdir(parents=True, exist_ok=True)
+        prepare(onnx_path, prepared)
+        onnx_path = prepared
     made = tfl.onnx_to_tflite(onnx_path, graph, Path(work) / f"tflite-{graph.name}-{precision}",
                               precisions=(precision,), calibration=calib)
     dst = Path(out_dir) / f"{graph.name}.{precision}.tflite"

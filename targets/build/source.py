@@ -30,14 +30,17 @@ class Source:
 
     @classmethod
     def from_onnx(cls, onnx_path: Path, spec: dict, work: Path) -> "Source":
-        from .. import ort, thirdparty
+        from .. import onnx_source, ort, thirdparty
 
         path, sig = thirdparty.normalise(onnx_path, spec, work / "source" / "encoder.onnx")
-        info = {"source": f"onnx:{Path(onnx_path).name}", "tokens": spec.get("tokens_list", []),
-                "meta": {"trained": bool(spec.get("trained", True)), "thirdparty": True}}
+        info = {"source": f"onnx:{Path(onnx_path).name}", "tokens": thirdparty.spec_tokens(spec),
+                "meta": {"trained": bool(spec.get("trained", True)), "thirdparty": True},
+                "max_duration_s": spec.get("max_duration_s")}
         paths = {g.name: path.parent / f"{g.name}.onnx" for g in sig.graphs}  # a transducer's three graphs
-        return cls(sig, {g.name: ort.runner(paths[g.name], g) for g in sig.graphs}, "source-onnx (onnxruntime)",
-                   lambda _work: paths, info)
+        reference = {g.name: ort.runner(paths[g.name], g) for g in sig.graphs}
+        # the encoder's reference is the untouched file, run as its authors run it (targets/onnx_source.py)
+        reference["encoder"] = onnx_source.runner(onnx_path, sig.extra["onnx_source"])
+        return cls(sig, reference, "source-onnx (onnxruntime)", lambda _work: paths, info)
 
 
 def tokens_for(info: dict, vocab_size: int) -> list[str]:

