@@ -35,6 +35,8 @@ SPEC_KEYS = {
     "batch_axis": "a state's batch axis (null for none)",
     "tokens": "the vocabulary: a list of symbols, or a tokens.txt ('symbol id' per line) beside the spec",
     "blank_id": "the CTC / transducer blank (default 0)",
+    "decoder_start": "head transducer: the context the decoder was trained to start from, e.g. [-1, 0] "
+                     "(icefall/sherpa-onnx: -1 is a zero embedding; default all blank)",
     "trained": "false for random weights (the bundle says UNTRAINED)",
     "max_duration_s": "how long the model may stream (the stream proof checks this long)",
     "family": "the family name in the bundle's folder and manifest (default \"thirdparty\")",

@@ -265,6 +265,7 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
                               (graph,) + tuple(g for _, g in heads.values()),
                               vocab_size=vocab, blank_id=int(spec.get("blank_id", 0)), decoder=head,
                               context_size=heads["decoder"][1].inputs[0].shape[-1] if heads else 0,
+                              decoder_start=spec.get("decoder_start"),
                               extra={"source": src.name, "onnx_source": io, "onnx_rewrite": folded})
     except (SignatureError, TypeError) as e:
         raise UserError(f"third-party spec: {e}") from None

@@ -159,12 +159,13 @@ def test_onnx_route_takes_a_transducers_three_graphs(tmp_path):
                       input_names=["e", "d"], output_names=["logit"],
                       dynamic_axes={"e": {0: "N"}, "d": {0: "N"}, "logit": {0: "N"}}, opset_version=17, dynamo=False)
     spec = {"states": {"h0": "h1", "c0": "c1"}, "head": "transducer", "decoder": "dec.onnx", "joiner": "join.onnx",
-            "batch_axis": {"h0": 1, "c0": 1}, "trained": False}
+            "batch_axis": {"h0": 1, "c0": 1}, "trained": False, "decoder_start": [1] * (ctx - 1) + [0]}
     out = build_mod.build_bundle(None, "rpi", tmp_path / "b", onnx_model=tmp_path / "enc.onnx", spec=spec,
                                  backends=[("ort", "fp32")], parity_chunks=20)
     bundle = Bundle(out)
     assert [g.name for g in bundle.signature.graphs] == ["encoder", "decoder", "joiner"]
     assert bundle.signature.decoder == "transducer" and bundle.signature.context_size == ctx
+    assert bundle.signature.start_context() == [1] * (ctx - 1) + [0]  # the spec's decoder_start, kept
     assert bundle.signature.graph("decoder").inputs[0].shape == (1, ctx)
     assert all(a.parity["passed"] for a in bundle.artifacts)
     assert verify(out) == 0
