@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .formats import FORMATS, PRECISIONS
+from .limits import check_client
 from .signature import Signature, SignatureError
 
 MANIFEST = "manifest.json"
@@ -89,7 +90,7 @@ class Bundle:
             raise ManifestError(f"{self.root} has no {MANIFEST}; is it a bundle made by edge-build?")
         try:
             self.manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, or a number of over 4300 digits
             raise ManifestError(f"{mpath} is not valid JSON: {e}") from None
         self._validate()
         self._verified: set[str] = set()
@@ -143,6 +144,21 @@ class Bundle:
             confined(self.root, f["path"])
             self.files.append(f)
         confined(self.root, m["tokens"])
+        try:  # before any stream allocates what the signature declares (runtime_py.limits)
+            check_client(self.signature, self.model_bytes())
+        except SignatureError as e:
+            raise ManifestError(f"manifest.signature: {e}") from None
+
+    def model_bytes(self) -> int:
+        """The largest model here: the files of one (backend, precision) as
+        they are on disk (the manifest's own `bytes` could say anything)."""
+        sizes: dict[tuple[str, str], int] = {}
+        for a in self.artifacts:
+            p = confined(self.root, a.path)
+            if p.exists():
+                key = (a.backend, a.precision)
+                sizes[key] = sizes.get(key, 0) + size_of(p)
+        return max(sizes.values(), default=0)
 
     # -- access ---------------------------------------------------------------
     def path(self, rel: str, expected_sha256: str | None = None) -> Path:

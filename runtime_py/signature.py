@@ -246,7 +246,7 @@ class Signature:
             return cls(frontend=FrontendSpec(**d["frontend"]), graphs=graphs, **rest)
         except SignatureError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:  # a field of the wrong kind
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:  # a wrong kind; 1e999
             raise SignatureError(f"malformed signature: {type(e).__name__}: {e}") from None
 
     @classmethod

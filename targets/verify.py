@@ -1,11 +1,16 @@
 """edge-verify BUNDLE: re-check a bundle where it landed.
 
 1. every file's sha256 and size against the manifest;
-2. the golden check on every artifact this host can execute: the encoder
+   (opening the manifest already bounded what it makes a client allocate:
+   runtime_py.limits)
+2. every model file's own inputs and outputs (names, shapes, dtypes) against
+   the graph the manifest declares for it (runtime_py.modelio; a CoreML spec
+   where coremltools is installed): a disagreement is one error line, exit 2;
+3. the golden check on every artifact this host can execute: the encoder
    re-run on golden/encoder_inputs.npz (states carried) against PyTorch's
    golden/encoder_outputs.npz within the tolerance of its precision, and the
    decoded golden utterance against golden/transcript.txt;
-3. artifacts this host cannot execute (CoreML on Linux) are listed as such.
+4. artifacts this host cannot execute (CoreML on Linux) are listed as such.
 
 Torch-free: it uses the client's own runners, so it runs on a Raspberry Pi.
 Exit status 0 when everything checkable passed, 1 on any mismatch, 2 on a
@@ -19,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime_py.backends import BackendError
+from runtime_py.backends import BackendError, IOMismatch, check_artifacts
 from runtime_py.decoding import agreement, tokens_to_text
 from runtime_py.manifest import Bundle, ManifestError, confined, sha256_path, size_of
-from runtime_py.stateloop import INT8_AGREEMENT_BAR, RELATIVE_ERROR_BARS, TOLERANCES
+from runtime_py.stateloop import INT8_AGREEMENT_BAR, RELATIVE_ERROR_BARS, TOLERANCES, RolloutError
 from runtime_py.stream import Model
 
 
@@ -102,13 +107,26 @@ def verify(bundle_dir: Path | str, out=print) -> int:
         out(f"  [x] {p}")
     failures += len(problems)
     n_files = len(bundle.artifacts) + len(bundle.files)
+    unchecked: dict[str, str] = {}
     if not problems:
+        try:
+            unchecked = check_artifacts(bundle)
+        except IOMismatch as e:
+            from edge.errors import fail
+
+            return fail(str(e))
         out(f"  [✓] sha256 of {n_files} files match the manifest")
+        for rel, why in unchecked.items():
+            out(f"  [-] {rel}: inputs and outputs not checked ({why})")
+        if len(unchecked) < len(bundle.artifacts):
+            out(f"  [✓] inputs and outputs of {len(bundle.artifacts) - len(unchecked)} model file(s) match "
+                "the manifest's signature")
     for backend, precision in bundle.backends():
         label = f"{backend} {precision}"
         if backend == "coreml":
-            out(f"  [-] {label}: not executable on this host (CoreML runs on Apple platforms); "
-                "spec was checked at build time")
+            checked = not any(a.path in unchecked for a in bundle.artifacts if a.backend == backend)
+            out(f"  [-] {label}: not executable on this host (CoreML runs on Apple platforms); its spec's I/O "
+                + ("was checked above" if checked and not problems else "was checked at build time"))
             continue
         if problems:
             out(f"  [-] {label}: golden check skipped (files do not match the manifest)")
@@ -118,7 +136,7 @@ def verify(bundle_dir: Path | str, out=print) -> int:
         except ImportError as e:
             out(f"  [-] {label}: not checked, runtime missing here ({e})")
             continue
-        except (ManifestError, BackendError, KeyError, ValueError) as e:
+        except (ManifestError, BackendError, RolloutError, KeyError, ValueError) as e:
             ok, msg = False, f"{type(e).__name__}: {e}"
         out(f"  [{'✓' if ok else 'x'}] {label} golden: {msg}")
         failures += not ok
