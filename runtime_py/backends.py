@@ -78,9 +78,7 @@ def check_artifacts(bundle, pairs=None) -> dict[str, str]:
             if formats.FORMATS[a.backend].runs_here:
                 open_runner(path, graph, a.backend)  # the runner checks as it opens, then is dropped
             elif a.backend == "coreml":
-                with native_stderr_silenced():  # coremltools' import greets torch and TensorFlow on stderr
-                    io = coreml_io(path)
-                check_io(graph, *io, path, "coreml")
+                check_io(graph, *_coreml_io(path), path, "coreml")
             else:
                 unchecked[a.path] = f"no reader for {a.backend} files here"
         except ImportError as e:
@@ -90,6 +88,16 @@ def check_artifacts(bundle, pairs=None) -> dict[str, str]:
         except BackendError as e:  # a file that does not load at all: its golden check says so
             unchecked[a.path] = str(e)
     return unchecked
+
+
+def _coreml_io(path: Path):
+    with native_stderr_silenced():  # coremltools' import greets torch and TensorFlow on stderr
+        import coremltools.proto  # noqa: F401 - an ImportError here means "not checked", not a bad file
+    try:
+        return coreml_io(path)
+    except Exception as e:  # noqa: BLE001 - not a package: no Manifest.json, a broken protobuf, ...
+        raise IOMismatch(f"{path.name} is declared a CoreML package, but coremltools cannot read its spec "
+                         f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
 
 
 class ProviderFallback(UserWarning):

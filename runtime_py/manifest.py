@@ -58,6 +58,8 @@ def confined(root: Path, rel: str) -> Path:
     if not isinstance(rel, str) or not rel:
         raise ManifestError(f"manifest path {rel!r} must be a non-empty string")
     pure = PurePosixPath(rel)
+    if not pure.parts:  # "." or "./"
+        raise ManifestError(f"manifest path {rel!r} names the bundle folder itself, not a file in it")
     if pure.is_absolute() or rel.startswith(("/", "\\")) or ":" in pure.parts[0] or ".." in pure.parts:
         raise ManifestError(f"manifest path {rel!r} leaves the bundle (absolute or '..'); refusing it")
     root = Path(root).resolve()
@@ -186,6 +188,8 @@ class Bundle:
 
     def tokens(self) -> list[str]:
         p = self.path(self.manifest["tokens"])
+        if not p.is_file():
+            raise ManifestError(f"manifest.tokens {self.manifest['tokens']!r} is not a file")
         table: dict[int, str] = {}
         try:
             text = p.read_text(encoding="utf-8")

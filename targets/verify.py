@@ -48,7 +48,10 @@ def check_files(bundle: Bundle) -> list[str]:
 
 
 def _load_npz(bundle: Bundle, rel: str) -> dict:
-    with np.load(bundle.path(rel)) as z:
+    z = np.load(bundle.path(rel))
+    if not isinstance(z, np.lib.npyio.NpzFile):  # a manifest naming a .npy (or any file) here
+        raise ManifestError(f"{rel} is not an .npz archive of golden tensors")
+    with z:
         return {k: z[k] for k in z.files}
 
 
@@ -95,12 +98,14 @@ def golden_check(bundle: Bundle, backend: str, precision: str) -> tuple[bool, st
 
 
 def verify(bundle_dir: Path | str, out=print) -> int:
+    from edge.errors import fail  # one line on stderr, exit 2, like every command's error
+
     try:
         bundle = Bundle(bundle_dir, verify=False)
+        if not bundle.artifacts:  # an OK over nothing would be worse than no check
+            raise ManifestError(f"{bundle.root}: the manifest lists no model files (artifacts is empty)")
     except ManifestError as e:
-        from edge.errors import fail
-
-        return fail(str(e))  # on stderr, like every command's error line
+        return fail(str(e))
     failures = 0
     problems = check_files(bundle)
     for p in problems:
@@ -111,9 +116,8 @@ def verify(bundle_dir: Path | str, out=print) -> int:
     if not problems:
         try:
             unchecked = check_artifacts(bundle)
-        except IOMismatch as e:
-            from edge.errors import fail
-
+            bundle.check_tokens()  # what every client reads first (edge-demo refuses the bundle without it)
+        except (IOMismatch, ManifestError) as e:
             return fail(str(e))
         out(f"  [✓] sha256 of {n_files} files match the manifest")
         for rel, why in unchecked.items():
@@ -136,7 +140,7 @@ def verify(bundle_dir: Path | str, out=print) -> int:
         except ImportError as e:
             out(f"  [-] {label}: not checked, runtime missing here ({e})")
             continue
-        except (ManifestError, BackendError, RolloutError, KeyError, ValueError) as e:
+        except (ManifestError, BackendError, RolloutError, KeyError, ValueError, OSError) as e:  # e.g. golden/ gone
             ok, msg = False, f"{type(e).__name__}: {e}"
         out(f"  [{'✓' if ok else 'x'}] {label} golden: {msg}")
         failures += not ok

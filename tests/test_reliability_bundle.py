@@ -4,8 +4,6 @@ loads or raises ManifestError, nothing else."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -14,25 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from runtime_py.manifest import Bundle, ManifestError
-from runtime_py.session import ModelSession, SessionError
+from runtime_py.session import ModelSession
 from tests.bundle_fixtures import cached_bundle, speechlike
 
 RATE = 16000
 ORT = [("ort", "fp32")]
 
-from tests.reliability_common import RATE, demo_main, one_error_line
-
-
-@pytest.fixture()
-def bundle_copy(tmp_path):
-    path, _ = cached_bundle("lstm")
-    return Path(shutil.copytree(path, tmp_path / "bundle"))
-
-
-def edit_manifest(root: Path, change) -> None:
-    m = json.loads((root / "manifest.json").read_text())
-    change(m)
-    (root / "manifest.json").write_text(json.dumps(m))
+from tests.reliability_common import RATE, bundle_copy, demo_main, edit_manifest, one_error_line  # noqa: F401
 
 
 def _set(path, value):
@@ -218,97 +204,6 @@ def test_random_json_manifests_raise_manifest_error(manifest_root, doc):
             Bundle(root)
     finally:
         (root / "manifest.json").write_text(json.dumps(valid))
-
-
-# -- issue 25: a manifest that disagrees with its model files --------------------------------
-# One error line and exit 2 from edge-verify and edge-demo, nothing allocated first.
-
-def verify_main(argv):
-    from targets import verify as verify_cli
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = verify_cli.main(argv)
-    return code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture(scope="module")
-def short_wav(tmp_path_factory):
-    from runtime_py.audio import write_wav
-    wav = tmp_path_factory.mktemp("wav") / "a.wav"
-    write_wav(wav, speechlike(0.5), RATE)
-    return wav
-
-
-def set_state_shape(shape):
-    return _set(["signature", "graphs", 0, "states", 0, "shape"], shape)
-
-
-@pytest.mark.parametrize("shape, phrase", [
-    ([1, 1, 1], "manifest.json does not describe its model files: state 'h' of graph 'encoder' is declared "
-                "[1, 1, 1], but encoder.fp32.ort has {real}"),
-    ([100000, 100000, 100], "one stream would allocate 7.3 TiB, state 'h' of graph 'encoder' "
-                            "[100000, 100000, 100] float32"),
-])
-def test_state_shape_the_model_file_disagrees_with(shape, phrase, bundle_copy, short_wav, monkeypatch):
-    """The two cases of issue 25: no runtime error at chunk 0, no 3.6 TiB np.zeros."""
-    from runtime_py import stateloop
-
-    real = json.loads((bundle_copy / "manifest.json").read_text())["signature"]["graphs"][0]["states"][0]["shape"]
-    phrase = phrase.format(real=real)
-    edit_manifest(bundle_copy, set_state_shape(shape))
-    allocated = []
-    monkeypatch.setattr(stateloop, "initial_state", lambda spec: allocated.append(spec.name))
-    for code, out, err in (verify_main([str(bundle_copy)]), demo_main([str(bundle_copy), "--wav", str(short_wav)])):
-        assert code == 2 and out == "" and one_error_line(err).count("\n") == 0, (code, out, err)
-        assert phrase in err, err
-    assert allocated == [], "states were allocated before the check refused the bundle"
-
-
-def test_io_check_names_dtype_and_dynamic_dims():
-    """Unit level: every kind of disagreement names the tensor and the file;
-    a dynamic dim in the file matches any declared size."""
-    from runtime_py.modelio import FileTensor, first_disagreement
-    from runtime_py.signature import GraphSpec, StateSpec, TensorSpec
-
-    g = GraphSpec("encoder", (TensorSpec("x", (1, 8, 4)),), (TensorSpec("y", (1, 2)),), (StateSpec("h", (3, 1, 5)),))
-    ins = [FileTensor("x", (1, 8, 4), "float32"), FileTensor("h", (3, 1, 5), "float32")]
-    outs = [FileTensor("y", (1, 2), "float32"), FileTensor("h_next", (3, 1, 5), "float32")]
-    assert first_disagreement(g, ins, outs, "m.ort") is None
-    dyn = [FileTensor("x", (None, 8, None), "float32"), FileTensor("h", (3, None, 5), "float32")]
-    assert first_disagreement(g, dyn, outs, "m.ort") is None
-    cases = [
-        ([ins[0], FileTensor("h", (3, 1), "float32")], outs, "state 'h' of graph 'encoder' is declared [3, 1, 5], "
-                                                              "but m.ort has [3, 1]"),
-        ([ins[0], FileTensor("h", (3, 1, 5), "int64")], outs, "state 'h' of graph 'encoder' is declared float32, "
-                                                               "but m.ort holds int64"),
-        ([ins[0]], outs, "declares state 'h' [3, 1, 5], but m.ort has no such input"),
-        (ins + [FileTensor("t", (1,), "int64")], outs, "m.ort has input 't', which graph 'encoder' does not declare"),
-        (ins, outs[:1], "declares state output 'h_next' [3, 1, 5], but m.ort has no such output"),
-        (ins, [FileTensor("y", (1, 3), "float32"), outs[1]], "output 'y' of graph 'encoder' is declared [1, 2], "
-                                                             "but m.ort has [1, 3]"),
-    ]
-    for file_in, file_out, phrase in cases:
-        assert phrase in (first_disagreement(g, file_in, file_out, "m.ort") or ""), phrase
-    # a LiteRT/CoreML file may hold a declared int64 as int32; ONNX Runtime may not
-    gi = GraphSpec("decoder", (TensorSpec("y", (1, 2), "int64"),), (TensorSpec("d", (1, 4)),))
-    y32, d = [FileTensor("y", (1, 2), "int32")], [FileTensor("d", (1, 4), "float32")]
-    assert first_disagreement(gi, y32, d, "m.tflite", "tflite") is None
-    assert "declared int64, but m.ort holds int32" in first_disagreement(gi, y32, d, "m.ort", "ort")
-
-
-def test_allocation_budget_counts_before_numpy(bundle_copy):
-    """The bound is max(64 MiB, the model files): a state just over it is
-    refused, one just under loads (then fails the I/O check, a different line)."""
-    from runtime_py.limits import MIN_BUDGET_BYTES
-
-    floats = MIN_BUDGET_BYTES // 4 // 2  # float32; a state counts twice (itself and its _next)
-    edit_manifest(bundle_copy, set_state_shape([2, 1, floats // 2 + 1]))
-    with pytest.raises(ManifestError, match=r"one stream would allocate 64\.\d MiB.*at most 64\.0 MiB"):
-        Bundle(bundle_copy)
-    edit_manifest(bundle_copy, set_state_shape([2, 1, floats // 4]))  # half the budget: within it
-    with pytest.raises(SessionError, match=r"state 'h' of graph 'encoder' is declared \[2, 1, 2097152\]"):
-        ModelSession(bundle_copy)
 
 
 # == client inputs ==========================================================================
