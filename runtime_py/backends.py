@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats
+from .manifest import MANIFEST
 from .modelio import coreml_io, first_disagreement, ort_io, tflite_tensor
 from .signature import GraphSpec
 
@@ -55,7 +56,7 @@ class IOMismatch(BackendError):
     (runtime_py.modelio): the manifest does not describe its model files."""
 
 
-MISMATCH = "manifest.json does not describe its model files:"  # how a bundle's IOMismatch begins
+MISMATCH = f"{MANIFEST} does not describe its model files:"  # how a bundle's IOMismatch begins
 
 
 def check_io(graph: GraphSpec, inputs, outputs, path: Path, backend: str) -> None:
@@ -218,9 +219,9 @@ def _norm(name: str) -> str:
 
 def match_names(want: list[tuple[str, int]], have: list[tuple[str, int]], what: str) -> dict[str, str]:
     """Map each wanted (name, size) to a model name: exact, normalised,
-    unique size, then position. Raises BackendError when it cannot."""
+    unique size, then position. Raises IOMismatch when it cannot."""
     if len(want) != len(have):
-        raise BackendError(f"{what}: the model has {len(have)} tensors {[h for h, _ in have]}, "
+        raise IOMismatch(f"{what}: the model has {len(have)} tensors {[h for h, _ in have]}, "
                            f"the signature declares {len(want)} {[w for w, _ in want]}")
     have_names = [h for h, _ in have]
     sizes = dict(have)
@@ -247,7 +248,7 @@ def match_names(want: list[tuple[str, int]], have: list[tuple[str, int]], what: 
         if all(sizes[h] == s for h, (_, s) in zip(free, left)):
             out.update({n: h for (n, _), h in zip(left, free)})
         else:
-            raise BackendError(f"{what}: cannot match {[n for n, _ in left]} to the model's {free} "
+            raise IOMismatch(f"{what}: cannot match {[n for n, _ in left]} to the model's {free} "
                                "by name, size or order; rebuild the artifact")
     return out
 
@@ -283,7 +284,7 @@ def _strict_names(path: Path, graph: GraphSpec, in_details: dict, out_details: d
     missing = ([t.name for t in graph.all_inputs() if t.name not in in_details]
                + [t.name for t in graph.all_outputs() if t.name not in out_details])
     if missing:
-        raise BackendError(f"{path.name}: signature lacks {missing}; has inputs {sorted(in_details)}, "
+        raise IOMismatch(f"{path.name}: signature lacks {missing}; has inputs {sorted(in_details)}, "
                            f"outputs {sorted(out_details)}")
 
 

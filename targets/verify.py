@@ -1,8 +1,8 @@
 """edge-verify BUNDLE: re-check a bundle where it landed.
 
+0. the manifest is read as every client reads it, which bounds what it can
+   make a client allocate (runtime_py.limits);
 1. every file's sha256 and size against the manifest;
-   (opening the manifest already bounded what it makes a client allocate:
-   runtime_py.limits)
 2. every model file's own inputs and outputs (names, shapes, dtypes) against
    the graph the manifest declares for it (runtime_py.modelio; a CoreML spec
    where coremltools is installed): a disagreement is one error line, exit 2;
