@@ -272,3 +272,18 @@ def test_the_unchanged_bundle_passes_both(mutable_bundle, short_wav):
     root, valid = mutable_bundle
     assert run_both(root, valid, short_wav) == {"verify": "pass", "demo": "pass"}
     assert set(fields(valid)) >= {"tensor", "count", "chunk", "frontend", "reset", "tokens", "path", "other"}
+
+
+def test_budget_is_exact_and_cannot_be_offset(mutable_bundle):
+    """Exact integers (no float overflow for a 10^30 dim), and a negative
+    field elsewhere (num_ceps of an fbank frontend, unused) does not pay for
+    a huge state."""
+    from runtime_py.limits import check_budget, human_bytes
+    from runtime_py.signature import Signature, SignatureError
+
+    d = json.loads(json.dumps(mutable_bundle[1]["signature"]))
+    d["graphs"][0]["states"][0]["shape"] = [2, 1, 10 ** 30]
+    d["frontend"]["num_ceps"] = -10 ** 40
+    with pytest.raises(SignatureError, match=r"one stream would allocate over 2\^103 bytes, state 'h'"):
+        check_budget(Signature.from_dict(d), model_bytes=10 ** 6)
+    assert [human_bytes(n) for n in (512, 3 * 1024 ** 2, 4 * 10 ** 12)] == ["512 bytes", "3.0 MiB", "3.6 TiB"]
