@@ -67,6 +67,23 @@ def bundle_copy(tmp_path):
     return Path(shutil.copytree(path, tmp_path / "bundle"))
 
 
+DELETE = object()
+
+
+def set_field(path, value):
+    """A manifest change: the field at `path` (keys and indices) set to
+    `value`, or removed when `value` is DELETE."""
+    def change(m):
+        obj = m
+        for k in path[:-1]:
+            obj = obj[k]
+        if value is DELETE:
+            del obj[path[-1]]
+        else:
+            obj[path[-1]] = value
+    return change
+
+
 def edit_manifest(root: Path, change) -> None:
     m = json.loads((root / "manifest.json").read_text())
     change(m)

@@ -17,16 +17,7 @@ from runtime_py.manifest import Bundle, ManifestError
 from runtime_py.session import ModelSession, SessionError
 from tests.bundle_fixtures import cached_bundle, speechlike
 from tests.reliability_common import (RATE, bundle_copy, demo_main, edit_manifest,  # noqa: F401 (a fixture)
-                                      one_error_line, verify_main)
-
-
-def _set(path, value):
-    def change(m):
-        obj = m
-        for k in path[:-1]:
-            obj = obj[k]
-        obj[path[-1]] = value
-    return change
+                                      one_error_line, set_field, verify_main)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +29,7 @@ def short_wav(tmp_path_factory):
 
 
 def set_state_shape(shape):
-    return _set(["signature", "graphs", 0, "states", 0, "shape"], shape)
+    return set_field(["signature", "graphs", 0, "states", 0, "shape"], shape)
 
 
 @pytest.mark.parametrize("shape, phrase", [
