@@ -278,9 +278,9 @@ def check_batch(path: Path, graph: GraphSpec, signature: Signature, n: int = CHE
     batch_layout). A model whose code turns a size into a Python number
     (`x.size(0)` used as an int) gets that number baked in by the tracer and
     fails here, with the node ONNX Runtime names, instead of in a client."""
-    run = onnx_runner(path, graph)
     axes, groups = batch_axes(graph), _groups(graph)
     try:  # batch 1 first: a graph traced at batch 2 may not even run at 1
+        run = onnx_runner(path, graph)  # its I/O check sees a batch size baked into an output's shape
         feeds = stream_feeds(graph, signature, run, streams=n, chunks=2)
         got = run({k: stack([f[k] for f in feeds], axes[k], groups[k]) for k in feeds[0]})
     except Exception as e:  # noqa: BLE001 - ONNX Runtime's own error types, a next state of the wrong size

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from . import formats
+from .manifest import MANIFEST
+from .modelio import coreml_io, first_disagreement, ort_io, tflite_tensor
 from .signature import GraphSpec
 
 PIP_NAMES = {"onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert"}
@@ -47,6 +49,56 @@ DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
 class BackendError(RuntimeError):
     """An artifact cannot be opened or does not match its signature."""
+
+
+class IOMismatch(BackendError):
+    """A model file's own inputs/outputs are not the graph declared for it
+    (runtime_py.modelio): the manifest does not describe its model files."""
+
+
+MISMATCH = f"{MANIFEST} does not describe its model files:"  # how a bundle's IOMismatch begins
+
+
+def check_io(graph: GraphSpec, inputs, outputs, path: Path, backend: str) -> None:
+    problem = first_disagreement(graph, inputs, outputs, Path(path).name, backend)
+    if problem:
+        raise IOMismatch(problem)
+
+
+def check_artifacts(bundle, pairs=None) -> dict[str, str]:
+    """Open every artifact of `bundle` (of the (backend, precision) `pairs`,
+    default all) and check its I/O against its graph, before any state
+    exists. Raises IOMismatch on the first disagreement; returns, for each
+    file that could not be checked here, why (its runtime is not installed)."""
+    unchecked = {}
+    for a in bundle.artifacts:
+        if pairs is not None and (a.backend, a.precision) not in pairs:
+            continue
+        graph, path = bundle.signature.graph(a.graph), bundle.path(a.path)  # sha256-checked
+        try:
+            if formats.FORMATS[a.backend].runs_here:
+                open_runner(path, graph, a.backend)  # the runner checks as it opens, then is dropped
+            elif a.backend == "coreml":
+                check_io(graph, *_coreml_io(path), path, "coreml")
+            else:
+                unchecked[a.path] = f"no reader for {a.backend} files here"
+        except ImportError as e:
+            unchecked[a.path] = f"{e.name} is not installed here" if e.name else str(e).splitlines()[0]
+        except IOMismatch as e:
+            raise IOMismatch(f"{MISMATCH} {e}") from None
+        except BackendError as e:  # a file that does not load at all: its golden check says so
+            unchecked[a.path] = str(e)
+    return unchecked
+
+
+def _coreml_io(path: Path):
+    with native_stderr_silenced():  # coremltools' import greets torch and TensorFlow on stderr
+        import coremltools.proto  # noqa: F401 - an ImportError here means "not checked", not a bad file
+    try:
+        return coreml_io(path)
+    except Exception as e:  # noqa: BLE001 - not a package: no Manifest.json, a broken protobuf, ...
+        raise IOMismatch(f"{path.name} is declared a CoreML package, but coremltools cannot read its spec "
+                         f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
 
 
 class ProviderFallback(UserWarning):
@@ -141,11 +193,7 @@ def _ort_runner(path: Path, graph: GraphSpec, threads: int, providers=DEFAULT_PR
         sess = ort.InferenceSession(str(path), opts, providers=chosen, provider_options=options)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
         raise BackendError(f"{path.name}: onnxruntime cannot load it: {e}") from None
-    have_in = [i.name for i in sess.get_inputs()]
-    have_out = [o.name for o in sess.get_outputs()]
-    if sorted(have_in) != sorted(graph.input_names) or not set(graph.output_names) <= set(have_out):
-        raise BackendError(f"{path.name}: I/O {have_in} -> {have_out} differs from the signature's "
-                           f"{graph.input_names} -> {graph.output_names}")
+    check_io(graph, *ort_io(sess), path, "ort")
     in_specs = graph.all_inputs()
     out_names = graph.output_names
 
@@ -171,9 +219,9 @@ def _norm(name: str) -> str:
 
 def match_names(want: list[tuple[str, int]], have: list[tuple[str, int]], what: str) -> dict[str, str]:
     """Map each wanted (name, size) to a model name: exact, normalised,
-    unique size, then position. Raises BackendError when it cannot."""
+    unique size, then position. Raises IOMismatch when it cannot."""
     if len(want) != len(have):
-        raise BackendError(f"{what}: the model has {len(have)} tensors {[h for h, _ in have]}, "
+        raise IOMismatch(f"{what}: the model has {len(have)} tensors {[h for h, _ in have]}, "
                            f"the signature declares {len(want)} {[w for w, _ in want]}")
     have_names = [h for h, _ in have]
     sizes = dict(have)
@@ -200,7 +248,7 @@ def match_names(want: list[tuple[str, int]], have: list[tuple[str, int]], what: 
         if all(sizes[h] == s for h, (_, s) in zip(free, left)):
             out.update({n: h for (n, _), h in zip(left, free)})
         else:
-            raise BackendError(f"{what}: cannot match {[n for n, _ in left]} to the model's {free} "
+            raise IOMismatch(f"{what}: cannot match {[n for n, _ in left]} to the model's {free} "
                                "by name, size or order; rebuild the artifact")
     return out
 
@@ -236,12 +284,8 @@ def _strict_names(path: Path, graph: GraphSpec, in_details: dict, out_details: d
     missing = ([t.name for t in graph.all_inputs() if t.name not in in_details]
                + [t.name for t in graph.all_outputs() if t.name not in out_details])
     if missing:
-        raise BackendError(f"{path.name}: signature lacks {missing}; has inputs {sorted(in_details)}, "
+        raise IOMismatch(f"{path.name}: signature lacks {missing}; has inputs {sorted(in_details)}, "
                            f"outputs {sorted(out_details)}")
-    for t in graph.all_inputs():
-        got = tuple(int(d) for d in in_details[t.name]["shape"])
-        if got != t.shape:
-            raise BackendError(f"{path.name}: input {t.name!r} has shape {got}, signature says {t.shape}")
 
 
 def _tflite_runner(path: Path, graph: GraphSpec, threads: int, strict: bool = False):
@@ -271,6 +315,8 @@ def _tflite_runner(path: Path, graph: GraphSpec, threads: int, strict: bool = Fa
                              [(n, size(d)) for n, d in in_details.items()], f"{path.name} inputs")
         out_map = match_names([(t.name, int(np.prod(t.shape))) for t in out_specs],
                               [(n, size(d)) for n, d in out_details.items()], f"{path.name} outputs")
+    check_io(graph, [tflite_tensor(t.name, in_details[in_map[t.name]]) for t in in_specs],
+             [tflite_tensor(t.name, out_details[out_map[t.name]]) for t in out_specs], path, "tflite")
 
     first = [True]
 

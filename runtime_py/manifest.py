@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .formats import FORMATS, PRECISIONS
+from .limits import check_client
 from .signature import Signature, SignatureError
 
 MANIFEST = "manifest.json"
@@ -57,6 +58,8 @@ def confined(root: Path, rel: str) -> Path:
     if not isinstance(rel, str) or not rel:
         raise ManifestError(f"manifest path {rel!r} must be a non-empty string")
     pure = PurePosixPath(rel)
+    if not pure.parts:  # "." or "./"
+        raise ManifestError(f"manifest path {rel!r} names the bundle folder itself, not a file in it")
     if pure.is_absolute() or rel.startswith(("/", "\\")) or ":" in pure.parts[0] or ".." in pure.parts:
         raise ManifestError(f"manifest path {rel!r} leaves the bundle (absolute or '..'); refusing it")
     root = Path(root).resolve()
@@ -89,7 +92,7 @@ class Bundle:
             raise ManifestError(f"{self.root} has no {MANIFEST}; is it a bundle made by edge-build?")
         try:
             self.manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, or a number of over 4300 digits
             raise ManifestError(f"{mpath} is not valid JSON: {e}") from None
         self._validate()
         self._verified: set[str] = set()
@@ -143,6 +146,21 @@ class Bundle:
             confined(self.root, f["path"])
             self.files.append(f)
         confined(self.root, m["tokens"])
+        try:  # before any stream allocates what the signature declares (runtime_py.limits)
+            check_client(self.signature, self.model_bytes())
+        except SignatureError as e:
+            raise ManifestError(f"manifest.signature: {e}") from None
+
+    def model_bytes(self) -> int:
+        """The largest model here: the files of one (backend, precision) as
+        they are on disk (the manifest's own `bytes` could say anything)."""
+        sizes: dict[tuple[str, str], int] = {}
+        for a in self.artifacts:
+            p = confined(self.root, a.path)
+            if p.exists():
+                key = (a.backend, a.precision)
+                sizes[key] = sizes.get(key, 0) + size_of(p)
+        return max(sizes.values(), default=0)
 
     # -- access ---------------------------------------------------------------
     def path(self, rel: str, expected_sha256: str | None = None) -> Path:
@@ -170,6 +188,8 @@ class Bundle:
 
     def tokens(self) -> list[str]:
         p = self.path(self.manifest["tokens"])
+        if not p.is_file():
+            raise ManifestError(f"manifest.tokens {self.manifest['tokens']!r} is not a file")
         table: dict[int, str] = {}
         try:
             text = p.read_text(encoding="utf-8")

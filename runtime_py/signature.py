@@ -29,7 +29,9 @@ Conventions
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+import numbers
+from dataclasses import asdict, dataclass, field, fields
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # 2 added optional fields only: a v1 signature reads unchanged
@@ -51,6 +53,32 @@ class SignatureError(ValueError):
     """A signature (or a manifest holding one) is malformed."""
 
 
+# A field's annotation -> the values it takes. A manifest is JSON anyone can
+# edit: "16", null, true or 1.5 where an int goes is refused here, naming
+# the field, instead of failing as a TypeError deep in the frontend.
+_FIELD_KINDS = {"int": numbers.Integral, "float": numbers.Real, "str": str, "bool": bool, "dict": dict,
+                "int | None": (numbers.Integral, type(None))}
+
+
+def _check_field_kinds(obj) -> None:
+    for f in fields(obj):
+        kind = _FIELD_KINDS.get(f.type)
+        value = getattr(obj, f.name)
+        if kind is None or value is None and f.type == "int | None":
+            continue
+        if not isinstance(value, kind) or isinstance(value, bool) and f.type != "bool":
+            raise SignatureError(f"{type(obj).__name__}.{f.name} must be {f.type.replace(' | None', ' or null')}, "
+                                 f"got {value!r}")
+        if f.type == "float" and not math.isfinite(value):
+            raise SignatureError(f"{type(obj).__name__}.{f.name} must be a finite number, got {value!r}")
+
+
+def _dim(d) -> int:
+    if isinstance(d, bool) or not isinstance(d, numbers.Integral):
+        raise SignatureError(f"a shape holds whole numbers, got {d!r}")
+    return int(d)
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -59,7 +87,10 @@ class TensorSpec:
     doc: str = ""
 
     def __post_init__(self):
-        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        _check_field_kinds(self)
+        if isinstance(self.shape, (str, bytes, dict)) or not hasattr(self.shape, "__iter__"):
+            raise SignatureError(f"tensor {self.name!r}: shape must be a list of sizes, got {self.shape!r}")
+        object.__setattr__(self, "shape", tuple(_dim(d) for d in self.shape))
         if self.dtype not in DTYPES:
             raise SignatureError(f"tensor {self.name!r}: dtype {self.dtype!r} not in {DTYPES}")
         if any(d <= 0 for d in self.shape):  # rank 0 (a scalar) has no dims and passes
@@ -107,6 +138,9 @@ class GraphSpec:
     # exactly as before.
     dynamic_batch: bool = False
 
+    def __post_init__(self):
+        _check_field_kinds(self)
+
     @property
     def input_names(self) -> list[str]:
         return [t.name for t in self.inputs] + [s.name for s in self.states]
@@ -148,6 +182,7 @@ class FrontendSpec:
     left_pad: int = 0  # frames of zeros before the stream's first frame (raw: past samples a window holds)
 
     def __post_init__(self):
+        _check_field_kinds(self)
         if self.kind not in FRONTENDS:
             raise SignatureError(f"frontend kind {self.kind!r} must be one of {FRONTENDS}")
         if self.kind == "raw" and (self.frame_length, self.frame_shift) != (1, 1):
@@ -188,6 +223,9 @@ class Signature:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        _check_field_kinds(self)
+        if self.subsampling < 1:
+            raise SignatureError(f"subsampling={self.subsampling} must be >= 1")
         if self.shift_frames <= 0 or self.chunk_frames < self.shift_frames:
             raise SignatureError(
                 f"chunk_frames={self.chunk_frames} must be >= shift_frames={self.shift_frames} > 0")
@@ -280,7 +318,7 @@ class Signature:
             return cls(frontend=FrontendSpec(**d["frontend"]), graphs=graphs, **rest)
         except SignatureError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:  # a field of the wrong kind
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:  # a wrong kind; 1e999
             raise SignatureError(f"malformed signature: {type(e).__name__}: {e}") from None
 
     @classmethod

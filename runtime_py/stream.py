@@ -177,7 +177,7 @@ class Model:
                     beam: int = 4) -> "Model":
         """A bundle's artifacts (sha256-checked), on the best backend here
         unless one is named (see choose_backend)."""
-        from .backends import BackendError, open_runner
+        from .backends import MISMATCH, BackendError, IOMismatch, open_runner
         from .manifest import Bundle
 
         bundle = Bundle(bundle_dir)  # validates the manifest, checks tokens.txt
@@ -185,8 +185,10 @@ class Model:
         runs, provider = {}, None
         for g in bundle.signature.graphs:
             path = bundle.path(bundle.find(g.name, backend, precision).path)  # sha256-checked
-            try:
+            try:  # the runner checks the file's own I/O against the graph: before any state exists
                 runs[g.name] = open_runner(path, g, backend, threads, providers=providers)
+            except IOMismatch as e:
+                raise SessionError(f"{MISMATCH} {e}") from None
             except BackendError as e:
                 raise SessionError(str(e)) from None
             provider = provider or getattr(runs[g.name], "provider", None)

@@ -153,13 +153,9 @@ def mlpackage_sha256(path: Path | str) -> str:
 
 def _load_spec(path: Path):
     _ct()
-    from coremltools.proto import Model_pb2
+    from runtime_py.modelio import coreml_spec  # the one reader; the client checks I/O with it too
 
-    manifest = json.loads((path / "Manifest.json").read_text())
-    root = manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]
-    spec = Model_pb2.Model()
-    spec.ParseFromString((path / "Data" / root["path"]).read_bytes())
-    return spec
+    return coreml_spec(path)
 
 
 def _ops(block, acc: list) -> None:

@@ -1,11 +1,16 @@
 """edge-verify BUNDLE: re-check a bundle where it landed.
 
+0. the manifest is read as every client reads it, which bounds what it can
+   make a client allocate (runtime_py.limits);
 1. every file's sha256 and size against the manifest;
-2. the golden check on every artifact this host can execute: the encoder
+2. every model file's own inputs and outputs (names, shapes, dtypes) against
+   the graph the manifest declares for it (runtime_py.modelio; a CoreML spec
+   where coremltools is installed): a disagreement is one error line, exit 2;
+3. the golden check on every artifact this host can execute: the encoder
    re-run on golden/encoder_inputs.npz (states carried) against PyTorch's
    golden/encoder_outputs.npz within the tolerance of its precision, and the
    decoded golden utterance against golden/transcript.txt;
-3. artifacts this host cannot execute (CoreML on Linux) are listed as such.
+4. artifacts this host cannot execute (CoreML on Linux) are listed as such.
 
 Torch-free: it uses the client's own runners, so it runs on a Raspberry Pi.
 Exit status 0 when everything checkable passed, 1 on any mismatch, 2 on a
@@ -19,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime_py.backends import BackendError
+from runtime_py.backends import BackendError, IOMismatch, check_artifacts
 from runtime_py.decoding import agreement, tokens_to_text
 from runtime_py.manifest import Bundle, ManifestError, confined, sha256_path, size_of
-from runtime_py.stateloop import INT8_AGREEMENT_BAR, RELATIVE_ERROR_BARS, TOLERANCES
+from runtime_py.stateloop import INT8_AGREEMENT_BAR, RELATIVE_ERROR_BARS, TOLERANCES, RolloutError
 from runtime_py.stream import Model
 
 
@@ -43,7 +48,10 @@ def check_files(bundle: Bundle) -> list[str]:
 
 
 def _load_npz(bundle: Bundle, rel: str) -> dict:
-    with np.load(bundle.path(rel)) as z:
+    z = np.load(bundle.path(rel))
+    if not isinstance(z, np.lib.npyio.NpzFile):  # a manifest naming a .npy (or any file) here
+        raise ManifestError(f"{rel} is not an .npz archive of golden tensors")
+    with z:
         return {k: z[k] for k in z.files}
 
 
@@ -90,25 +98,39 @@ def golden_check(bundle: Bundle, backend: str, precision: str) -> tuple[bool, st
 
 
 def verify(bundle_dir: Path | str, out=print) -> int:
+    from edge.errors import fail  # one line on stderr, exit 2, like every command's error
+
     try:
         bundle = Bundle(bundle_dir, verify=False)
+        if not bundle.artifacts:  # an OK over nothing would be worse than no check
+            raise ManifestError(f"{bundle.root}: the manifest lists no model files (artifacts is empty)")
     except ManifestError as e:
-        from edge.errors import fail
-
-        return fail(str(e))  # on stderr, like every command's error line
+        return fail(str(e))
     failures = 0
     problems = check_files(bundle)
     for p in problems:
         out(f"  [x] {p}")
     failures += len(problems)
     n_files = len(bundle.artifacts) + len(bundle.files)
+    unchecked: dict[str, str] = {}
     if not problems:
+        try:
+            unchecked = check_artifacts(bundle)
+            bundle.check_tokens()  # what every client reads first (edge-demo refuses the bundle without it)
+        except (IOMismatch, ManifestError) as e:
+            return fail(str(e))
         out(f"  [✓] sha256 of {n_files} files match the manifest")
+        for rel, why in unchecked.items():
+            out(f"  [-] {rel}: inputs and outputs not checked ({why})")
+        if len(unchecked) < len(bundle.artifacts):
+            out(f"  [✓] inputs and outputs of {len(bundle.artifacts) - len(unchecked)} model file(s) match "
+                "the manifest's signature")
     for backend, precision in bundle.backends():
         label = f"{backend} {precision}"
         if backend == "coreml":
-            out(f"  [-] {label}: not executable on this host (CoreML runs on Apple platforms); "
-                "spec was checked at build time")
+            checked = not any(a.path in unchecked for a in bundle.artifacts if a.backend == backend)
+            out(f"  [-] {label}: not executable on this host (CoreML runs on Apple platforms); its spec's I/O "
+                + ("was checked above" if checked and not problems else "was checked at build time"))
             continue
         if problems:
             out(f"  [-] {label}: golden check skipped (files do not match the manifest)")
@@ -118,7 +140,7 @@ def verify(bundle_dir: Path | str, out=print) -> int:
         except ImportError as e:
             out(f"  [-] {label}: not checked, runtime missing here ({e})")
             continue
-        except (ManifestError, BackendError, KeyError, ValueError) as e:
+        except (ManifestError, BackendError, RolloutError, KeyError, ValueError, OSError) as e:  # e.g. golden/ gone
             ok, msg = False, f"{type(e).__name__}: {e}"
         out(f"  [{'✓' if ok else 'x'}] {label} golden: {msg}")
         failures += not ok

@@ -89,8 +89,8 @@ def test_verify_passes_then_catches_corruption(bundle, tmp_path, capsys):
 
 def test_verify_reports_an_artifact_for_another_signature(tmp_path, capsys):
     """A model file whose I/O is not the signature's (here the lstm's .ort in
-    a conformer bundle, the manifest's sha256 updated to it) is a failed check
-    line and exit 1, not a traceback."""
+    a conformer bundle, the manifest's sha256 updated to it) is one error line
+    naming the first tensor that differs and exit 2 (issue 25), not a traceback."""
     import json
     import shutil
 
@@ -105,9 +105,10 @@ def test_verify_reports_an_artifact_for_another_signature(tmp_path, capsys):
             a["sha256"], a["bytes"] = sha256_path(conf / name), (conf / name).stat().st_size
     (conf / "manifest.json").write_text(json.dumps(m))
     capsys.readouterr()
-    assert verify(conf) == 1
-    out = capsys.readouterr().out
-    assert "BackendError" in out and "differs from the signature" in out
+    assert verify(conf) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: manifest.json does not describe its model files: ") and name in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_failed_parity_fails_build_unless_kept(tmp_path, monkeypatch):

@@ -18,49 +18,25 @@ from tests.bundle_fixtures import cached_bundle, speechlike
 RATE = 16000
 ORT = [("ort", "fp32")]
 
-from tests.reliability_common import RATE, demo_main, one_error_line
+from tests.reliability_common import (DELETE, RATE, bundle_copy, demo_main, edit_manifest,  # noqa: F401 (a fixture)
+                                      one_error_line, set_field)
 
 
-@pytest.fixture()
-def bundle_copy(tmp_path):
-    path, _ = cached_bundle("lstm")
-    return Path(shutil.copytree(path, tmp_path / "bundle"))
-
-
-def edit_manifest(root: Path, change) -> None:
-    m = json.loads((root / "manifest.json").read_text())
-    change(m)
-    (root / "manifest.json").write_text(json.dumps(m))
-
-
-def _set(path, value):
-    def change(m):
-        obj = m
-        for k in path[:-1]:
-            obj = obj[k]
-        if value is _DELETE:
-            del obj[path[-1]]
-        else:
-            obj[path[-1]] = value
-    return change
-
-
-_DELETE = object()
 MANIFEST_CASES = {
-    "dotdot-artifact": (_set(["artifacts", 0, "path"], "../outside.onnx"), "leaves the bundle"),
-    "absolute-tokens": (_set(["tokens"], "/etc/passwd"), "leaves the bundle"),
-    "windows-drive": (_set(["tokens"], "C:/x/tokens.txt"), "leaves the bundle"),
-    "dotdot-file": (_set(["files", 0, "path"], "golden/../../x"), "leaves the bundle"),
-    "missing-field": (_set(["family"], _DELETE), "missing field 'family'"),
-    "missing-artifact-field": (_set(["artifacts", 0, "sha256"], _DELETE), "manifest.artifacts[0]: missing field 'sha256'"),
-    "wrong-type": (_set(["artifacts", 0, "bytes"], "12"), "manifest.artifacts[0].bytes: expected int, got str"),
-    "files-not-a-list": (_set(["files"], {"a": 1}), "manifest.files: expected list"),
-    "schema-version": (_set(["schema_version"], 2), "schema_version 2 is not 1; rebuild the bundle"),
-    "schema-version-type": (_set(["schema_version"], "1"), "schema_version: expected int"),
-    "unknown-backend": (_set(["artifacts", 0, "backend"], "tensorrt"), "backend 'tensorrt' not in"),
-    "unknown-precision": (_set(["artifacts", 0, "precision"], "bf16"), "precision 'bf16' not in"),
-    "unknown-graph": (_set(["artifacts", 0, "graph"], "joiner2"), "is not a graph of the signature"),
-    "signature-broken": (_set(["signature", "graphs"], 7), "manifest.signature"),
+    "dotdot-artifact": (set_field(["artifacts", 0, "path"], "../outside.onnx"), "leaves the bundle"),
+    "absolute-tokens": (set_field(["tokens"], "/etc/passwd"), "leaves the bundle"),
+    "windows-drive": (set_field(["tokens"], "C:/x/tokens.txt"), "leaves the bundle"),
+    "dotdot-file": (set_field(["files", 0, "path"], "golden/../../x"), "leaves the bundle"),
+    "missing-field": (set_field(["family"], DELETE), "missing field 'family'"),
+    "missing-artifact-field": (set_field(["artifacts", 0, "sha256"], DELETE), "manifest.artifacts[0]: missing field 'sha256'"),
+    "wrong-type": (set_field(["artifacts", 0, "bytes"], "12"), "manifest.artifacts[0].bytes: expected int, got str"),
+    "files-not-a-list": (set_field(["files"], {"a": 1}), "manifest.files: expected list"),
+    "schema-version": (set_field(["schema_version"], 2), "schema_version 2 is not 1; rebuild the bundle"),
+    "schema-version-type": (set_field(["schema_version"], "1"), "schema_version: expected int"),
+    "unknown-backend": (set_field(["artifacts", 0, "backend"], "tensorrt"), "backend 'tensorrt' not in"),
+    "unknown-precision": (set_field(["artifacts", 0, "precision"], "bf16"), "precision 'bf16' not in"),
+    "unknown-graph": (set_field(["artifacts", 0, "graph"], "joiner2"), "is not a graph of the signature"),
+    "signature-broken": (set_field(["signature", "graphs"], 7), "manifest.signature"),
     "not-an-object": (lambda m: m.clear() or m.update({"x": [1]}), "missing field 'schema_version'"),
 }
 

@@ -201,8 +201,13 @@ def test_strict_tflite_names_accept_only_the_signatures_own():
     backends._strict_names(Path("m.tflite"), g, ok_in, ok_out)
     with pytest.raises(backends.BackendError, match="lacks"):
         backends._strict_names(Path("m.tflite"), g, {"serving_default_x:0": ok_in["x"], "h": ok_in["h"]}, ok_out)
-    with pytest.raises(backends.BackendError, match="shape"):
-        backends._strict_names(Path("m.tflite"), g, dict(ok_in, x={"shape": [1, 4, 8]}), ok_out)
+    # shapes: the one I/O check every runner makes (runtime_py.modelio)
+    from runtime_py.modelio import tflite_tensor
+    x = tflite_tensor("x", {"shape": [1, 4, 8], "dtype": "float32"})
+    h = tflite_tensor("h", {"shape": [1, 5], "dtype": "float32"})
+    outs = [tflite_tensor(n, {"shape": s, "dtype": "float32"}) for n, s in (("y", [1, 2, 3]), ("h_next", [1, 5]))]
+    with pytest.raises(backends.IOMismatch, match=r"input 'x' .* declared \[1, 8, 4\], but m.tflite has \[1, 4, 8\]"):
+        backends.check_io(g, [x, h], outs, Path("m.tflite"), "tflite")
 
 
 def test_signature_from_the_manifest_is_the_models():

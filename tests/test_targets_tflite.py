@@ -52,6 +52,15 @@ def test_lstm_fp32_tflite_parity(tmp_path):
     r = compare_rollouts(g, torch_runner(model, g), run, random_chunks(g, sig, CHUNKS, seed=1))
     assert r["chunks"] == CHUNKS
     assert within(r, FP32_TOLERANCE), r
+    # issue 25: a runner compares the file's own I/O with the declared graph before anything runs
+    from dataclasses import replace
+
+    from runtime_py.backends import IOMismatch, open_runner
+    wrong = replace(g, states=(replace(g.states[0], shape=(2, 1, 16)),) + g.states[1:])
+    for strict in (True, False):  # edge-build's own files, and the client's lenient name matching
+        with pytest.raises(IOMismatch, match=r"state 'h' of graph 'encoder' is declared \[2, 1, 16\], "
+                                             r"but encoder.fp32.tflite has \[2, 1, 32\]"):
+            open_runner(paths["fp32"], wrong, "tflite", strict=strict)
 
 
 def _constants(path):

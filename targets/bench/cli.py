@@ -92,6 +92,10 @@ def main(argv=None) -> int:
                 print(f"[bench] PyTorch is not installed: timing the bundle's artifacts {', '.join(backends)}",
                       file=sys.stderr)
         labels = parse_backends(backends or DEFAULT_BACKENDS)
+        if args.bundle:  # the timed files' own I/O against the manifest, before anything runs
+            from runtime_py.backends import check_artifacts
+            from .columns import split_label
+            check_artifacts(bundle, {split_label(lb) for lb in labels if COLUMNS[lb].kind == "artifact"})
         if args.providers:
             from runtime_py.backends import provider_names
             provider_names(args.providers)  # an unknown name is an error before any work
