@@ -61,8 +61,12 @@ def random_chunks(graph: GraphSpec, signature: Signature, n: int, seed: int = 0)
     return [{t.name: _random_input(t, signature.vocab_size, rng) for t in graph.inputs} for _ in range(n)]
 
 
-def torch_runner(model: StreamingModel, graph: GraphSpec):
-    module = model.graph_module(graph.name).eval()
+def torch_runner(model: StreamingModel, graph: GraphSpec, unclamped: bool = False):
+    """PyTorch on one graph as run(feeds) -> dict. unclamped: the user's own
+    step with its counters running past their declared max (a declared
+    model's unclamped_module), what the stream proof compares against."""
+    make = getattr(model, "unclamped_module", None) if unclamped else None
+    module = (make(graph.name) if make else model.graph_module(graph.name)).eval()
     names = graph.input_names
     out_names = graph.output_names
 

@@ -34,6 +34,17 @@ def _parity_cell(p: dict) -> str:
     return f"{mark}: max abs diff {p['max_abs_diff']:.2e} <= {p['tolerance']:g}, {p['chunks']} chunks"
 
 
+def _stream_sentence(st: dict) -> str:
+    from .proofs import stream_text
+
+    text = stream_text(st)
+    text = text[0].upper() + text[1:] + " (ONNX Runtime, fp32)."
+    if not st["passed"]:
+        text += (" The reference client ends an utterance (resetting its states) before that; an app must do the "
+                 "same.")
+    return text
+
+
 def _snippets(sig: Signature, target: str, artifacts: list[dict]) -> str:
     enc = sig.graph("encoder")
     x = enc.inputs[0]
@@ -165,11 +176,7 @@ def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] 
                   "bundle has no such file:", "", "```", nc["reason"], "```", ""]
     stream = manifest.get("proofs", {}).get("stream")
     if stream:
-        parts += ["**How long it can stream.** " + (
-            f"Proven for {stream['seconds_checked']:.0f} s of continuous audio on ONNX Runtime (max drift "
-            f"{stream['max_drift']:.1e}, bar {stream['drift_bar']:g})." if stream["passed"] else
-            f"Safe for {stream['safe_seconds']:.0f} s of continuous audio: {stream['why']}. The reference client "
-            "ends an utterance (resetting its states) before that; an app must do the same."), ""]
+        parts += ["**How long it can stream.** " + _stream_sentence(stream), ""]
     parts += ["## Audio frontend", "",
               f"{fe.kind} with {fe.feature_dim} bins, {fe.sample_rate} Hz mono, window {fe.frame_length} samples "
               f"({fe.window}), hop {fe.frame_shift} samples, preemphasis {fe.preemphasis}, dither {fe.dither}, "
