@@ -91,6 +91,11 @@ class DeclaredModel(StreamingModel):
             raise KeyError(f"{self.family} graphs are {sorted(self.steps)}, not {name!r}")
         return _GraphModule(self, name)
 
+    @property
+    def counter_limits(self) -> dict[str, dict[str, int]]:
+        """{graph: {state: max}}: the counters and counters= states the graph saturates."""
+        return {g: dict(lim) for g, lim in self._limits.items()}
+
     def unclamped_module(self, name: str) -> nn.Module:
         """The graph as the user's own step computes it: counters and
         counters= states advance past their declared max. The stream proof's

@@ -184,7 +184,7 @@ def stream_reference_of(model, graph) -> tuple:
     """(run, name): the model's own step, its counters unclamped where it declares any."""
     from edge.export import torch_runner
 
-    unclamped = hasattr(model, "unclamped_module")
+    unclamped = bool(getattr(model, "counter_limits", {}).get(graph.name))
     return torch_runner(model, graph, unclamped=True), "pytorch, counters unclamped" if unclamped else "pytorch"
 
 

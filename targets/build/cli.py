@@ -158,8 +158,11 @@ def _main(argv) -> int:
     from runtime_py.manifest import load_bundle
     bundle = load_bundle(out)
     size = sum(a.bytes for a in bundle.artifacts)
+    from ..loads import not_converted_line
+    missing = not_converted_line(bundle.manifest, bundle.artifacts)
     print(f"built {out}/ : {len(bundle.artifacts)} model files, {size / 1e6:.1f} MB, "
-          f"{time.perf_counter() - t0:.0f}s. Next: edge-verify {out} && edge-demo {out} --wav FILE")
+          f"{time.perf_counter() - t0:.0f}s. " + (f"{missing}. " if missing else "")
+          + f"Next: edge-verify {out} && edge-demo {out} --wav FILE")
     return 0
 
 
