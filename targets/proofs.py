@@ -45,6 +45,7 @@ STREAM_DIFF_BAR = 1e-3
 # minutes, so a bundle built twice on one machine records the same stretch.
 STREAM_BUDGET_S = 300.0
 _COST_PROBE_CHUNKS = 20  # chunks timed before the stretch is chosen
+_COST_RECHECK_CHUNKS = 500  # and re-timed every so many chunks after
 OFFLINE_TOLERANCE = 1e-4  # fp32, scaled by magnitude: streaming and offline differ by summation order only
 
 
@@ -156,7 +157,9 @@ def stream_check(signature: Signature, run, speech_chunks: list[np.ndarray], sec
                               f"(scaled, bar {STREAM_DIFF_BAR:g})")
                 break
         i += 1
-        if i == _COST_PROBE_CHUNKS and i < total:  # what the rest would cost: check what the budget pays for
+        if i < total and (i == _COST_PROBE_CHUNKS or (i > _COST_PROBE_CHUNKS and i % _COST_RECHECK_CHUNKS == 0)):
+            # what the whole stretch costs at the pace so far (a shared machine slows down): check what the
+            # budget pays for; the stretch only shrinks, and stays whole minutes
             per_chunk = (time.perf_counter() - t0) / i
             afford = affordable_seconds(total * chunk_s, chunk_s, per_chunk, budget)
             if afford < total * chunk_s:
