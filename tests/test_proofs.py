@@ -124,6 +124,32 @@ def test_a_slow_reference_is_checked_for_the_stretch_its_budget_pays_for(tmp_pat
     assert "not beyond" in text and "of the 3600 s asked" in text, text
 
 
+def test_a_reference_that_slows_down_still_stays_within_the_budget(tmp_path):
+    """The first chunks are fast (the stretch is chosen from them), then the
+    reference slows to 50 ms a chunk (a machine other jobs now share): the
+    proof stops when its budget is spent instead of running on for minutes."""
+    import time as _time
+
+    from byom_models import declare_vad
+    from targets.proofs import period_chunks, stream_reference_of
+    model = declare_vad()
+    sig = model.signature()
+    enc = sig.graph("encoder")
+    run = open_runner(export_onnx(model, tmp_path)["encoder"], enc, "onnx", 1)
+    fast, _ = stream_reference_of(model, enc)
+    calls = []
+
+    def slowing(feeds):
+        calls.append(1)
+        if len(calls) > 20:
+            _time.sleep(0.05)
+        return fast(feeds)
+    t0 = _time.perf_counter()
+    rec = stream_check(sig, run, period_chunks(sig), 3600, reference=slowing, budget_s=1.0)
+    assert rec["passed"] and rec["limited_by_budget"] and rec["chunks"] < 100
+    assert _time.perf_counter() - t0 < 3.0  # 1 s budget, one chunk over at most, plus the export-free setup
+
+
 def test_reference_crash_during_parity_is_one_line_with_the_chunk(tmp_path, capsys, monkeypatch):
     import importlib.util
     f = tmp_path / "pos_factory.py"
