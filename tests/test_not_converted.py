@@ -42,3 +42,30 @@ def test_android_without_tflite_says_so_everywhere(tmp_path, capsys, monkeypatch
     card = (out / "README.md").read_text()
     assert "tensorflow-lite" not in card and "> **Not converted: tflite fp32, fp16, int8" in card
     assert not list(out.glob("*.tflite"))
+
+
+def test_an_onnx_model_for_ios_says_why_it_has_no_mlpackage(tmp_path, capsys):
+    """coremltools converts from PyTorch only: an --onnx model's ios bundle
+    holds the .ort files, and says so instead of only "built"."""
+    import json
+
+    import torch
+    from test_thirdparty import CHUNK, MELS, HIDDEN, ForeignGru
+
+    torch.manual_seed(0)
+    src = tmp_path / "foreign.onnx"
+    torch.onnx.export(ForeignGru().eval(), (torch.zeros(1, CHUNK, MELS), torch.zeros(1, 1, HIDDEN)), str(src),
+                      input_names=["feats", "hidden_in"], output_names=["logits", "hidden_out"],
+                      opset_version=17, dynamo=False)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"states": {"hidden_in": "hidden_out"}, "chunk_frames": CHUNK}))
+    out = tmp_path / "ios"
+    assert build_mod.main(["--target", "ios", "--onnx", str(src), "--spec", str(spec), "--parity-chunks", "20",
+                           "-o", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "NOT CONVERTED: coreml fp16, fp32 (no .mlpackage file)" in last, last
+    assert "onnxruntime-objc ORTSession" in last
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all("converts from PyTorch only" in nc["reason"] for nc in manifest["not_converted"])
+    card = (out / "README.md").read_text()
+    assert "MLModel(" not in card and "ORTSession(env: env" in card

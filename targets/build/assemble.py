@@ -47,6 +47,7 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
     tgt = get_target(target)
     pairs = tuple(backends) if backends else parse_quant(tgt, quant)
     check_backends(pairs)
+    skipped: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="edge-build-") as work_s:
         work = Path(work_s)
         if onnx_model is not None:
@@ -56,6 +57,9 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
                 if backends or quant:
                     raise UserError("CoreML converts from PyTorch only; a third-party ONNX model can go to "
                                     "ort and tflite (use --quant ort:fp32,...)")
+                skipped = [{"backend": b, "precision": p, "reason": "coremltools converts from PyTorch only; this "
+                            "model came as an ONNX file, so the ios bundle has no .mlpackage"}
+                           for b, p in pairs if b == "coreml"]
                 pairs = tuple(bp for bp in pairs if bp[0] != "coreml")
         else:
             if model is None:
@@ -75,12 +79,12 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
             source = Source.from_model(model, info)
         out = Path(out_dir) if out_dir else Path("dist") / f"{name}-{family}-{target}"
         return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress, stream_seconds,
-                      explicit=bool(backends or quant), stream_budget_s=stream_budget_s)
+                      explicit=bool(backends or quant), stream_budget_s=stream_budget_s, skipped=skipped)
 
 
 def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str, keep_failed: bool,
            parity_chunks: int, progress, stream_seconds: float | None = None, explicit: bool = True,
-           stream_budget_s: float | None = None) -> Path:
+           stream_budget_s: float | None = None, skipped: list | None = None) -> Path:
     from runtime_py.audio import read_wav, write_wav
     from runtime_py.decoding import tokens_to_text
     from runtime_py.frontend import compute_features
@@ -100,7 +104,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
     say(f"model {signature.family} ({info['source']}); parity stream {len(speech)} chunks, "
         f"{source.reference_name} decodes {len(ref_tokens)} tokens")
 
-    failed, not_converted = [], []
+    failed, not_converted = [], list(skipped or [])  # skipped: target defaults no converter takes from this source
     with BundleWriter(out) as bw:
         onnx_paths = source.onnx(work)
         for backend, precision in pairs:
