@@ -149,8 +149,8 @@ def swift_snippet(sig: Signature, coreml_file: str | None, ort_file: str | None)
     read = ("decode(out" if sig.decoder != "none" else "use(out")
     if coreml_file:
         scalar = [s.name for s in enc.states if not s.shape]
-        note = (f"\n// rank-0 states ({', '.join(scalar)}) are shape [1] in the CoreML model: the manifest's coreml "
-                "I/O says so" if scalar else "")
+        note = (f"\n// Core ML has no rank-0 tensors: {', '.join(scalar)} (shape [] in manifest.json) is a [1] array "
+                "here,\n// in and out (manifest.json: the .mlpackage's spec_checks.rank0_as_shape_1)" if scalar else "")
         return f"""```swift
 // CoreML ({coreml_file}, compiled by Xcode){note}
 let model = try MLModel(contentsOf: compiledURL)

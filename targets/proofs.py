@@ -216,16 +216,20 @@ def run_proofs(signature: Signature, encoder_onnx, reference_run, model, speech:
                                    reference=stream_reference, reference_name=reference_name, budget_s=budget_s)}
 
 
+def _secs(x: float) -> str:
+    return f"{x:.0f} s" if x >= 10 else f"{x:.1f} s"
+
+
 def stream_text(st: dict) -> str:
     """One sentence on the stream proof, for the build's output and the card."""
     against = (f"against the reference ({st['reference']})" if st.get("reference")
                else "on the graph alone (no independent reference)")
     if not st["passed"]:
-        return f"safe for {st['safe_seconds']:.0f} s: {st['why']} at chunk {st['failed_at_chunk']}"
-    text = (f"streams {st['seconds_checked']:.0f} s {against}, max scaled difference "
+        return f"safe for {_secs(st['safe_seconds'])}: {st['why']} at chunk {st['failed_at_chunk']}"
+    text = (f"streams {_secs(st['seconds_checked'])} {against}, max scaled difference "
             f"{st['max_scaled_diff']:.1e} (bar {st['diff_bar']:g})")
     if st.get("limited_by_budget"):
-        text += (f"; checked {st['seconds_checked']:.0f} s of the {st['seconds_requested']:.0f} s asked, not beyond "
+        text += (f"; checked {_secs(st['seconds_checked'])} of the {_secs(st['seconds_requested'])} asked, not beyond "
                  f"(the proof's compute budget, {st['budget_s']:.0f} s)")
     return text
 

@@ -199,6 +199,15 @@ def test_an_untrained_ctc_card_gives_its_own_vocabulary_not_the_command_words(tm
     assert f"The model's own vocabulary: {VOCAB} tokens in `tokens.txt`" in card
     for ours in ("command-word", "home no quieter enter", "words and nothing else", "espeak"):
         assert ours not in card, ours
+    # its ios card: the rank-0 offset counter is a [1] array in the .mlpackage (Core ML has no rank 0)
+    import json
+
+    from targets.build import get_target
+    from targets.modelcard import model_card
+    manifest = json.loads((out / "manifest.json").read_text())
+    arts = manifest["artifacts"] + [dict(manifest["artifacts"][0], path="encoder.fp32.mlpackage", backend="coreml")]
+    ios = model_card(manifest, arts, get_target("ios"), tokens=Bundle(out).tokens())
+    assert "offset (shape [] in manifest.json) is a [1] array" in ios and "MLModel(contentsOf" in ios
     sig = Bundle(out).signature
     model = {"source": "caller", "trained": False}
     placeholders = ["<blk>"] + [f"\u2581t{i}" for i in range(1, sig.vocab_size)]
