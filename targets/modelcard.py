@@ -99,7 +99,6 @@ PRECISION_NOTES = {
 
 def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] | None = None) -> str:
     sig = Signature.from_dict(manifest["signature"])
-    fe = sig.frontend
     model = manifest["model"]
     parts = [f"# {manifest['name']} — {sig.family} streaming model for {target.name}", ""]
     if not model.get("trained"):
