@@ -127,7 +127,7 @@ def stream_check(signature: Signature, run, speech_chunks: list[np.ndarray], sec
     chunk_s = signature.shift_frames * fe.frame_shift / fe.sample_rate
     period = max(1, min(len(speech_chunks), int(round(STREAM_PERIOD_S / chunk_s))))
     budget = STREAM_BUDGET_S if budget_s is None else budget_s
-    total = max(1, int(np.ceil(seconds / chunk_s)))
+    total = asked = max(1, int(np.ceil(seconds / chunk_s)))
     loop = StateLoop(enc, run)
     ref = StateLoop(enc, reference) if reference is not None else None
     worst, t0 = 0.0, time.perf_counter()
@@ -162,11 +162,10 @@ def stream_check(signature: Signature, run, speech_chunks: list[np.ndarray], sec
             if spent > budget:  # the pace fell after the last estimate: stop here, the budget is a cap
                 total, limited = i, True
             elif i % _COST_PROBE_CHUNKS == 0:
-                # what the whole stretch costs at the pace so far (a shared machine slows down): check what
-                # the budget pays for; the stretch only shrinks, and stays whole minutes
-                afford = affordable_seconds(total * chunk_s, chunk_s, spent / i, budget)
-                if afford < total * chunk_s:
-                    total, limited = max(i, int(round(afford / chunk_s))), True
+                # what the whole stretch costs at the pace so far (a shared machine's pace changes): the
+                # budget pays for whole minutes of it, re-chosen as the pace settles
+                afford = affordable_seconds(asked * chunk_s, chunk_s, spent / i, budget)
+                total, limited = max(i, int(round(afford / chunk_s))), afford < asked * chunk_s
     rec = {"seconds_requested": round(seconds, 1), "seconds_checked": round(i * chunk_s, 1),
            "chunks": i, "input_period_chunks": period, "backend": "onnxruntime fp32",
            "reference": reference_name if ref is not None else None,
