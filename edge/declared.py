@@ -33,15 +33,16 @@ class _FlatState:
 class _GraphModule(nn.Module):
     """forward(x or graph inputs, *flat states) -> (*outputs, *next flat states)."""
 
-    def __init__(self, owner: "DeclaredModel", graph: str):
+    def __init__(self, owner: "DeclaredModel", graph: str, clamp: bool = True):
         super().__init__()
         self.owner_ref = [owner]  # not a submodule: avoids a parameter cycle
         self.graph = graph
+        self.clamp = clamp  # False: counters run past their declared max (the stream proof's reference)
         # registered, so tracers see their weights as parameters, not as constants
         self.user_modules = nn.ModuleList(owner.modules_of(graph))
 
     def forward(self, *args):
-        return self.owner_ref[0]._call(self.graph, list(args))
+        return self.owner_ref[0]._call(self.graph, list(args), clamp=self.clamp)
 
 
 class DeclaredModel(StreamingModel):
@@ -93,6 +94,18 @@ class DeclaredModel(StreamingModel):
         return _GraphModule(self, name)
 
     @property
+    def counter_limits(self) -> dict[str, dict[str, int]]:
+        """{graph: {state: max}}: the counters and counters= states the graph saturates."""
+        return {g: dict(lim) for g, lim in self._limits.items()}
+
+    def unclamped_module(self, name: str) -> nn.Module:
+        """The graph as the user's own step computes it: counters and
+        counters= states advance past their declared max. The stream proof's
+        reference, so a clamp cannot hide where the model's positions end."""
+        self.graph_module(name)  # the same KeyError for an unknown graph
+        return _GraphModule(self, name, clamp=False)
+
+    @property
     def vocab_size(self) -> int:
         return self._signature.vocab_size
 
@@ -106,7 +119,7 @@ class DeclaredModel(StreamingModel):
     def _initial_flat(self, graph: str) -> list[torch.Tensor]:
         return [torch.from_numpy(initial_state(f.spec)) for f in self._flat[graph]]
 
-    def _call(self, graph: str, args: list) -> tuple:
+    def _call(self, graph: str, args: list, clamp: bool = True) -> tuple:
         step = self.steps[graph]
         flat = self._flat[graph]
         n_in = len(args) - len(flat)
@@ -151,7 +164,7 @@ class DeclaredModel(StreamingModel):
             if f.name not in nexts:
                 raise DeclarationError(f"graph {graph!r}: state {f.name!r} is not returned by the step "
                                        f"(returns={step.returns!r}); every state needs its next value")
-            limit = self._limits[graph].get(f.name)
+            limit = self._limits[graph].get(f.name) if clamp else None
             if limit is not None:
                 nexts[f.name] = torch.clamp(nexts[f.name], max=limit)
         outs = [self._normalise_output(graph, i, outputs[n]) for i, n in enumerate(self._out_names[graph])]

@@ -61,8 +61,12 @@ def random_chunks(graph: GraphSpec, signature: Signature, n: int, seed: int = 0)
     return [{t.name: _random_input(t, signature.vocab_size, rng) for t in graph.inputs} for _ in range(n)]
 
 
-def torch_runner(model: StreamingModel, graph: GraphSpec):
-    module = model.graph_module(graph.name).eval()
+def torch_runner(model: StreamingModel, graph: GraphSpec, unclamped: bool = False):
+    """PyTorch on one graph as run(feeds) -> dict. unclamped: the user's own
+    step with its counters running past their declared max (a declared
+    model's unclamped_module), what the stream proof compares against."""
+    make = getattr(model, "unclamped_module", None) if unclamped else None
+    module = (make(graph.name) if make else model.graph_module(graph.name)).eval()
     names = graph.input_names
     out_names = graph.output_names
 
@@ -197,11 +201,51 @@ def _check_io(model_proto: onnx.ModelProto, graph: GraphSpec) -> None:
     got_out = describe(model_proto.graph.output)
     want_out = [(t.name, shape(t), ONNX_ELEM_TYPES[t.dtype]) for t in graph.all_outputs()]
     if got_in != want_in or got_out != want_out:
+        what = io_differences("input", got_in, want_in) + io_differences("output", got_out, want_out)
         raise ExportError(
-            f"graph {graph.name!r}: exported I/O differs from the signature\n"
+            f"graph {graph.name!r}: exported I/O differs from the signature: " + "; ".join(what) + "\n"
             f"  inputs  got {got_in}\n          want {want_in}\n"
-            f"  outputs got {got_out}\n          want {want_out}\n"
-            "An input the step does not use is dropped by the exporter; a state must flow to its *_next.")
+            f"  outputs got {got_out}\n          want {want_out}")
+
+
+_DTYPE_NAMES = {v: k for k, v in ONNX_ELEM_TYPES.items()}
+
+
+def io_differences(kind: str, got: list[tuple], want: list[tuple]) -> list[str]:
+    """Each way the exported (name, shape, elem type) list differs from the
+    declared one, in words that say what to change."""
+    got_by, want_by = {g[0]: g for g in got}, {w[0]: w for w in want}
+    out = []
+    for name in [w[0] for w in want if w[0] not in got_by]:
+        out.append(f"{kind} {name!r} is missing" + (
+            ": the exporter drops an input the step does not use (a state must flow into the computation of "
+            "its *_next, a feature input into an output)" if kind == "input" else ""))
+    for name in [g[0] for g in got if g[0] not in want_by]:
+        out.append(f"{kind} {name!r} is not in the signature")
+    for name, shape, elem in want:
+        if name not in got_by:
+            continue
+        _, got_shape, got_elem = got_by[name]
+        if got_elem != elem:
+            out.append(f"{kind} {name!r} is {_DTYPE_NAMES.get(got_elem, got_elem)}, the signature says "
+                       f"{_DTYPE_NAMES.get(elem, elem)}: cast it in the step")
+        if len(got_shape) != len(shape):
+            out.append(f"{kind} {name!r} has rank {len(got_shape)} {tuple(got_shape)}, the signature says "
+                       f"{tuple(shape)}")
+            continue
+        for i, (g, w) in enumerate(zip(got_shape, shape)):
+            if g == w:
+                continue
+            if isinstance(g, str) and not isinstance(w, str):
+                out.append(f"{kind} {name!r} dimension {i} is symbolic ({g!r}), the signature says {w}: pin it "
+                           f"with a reshape to {tuple(shape)} in the step (the tracer keeps a size it computed "
+                           "from a tensor's shape)")
+            else:
+                out.append(f"{kind} {name!r} dimension {i} is {g!r}, the signature says {w!r}")
+    if not out and [g[0] for g in got] != [w[0] for w in want]:
+        out.append(f"{kind}s are in the order {[g[0] for g in got]}, the signature's order is "
+                   f"{[w[0] for w in want]}")
+    return out
 
 
 def embed_metadata(model_proto: onnx.ModelProto, signature: Signature, graph: GraphSpec,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import logging
 import os
 import warnings
 
@@ -52,7 +53,8 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
 
 def quiet_libraries(verbose: bool = False) -> None:
     """Silence what libraries print on stderr that the user cannot act on:
-    TensorFlow's and LiteRT's C++ INFO lines, torch's tracer warnings.
+    TensorFlow's and LiteRT's C++ INFO lines, torch's tracer warnings,
+    coremltools' log lines.
     Call before they are imported; `verbose` leaves everything on."""
     if verbose:
         os.environ["EDGE_SPEECH_VERBOSE"] = "1"  # runtime_py.backends leaves native stderr alone too
@@ -62,3 +64,6 @@ def quiet_libraries(verbose: bool = False) -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", module=r"torch\.")
     warnings.filterwarnings("ignore", message=r".*TracerWarning.*")
+    # coremltools logs through Python logging: "Failed to load _MLModelProxy" per native proxy it lacks
+    # off macOS, "Torch version ... has not been tested", and conversion errors a ConversionError repeats
+    logging.getLogger("coremltools").setLevel(logging.CRITICAL)

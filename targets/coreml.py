@@ -5,7 +5,9 @@
   (PyTorch source; coremltools 9 no longer converts ONNX). I/O are declared
   explicitly with the signature's names and shapes. Core ML has no int64
   tensors: an int64 input (the transducer's `y`) is declared int32, which is
-  the one dtype mapping (`COREML_DTYPES`) `inspect_mlpackage` accepts.
+  the one dtype mapping (`COREML_DTYPES`) `inspect_mlpackage` accepts. Nor
+  rank-0 tensors: a scalar state (a position counter) is shape [1] in the
+  package, reshaped inside the traced wrapper (`coreml_shape`).
 - The package is made reproducible: coremltools names the two package items
   with random UUIDs in `Manifest.json`; they are replaced by UUIDs derived
   from the item paths, so converting twice gives identical bytes.
@@ -43,16 +45,31 @@ class CoremlSpecError(ValueError):
 
 
 def _ct():
-    return require("coremltools", "coreml")
+    # coremltools imports TensorFlow when it is installed, whose C++ start-up lines ("Could not find cuda
+    # drivers") go to fd 2: hidden unless --verbose, like LiteRT's (runtime_py.backends)
+    from runtime_py.backends import native_stderr_silenced
+
+    with native_stderr_silenced():
+        return require("coremltools", "coreml")
 
 
 def _register_missing_ops() -> None:
     """Torch ops coremltools 9 has no translation for, written with MIL ops it
-    has. logaddexp: icefall's Zipformer activations (SwooshL/R) use it."""
+    has. logaddexp: icefall's Zipformer activations (SwooshL/R) use it;
+    unsafe_chunk: nn.LSTMCell (a recurrent VAD's cell) splits its gates so."""
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.frontend.torch.ops import _get_inputs
     from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY, register_torch_op
 
+    if "unsafe_chunk" not in _TORCH_OPS_REGISTRY.name_to_func_mapping:
+        def unsafe_chunk(context, node):  # nn.LSTMCell's gate split: torch.chunk without its copy
+            x, chunks, dim = _get_inputs(context, node, expected=3)
+            axis = int(dim.val) % x.rank
+            total, n = x.shape[axis], int(chunks.val)
+            size = -(-total // n)  # torch.chunk: ceil-sized pieces, the last one smaller
+            sizes = [size] * (total // size) + ([total % size] if total % size else [])
+            context.add(mb.split(x=x, split_sizes=sizes, axis=axis, name=node.name), torch_name=node.name)
+        register_torch_op(unsafe_chunk)
     if "logaddexp" not in _TORCH_OPS_REGISTRY.name_to_func_mapping:
         def logaddexp(context, node):  # log(e^a + e^b) = max(a, b) + softplus(-|a - b|), exact and overflow-free
             a, b = _get_inputs(context, node, expected=2)
@@ -71,9 +88,10 @@ def to_coreml(model, graph: GraphSpec, signature, out_dir: Path | str, precision
 
     from edge.export import example_inputs
 
-    module = model.graph_module(graph.name).eval()
+    module = _scalars_as_rank_one(model.graph_module(graph.name).eval(), graph)
     feeds = example_inputs(graph, signature)
-    args = tuple(torch.from_numpy(feeds[n]) for n in graph.input_names)
+    args = tuple(torch.from_numpy(feeds[n]).reshape(coreml_shape(t.shape)) for n, t in
+                 zip(graph.input_names, graph.all_inputs()))
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():
@@ -82,17 +100,18 @@ def to_coreml(model, graph: GraphSpec, signature, out_dir: Path | str, precision
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         traced = torch.jit.trace(module, args, check_trace=False)
     np_dtypes = {"FLOAT32": np.float32, "INT32": np.int32, "BOOL": np.bool_}
-    inputs = [ct.TensorType(name=t.name, shape=t.shape, dtype=np_dtypes[COREML_DTYPES[t.dtype]])
+    inputs = [ct.TensorType(name=t.name, shape=coreml_shape(t.shape), dtype=np_dtypes[COREML_DTYPES[t.dtype]])
               for t in graph.all_inputs()]
     # Explicit output dtypes: with fp16 compute coremltools would otherwise
     # make float outputs FLOAT16 (iOS16+); the states stay fp32 across calls.
     outputs = [ct.TensorType(name=t.name, dtype=np_dtypes[COREML_DTYPES[t.dtype]]) for t in graph.all_outputs()]
-    mlmodel = ct.convert(
-        traced, inputs=inputs, outputs=outputs, convert_to="mlprogram",
-        minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
-        compute_precision=(ct.transform.FP16ComputePrecision(op_selector=_fp16_op)
-                           if precision == "fp16" else ct.precision.FLOAT32),
-        skip_model_load=True)
+    with _progress_bars_hidden():
+        mlmodel = ct.convert(
+            traced, inputs=inputs, outputs=outputs, convert_to="mlprogram",
+            minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
+            compute_precision=(ct.transform.FP16ComputePrecision(op_selector=_fp16_op)
+                               if precision == "fp16" else ct.precision.FLOAT32),
+            skip_model_load=True)
     mlmodel.author = "edge-speech"
     mlmodel.short_description = (f"{signature.family} streaming model, graph {graph.name!r} "
                                  f"({precision}); explicit states, see {METADATA_KEY}")
@@ -116,6 +135,53 @@ def to_coreml(model, graph: GraphSpec, signature, out_dir: Path | str, precision
     mlmodel.save(str(path))
     _deterministic_manifest(path)
     return path
+
+
+def _progress_bars_hidden():
+    """coremltools draws a tqdm bar per conversion pass on sys.stderr (five per
+    graph): hidden unless --verbose (EDGE_SPEECH_VERBOSE). Our own progress
+    line holds its own stream and keeps going; errors arrive as exceptions."""
+    import contextlib
+    import io
+    import os
+
+    if os.environ.get("EDGE_SPEECH_VERBOSE"):
+        return contextlib.nullcontext()
+    return contextlib.redirect_stderr(io.StringIO())
+
+
+def coreml_shape(shape: tuple) -> tuple:
+    """Core ML refuses rank-0 tensors ("Rank-0 (input None) is unsupported"):
+    a scalar (WeNet's offset counter) is a [1] array in the .mlpackage, and
+    the app feeds and reads it as [1] (the card and the inspect report say so)."""
+    return tuple(shape) if len(shape) else (1,)
+
+
+def _rank_one_scalars():
+    import torch
+
+    class RankOneScalars(torch.nn.Module):
+        """The graph with each rank-0 input taken as [1] and each rank-0
+        output given as [1]; reshaped inside, so the step sees its scalars."""
+
+        def __init__(self, inner, graph: GraphSpec):
+            super().__init__()
+            self.inner = inner
+            self.scalar_in = [not t.shape for t in graph.all_inputs()]
+            self.scalar_out = [not t.shape for t in graph.all_outputs()]
+
+        def forward(self, *args):
+            args = [a.reshape(()) if s else a for a, s in zip(args, self.scalar_in)]
+            outs = self.inner(*args)
+            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+            return tuple(o.reshape(1) if s else o for o, s in zip(outs, self.scalar_out))
+    return RankOneScalars
+
+
+def _scalars_as_rank_one(inner, graph: GraphSpec):
+    if not any(not t.shape for t in list(graph.all_inputs()) + list(graph.all_outputs())):
+        return inner  # nothing to reshape: trace the graph module itself
+    return _rank_one_scalars()(inner, graph)
 
 
 def _fp16_op(op) -> bool:
@@ -182,8 +248,8 @@ def inspect_mlpackage(path: Path | str, graph: GraphSpec) -> dict:
         return out
 
     problems = []
-    want_in = [(t.name, t.shape, COREML_DTYPES[t.dtype]) for t in graph.all_inputs()]
-    want_out = [(t.name, t.shape, COREML_DTYPES[t.dtype]) for t in graph.all_outputs()]
+    want_in = [(t.name, coreml_shape(t.shape), COREML_DTYPES[t.dtype]) for t in graph.all_inputs()]
+    want_out = [(t.name, coreml_shape(t.shape), COREML_DTYPES[t.dtype]) for t in graph.all_outputs()]
     got_in, got_out = describe(spec.description.input), describe(spec.description.output)
     if got_in != want_in:
         problems.append(f"inputs {got_in} != signature {want_in}")
@@ -222,10 +288,14 @@ def inspect_mlpackage(path: Path | str, graph: GraphSpec) -> dict:
     checks = {"inputs": got_in, "outputs": got_out, "ml_program": True,
               "specification_version": spec.specificationVersion, "deployment_target": target,
               "metadata": sorted(user), "author": meta.author, "op_count": len(ops)}
+    scalars = [t.name for t in list(graph.all_inputs()) + list(graph.all_outputs()) if not t.shape]
+    if scalars:
+        checks["rank0_as_shape_1"] = scalars  # the app feeds and reads these as [1] arrays
     return {
         "verified": False,
         "reason": (f"CoreML cannot execute on Linux; verified spec: I/O names, shapes and dtypes equal "
-                   f"the signature (int64 declared as int32), ML program for {target}, "
+                   f"the signature (int64 declared as int32"
+                   + (f"; rank-0 {', '.join(scalars)} as shape [1]" if scalars else "") + f"), ML program for {target}, "
                    f"{len(ops)} MIL ops, {METADATA_KEY} metadata embedded"),
         "spec_checks": checks,
         "ops": sorted(set(ops)),

@@ -3,8 +3,9 @@ so it cannot drift from the files)."""
 
 from __future__ import annotations
 
-from runtime_py.decoding import word_vocabulary
 from runtime_py.signature import Signature
+from . import cardkinds
+from .loads import instead, not_converted_text, runtime_line
 from .snippets import fbank_blocks, kotlin_litert, kotlin_ort
 from .tflite import FP16_KEEP_FP32_VALUES
 
@@ -34,57 +35,39 @@ def _parity_cell(p: dict) -> str:
     return f"{mark}: max abs diff {p['max_abs_diff']:.2e} <= {p['tolerance']:g}, {p['chunks']} chunks"
 
 
+def _stream_sentence(st: dict) -> str:
+    from .proofs import stream_text
+
+    text = stream_text(st)
+    text = text[0].upper() + text[1:] + " (ONNX Runtime, fp32)."
+    if not st["passed"]:
+        text += (" The reference client ends an utterance (resetting its states) before that; an app must do the "
+                 "same.")
+    return text
+
+
 def _snippets(sig: Signature, target: str, artifacts: list[dict]) -> str:
-    enc = sig.graph("encoder")
-    x = enc.inputs[0]
     first = {b: next((a["path"] for a in artifacts if a["backend"] == b and a["graph"] == "encoder"), None)
              for b in ("ort", "tflite", "coreml")}
-    state_names = ", ".join(s.name for s in enc.states) or "(none)"
-    py = f"""```python
-# in the edge-speech checkout: pip install -e '.[runtime]'   (numpy + onnxruntime; no torch)
-from runtime_py.recognizer import transcribe_file
-print(transcribe_file("path/to/this/bundle", "speech.wav"))
-
-# or the state loop by hand, for the encoder:
-import json, numpy as np, onnxruntime as ort
-m = json.load(open("manifest.json"))
-g = next(g for g in m["signature"]["graphs"] if g["name"] == "encoder")
-sess = ort.InferenceSession("{first['ort'] or 'encoder.fp32.ort'}")
-states = {{s["name"]: np.full(s["shape"], s["initial"], s["dtype"]) for s in g["states"]}}
-for chunk in chunks:                      # each [{', '.join(map(str, x.shape))}] fbank frames
-    outs = sess.run(None, {{"{x.name}": chunk, **states}})
-    names = [o["name"] for o in g["outputs"]] + [s["name"] + "_next" for s in g["states"]]
-    res = dict(zip(names, outs))
-    states = {{s["name"]: res[s["name"] + "_next"] for s in g["states"]}}
-```"""
-    files = {g.name: next((a["path"] for a in artifacts if a["backend"] == "ort" and a["graph"] == g.name
-                           and a["precision"] == "fp32"), f"{g.name}.fp32.ort") for g in sig.graphs}
-    kt = kotlin_ort(sig, files)
-    tfl = next((a["path"] for a in artifacts if a["backend"] == "tflite" and a["graph"] == "encoder"), None)
-    fb_py, fb_cpp = fbank_blocks(sig)
-    sw = f"""```swift
-// CoreML ({first['coreml'] or 'encoder.fp16.mlpackage'}, compiled by Xcode) — or onnxruntime-objc with the .ort file
-let model = try MLModel(contentsOf: compiledURL)
-// initialStates / decode are yours to write, as in the Kotlin above: every state from manifest.json
-// (shape, dtype, initial value), then CTC or transducer greedy decoding
-var states: [String: MLMultiArray] = try initialStates(manifest)   // {state_names}
-for chunk in chunks {{                      // MLMultiArray shape {_shape(x.shape)}
-    var feeds = states; feeds["{x.name}"] = chunk
-    let out = try model.prediction(from: MLDictionaryFeatureProvider(dictionary: feeds))
-    for name in states.keys {{ states[name] = out.featureValue(for: name + "_next")!.multiArrayValue! }}
-    decode(out.featureValue(for: "{enc.outputs[0].name}")!.multiArrayValue!)
-}}
-```"""
-    parts = [py, "### Android: ONNX Runtime (Kotlin)", kt]
-    if tfl:
-        parts += ["### Android: LiteRT (Kotlin)", kotlin_litert(sig, tfl)]
-    parts += ["### iOS", sw,
-              "### Features on the device",
-              "The encoder takes fbank frames, not audio. kaldi-native-fbank computes them with exactly this bundle's "
-              "settings (the same field names in Python and C++; the C++ library is what sherpa-onnx uses on Android "
-              "and iOS, called through JNI or Swift's C interop). Feed every new frame into a buffer; a chunk is "
-              f"{sig.chunk_frames} consecutive frames, and the next chunk starts {sig.shift_frames} frames later.",
-              fb_py, fb_cpp]
+    parts = []
+    if first["ort"]:
+        parts += [cardkinds.python_snippet(sig, first["ort"])]
+        files = {g.name: next((a["path"] for a in artifacts if a["backend"] == "ort" and a["graph"] == g.name
+                               and a["precision"] == "fp32"), first["ort"]) for g in sig.graphs}
+        parts += ["### Android: ONNX Runtime (Kotlin)", kotlin_ort(sig, files)]
+    if first["tflite"]:
+        parts += ["### Android: LiteRT (Kotlin)", kotlin_litert(sig, first["tflite"])]
+    swift = cardkinds.swift_snippet(sig, first["coreml"], first["ort"] if target == "ios" else None)
+    if swift:
+        parts += ["### iOS", swift]
+    if sig.frontend.kind != "raw":
+        fb_py, fb_cpp = fbank_blocks(sig)
+        parts += ["### Features on the device",
+                  f"The encoder takes {sig.frontend.kind} frames, not audio. kaldi-native-fbank computes them with "
+                  "exactly this bundle's settings (the same field names in Python and C++; the C++ library is what "
+                  "sherpa-onnx uses on Android and iOS, called through JNI or Swift's C interop). Feed every new "
+                  f"frame into a buffer; a chunk is {sig.chunk_frames} consecutive frames, and the next chunk starts "
+                  f"{sig.shift_frames} frames later.", fb_py, fb_cpp]
     if any(a["backend"] == "ort" for a in artifacts):
         parts += ["### required_operators.config",
                   "Lists the operators (with their opsets) the `.ort` files use. ONNX Runtime Mobile can be built "
@@ -114,38 +97,22 @@ PRECISION_NOTES = {
 }
 
 
-def _scope(model: dict, sig: Signature, tokens: list[str] | None) -> list[str]:
-    """What the model can recognise at all, before anyone tries dictation on it."""
-    words = word_vocabulary(tokens or [], sig.blank_id)
-    if words is None:
-        n = len(tokens or [])
-        return ["## What it recognises", "", f"{n} tokens (`tokens.txt`); sub-words or characters can spell "
-                "words the training data did not hold, with the accuracy the training data gives.", ""]
-    out = ["## What it recognises", "",
-           f"**{len(words)} words and nothing else:** " + " ".join(f"`{w}`" for w in words) + ".", "",
-           "Any other speech comes out as the nearest sequence of these words (\"hello world, what is the "
-           "weather\" might read \"home no quieter enter\"): this is a command-word recogniser, not dictation."]
-    if str(model.get("source", "")).startswith("shipped:"):
-        out += ["", "It is one of the project's demo models, trained on synthetic speech (espeak-ng: English "
-                "accents and voice variants, 1-6 words per utterance, added noise; `edge/data/corpus.py`) to show "
-                "the export, bundle and client working end to end on real audio. Accuracy figures: "
-                "`docs/accuracy.md`."]
-    rate = sig.frontend.sample_rate
-    return out + ["", f"Audio must be {rate // 1000} kHz wideband speech (the client resamples other rates); "
-                  "narrowband audio (8 kHz telephone audio, even resampled up) costs accuracy.", ""]
-
-
 def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] | None = None) -> str:
     sig = Signature.from_dict(manifest["signature"])
-    fe = sig.frontend
     model = manifest["model"]
     parts = [f"# {manifest['name']} — {sig.family} streaming model for {target.name}", ""]
     if not model.get("trained"):
         parts += ["> **This bundle holds an UNTRAINED model** (seeded random weights). Its files, contract and",
-                  "> parity checks are real; its transcripts are not. Build from a trained checkpoint for use.", ""]
-    parts += [f"{target.description}. Source: `{model['source']}`. Decoder: {sig.decoder} greedy. "
-              f"Run on this host with: `{target.runtime}`.", "",
-              *_scope(model, sig, tokens),
+                  f"> parity checks are real; its {'outputs mean nothing' if sig.decoder == 'none' else 'transcripts are not'}."
+                  " Build from a trained checkpoint for use.", ""]
+    decoder = f" Decoder: {sig.decoder} greedy." if sig.decoder != "none" else ""
+    parts += [f"{target.description}. Source: `{model['source']}`.{decoder} "
+              f"Run with: `{runtime_line(target.name, target.runtime, artifacts)}`.", ""]
+    missing = manifest.get("not_converted") or []
+    if missing:
+        parts += [f"> **Not converted: {not_converted_text(target.name, missing)}.** The app loads "
+                  f"{instead(target.name, missing, artifacts)} instead (why: below).", ""]
+    parts += [*cardkinds.scope_section(model, sig, tokens),
               "## Files", "",
               _table(["file", "graph", "backend", "precision", "bytes", "parity vs PyTorch"],
                      [[f"`{a['path']}`", a["graph"], a["backend"], a["precision"], a["bytes"],
@@ -165,21 +132,8 @@ def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] 
                   "bundle has no such file:", "", "```", nc["reason"], "```", ""]
     stream = manifest.get("proofs", {}).get("stream")
     if stream:
-        parts += ["**How long it can stream.** " + (
-            f"Proven for {stream['seconds_checked']:.0f} s of continuous audio on ONNX Runtime (max drift "
-            f"{stream['max_drift']:.1e}, bar {stream['drift_bar']:g})." if stream["passed"] else
-            f"Safe for {stream['safe_seconds']:.0f} s of continuous audio: {stream['why']}. The reference client "
-            "ends an utterance (resetting its states) before that; an app must do the same."), ""]
-    parts += ["## Audio frontend", "",
-              f"{fe.kind} with {fe.feature_dim} bins, {fe.sample_rate} Hz mono, window {fe.frame_length} samples "
-              f"({fe.window}), hop {fe.frame_shift} samples, preemphasis {fe.preemphasis}, dither {fe.dither}, "
-              f"snip_edges={fe.snip_edges}, mel range {fe.low_freq}..{fe.high_freq} Hz (kaldi convention), "
-              f"float samples scaled by {fe.sample_scale:g}. Normalisation is inside the model. "
-              "This is kaldi's / kaldi-native-fbank's fbank with these options.", "",
-              "## Streaming", "",
-              f"Feed {sig.chunk_frames} feature frames per encoder call ({sig.chunk_frames * fe.frame_shift / fe.sample_rate * 1000:.0f} ms), "
-              f"advance by {sig.shift_frames} (right context {sig.right_context}); subsampling {sig.subsampling}. "
-              f"At the end of an utterance append {0.3:g} s of zero samples so its last frames fill a chunk.", ""]
+        parts += ["**How long it can stream.** " + _stream_sentence(stream), ""]
+    parts += [*cardkinds.frontend_section(sig), "## Streaming", "", cardkinds.streaming_sentence(sig), ""]
     for g in sig.graphs:
         parts += [f"### Graph `{g.name}`", "",
                   _table(["input", "shape", "dtype", "meaning"],
@@ -194,20 +148,23 @@ def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] 
               "1. Allocate every state with its shape, dtype and initial value (table above).",
               "2. For each chunk, call the encoder with the chunk and all states, by name.",
               "3. Replace each state by the matching `*_next` output.",
-              "4. Decode the encoder output: " + (
-                  "CTC greedy (argmax per frame, collapse repeats, drop blank id "
+              "4. " + (
+                  "Decode the encoder output: CTC greedy (argmax per frame, collapse repeats, drop blank id "
                   f"{sig.blank_id})." if sig.decoder == "ctc" else
-                  "nothing to decode (head `none`): the app reads every output of every chunk." if sig.decoder == "none"
-                  else f"transducer greedy: the decoder takes the last {sig.context_size} tokens "
+                  "Read every output of the chunk: the model has no decoding head (head `none`)."
+                  if sig.decoder == "none"
+                  else f"Decode the encoder output: transducer greedy: the decoder takes the last {sig.context_size} tokens "
                   f"(blank {sig.blank_id} before any); for each encoder frame run the joiner, emit non-blank "
                   "argmax tokens (re-running the decoder after each), move on at blank."),
               "5. At an endpoint (e.g. 600 ms of silence) reset the states whose reset scope is `utterance`.",
-              "", "Tokens: `tokens.txt` (`symbol id`); `▁` marks a word start.", "",
+              "", *(["Tokens: `tokens.txt` (`symbol id`); `▁` marks a word start.", ""] if sig.decoder != "none"
+                    else [""]),
               "## Code", "", _snippets(sig, target.name, artifacts), "",
               "## Golden check", "",
               f"`golden/audio.wav` (utterance `{manifest['golden']['utterance']}`) gives `golden/features.npy`; its "
               f"{manifest['golden']['chunks']} encoder chunks are in `golden/encoder_inputs.npz` and PyTorch's "
-              "outputs (states carried) in `golden/encoder_outputs.npz`; the text is `golden/transcript.txt`. "
+              "outputs (states carried) in `golden/encoder_outputs.npz`"
+              + ("; the text is `golden/transcript.txt`. " if sig.decoder != "none" else ". ") +
               "Your integration is right when your outputs match within the tolerance of the file's precision.", "",
               "## Tool versions", "",
               _table(["tool", "version"], [[k, v] for k, v in sorted(manifest["tools"].items())]), ""]

@@ -94,6 +94,7 @@ def kotlin_ort(sig: Signature, files: dict[str, str]) -> str:
     size = 1
     for d in x.shape:
         size *= d
+    what = "raw samples" if sig.frontend.kind == "raw" else f"{sig.frontend.kind} values"
     lines = ["```kotlin",
              "// ONNX Runtime Android: implementation(\"com.microsoft.onnxruntime:onnxruntime-android:<version>\")",
              "import ai.onnxruntime.*",
@@ -131,9 +132,9 @@ def kotlin_ort(sig: Signature, files: dict[str, str]) -> str:
              "        else -> error(\"state type ${t.info.type}\")",
              "    }",
              "",
-             f"    /** One chunk: {x.shape[1]} x {x.shape[2]} fbank values, row-major ({size} floats).",
-             f"     *  Returns `{out.name}` {list(out.shape)} as [frames][{out.shape[-1]}]. */",
-             "    fun step(chunk: FloatArray): Array<FloatArray> {",
+             f"    /** One chunk: {x.shape[1]} x {x.shape[2]} {what}, row-major ({size} floats).",
+             *_returns_doc(sig),
+             f"    fun step(chunk: FloatArray): {_step_type(sig)} {{",
              f"        val result = OnnxTensor.createTensor(env, FloatBuffer.wrap(chunk), longArrayOf({shape})).use {{ x ->",
              f"            session.run(states + (\"{x.name}\" to x))",
              "        }",
@@ -141,8 +142,7 @@ def kotlin_ort(sig: Signature, files: dict[str, str]) -> str:
              "            val next = specs.associate { s -> s.getString(\"name\") to copy(it.get(s.getString(\"name\") + \"_next\").get() as OnnxTensor) }",
              "            states.values.forEach(OnnxTensor::close)",
              "            states = next",
-             "            @Suppress(\"UNCHECKED_CAST\")",
-             f"            return ((it.get(\"{out.name}\").get() as OnnxTensor).value as Array<Array<FloatArray>>)[0]",
+             *_return_lines(sig),
              "        }",
              "    }",
              "",
@@ -172,10 +172,10 @@ def kotlin_ort(sig: Signature, files: dict[str, str]) -> str:
                   "}"]
     elif sig.decoder == "none":
         lines += ["/** Head \"none\": nothing to decode; the app reads the encoder's outputs for every chunk. */",
-                  "class PassThrough {",
-                  "    val tokens = mutableListOf<Int>()  // stays empty",
-                  "    var last: Array<FloatArray>? = null",
-                  "    fun accept(outputs: Array<FloatArray>) { last = outputs }",
+                  "fun floats(t: OnnxTensor): FloatArray = when (t.info.type) {  // any rank, row-major",
+                  "    OnnxJavaType.FLOAT -> t.floatBuffer.let { b -> FloatArray(b.remaining()).also { b.get(it) } }",
+                  "    OnnxJavaType.INT64 -> t.longBuffer.let { b -> FloatArray(b.remaining()) { b.get().toFloat() } }",
+                  "    else -> error(\"output type ${t.info.type}\")",
                   "}"]
     else:
         dg, jg = sig.graph("decoder"), sig.graph("joiner")
@@ -220,13 +220,22 @@ def kotlin_ort(sig: Signature, files: dict[str, str]) -> str:
     dec_files = "" if sig.decoder != "transducer" else (
         f"\nval decoder = env.createSession(assets.open(\"{files.get('decoder', 'decoder.fp32.ort')}\").readBytes())"
         f"\nval joiner = env.createSession(assets.open(\"{files.get('joiner', 'joiner.fp32.ort')}\").readBytes())")
-    make_dec = {"ctc": "CtcGreedy()", "none": "PassThrough()"}.get(sig.decoder, "TransducerGreedy(env, decoder, joiner)")
+    load = ["val env = OrtEnvironment.getEnvironment()",
+            "val manifest = JSONObject(assets.open(\"manifest.json\").bufferedReader().readText())",
+            f"val encoder = StreamingEncoder(env, manifest, assets.open(\"{files.get('encoder', 'encoder.fp32.ort')}\").readBytes())"
+            + dec_files]
+    if sig.decoder == "none":
+        first = enc.outputs[0]
+        return "\n".join(lines + ["", "// Use:", *load,
+                                   f"for (chunk in chunks) {{  // chunks: {what} as in the tables",
+                                   "    val outputs = encoder.step(chunk)",
+                                   f"    val {_kotlin_name(first.name)} = outputs.getValue(\"{first.name}\")  "
+                                   f"// {list(first.shape)} {first.dtype}, row-major",
+                                   "}", "```"])
+    make_dec = {"ctc": "CtcGreedy()"}.get(sig.decoder, "TransducerGreedy(env, decoder, joiner)")
     lines += ["",
               "// Use: tokens.txt maps ids to symbols; '\u2581' starts a word.",
-              "val env = OrtEnvironment.getEnvironment()",
-              "val manifest = JSONObject(assets.open(\"manifest.json\").bufferedReader().readText())",
-              f"val encoder = StreamingEncoder(env, manifest, assets.open(\"{files.get('encoder', 'encoder.fp32.ort')}\").readBytes())"
-              + dec_files,
+              *load,
               f"val search = {make_dec}",
               "val symbols = assets.open(\"tokens.txt\").bufferedReader().readLines().filter { it.isNotBlank() }",
               "    .associate { val i = it.lastIndexOf(' '); it.substring(i + 1).toInt() to it.substring(0, i) }",
@@ -234,6 +243,35 @@ def kotlin_ort(sig: Signature, files: dict[str, str]) -> str:
               "val text = search.tokens.joinToString(\"\") { symbols.getValue(it) }.replace('\u2581', ' ').trim()",
               "```"]
     return "\n".join(lines)
+
+
+def _kotlin_name(name: str) -> str:
+    parts = [p for p in name.replace(".", "_").split("_") if p]
+    return (parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])) if parts else "output"
+
+
+def _step_type(sig: Signature) -> str:
+    """A head "none" model's outputs can have any rank: every one, flat. A
+    CTC or transducer encoder output is [1, frames, dim] (edge.declare checks)."""
+    return "Map<String, FloatArray>" if sig.decoder == "none" else "Array<FloatArray>"
+
+
+def _returns_doc(sig: Signature) -> list[str]:
+    enc = sig.graph("encoder")
+    out = enc.outputs[0]
+    if sig.decoder == "none":
+        return ["     *  Returns every output by name, flattened row-major: "
+                + ", ".join(f"`{t.name}` {list(t.shape)}" for t in enc.outputs) + ". */"]
+    return [f"     *  Returns `{out.name}` {list(out.shape)} as [frames][{out.shape[-1]}]. */"]
+
+
+def _return_lines(sig: Signature) -> list[str]:
+    enc = sig.graph("encoder")
+    if sig.decoder == "none":
+        return ["            return mapOf(" + ", ".join(
+            f"\"{t.name}\" to floats(it.get(\"{t.name}\").get() as OnnxTensor)" for t in enc.outputs) + ")"]
+    return ["            @Suppress(\"UNCHECKED_CAST\")",
+            f"            return ((it.get(\"{enc.outputs[0].name}\").get() as OnnxTensor).value as Array<Array<FloatArray>>)[0]"]
 
 
 def kotlin_litert(sig: Signature, file: str) -> str:

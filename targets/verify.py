@@ -144,7 +144,12 @@ def verify(bundle_dir: Path | str, out=print) -> int:
             ok, msg = False, f"{type(e).__name__}: {e}"
         out(f"  [{'✓' if ok else 'x'}] {label} golden: {msg}")
         failures += not ok
-    out(f"{'FAILED' if failures else 'OK'}: {bundle.root}" + (f" ({failures} problem(s))" if failures else ""))
+    from .loads import not_converted_line
+    missing = not_converted_line(bundle.manifest, bundle.artifacts)
+    if missing:  # not a failure of what the bundle holds, but what the app gets differs from the target's default
+        out(f"  [!] {missing}")
+    out(f"{'FAILED' if failures else 'OK'}: {bundle.root}" + (f" ({failures} problem(s))" if failures else "")
+        + (f"; {missing.split(';')[0]}" if missing else ""))
     return 1 if failures else 0
 
 

@@ -86,9 +86,14 @@ def declare_time_major():
                         trained=False)
 
 
-def declare_vad():
+def declare_vad(forget_bias: float = 0.0):
+    """forget_bias > 0 opens the LSTM's forget gate, as training does for a
+    VAD that must remember seconds of context: its output then depends on
+    audio long past (a memory, not a drift)."""
     torch.manual_seed(0)
     vad = RawVad().eval()
+    with torch.no_grad():
+        vad.rnn.bias_hh[32:64] += forget_bias  # LSTMCell gate order: input, forget, cell, output
     return edge.declare("vad", encoder=edge.Step(vad, states=lambda b: (torch.zeros(b, 32), torch.zeros(b, 32)),
                                                  names=["h", "c"], returns=("speech_prob", edge.STATES),
                                                  layout="BT"),

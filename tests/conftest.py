@@ -11,9 +11,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def pytest_configure(config):
-    """edge-build's stream proof rolls an hour of audio by default (seconds per
-    model on ONNX Runtime). The suite builds dozens of tiny bundles: two minutes
-    of audio each proves the mechanism; tests/test_proofs.py checks a real limit."""
+    """edge-build's stream proof rolls an hour of audio by default, on ONNX
+    Runtime and the PyTorch reference side by side (within a compute budget).
+    The suite builds dozens of tiny bundles: 40 s of audio each proves the
+    mechanism (as long as the two minutes on ONNX Runtime alone took before the
+    reference ran too); tests/test_proofs.py checks real limits."""
     import targets.proofs
 
-    targets.proofs.STREAM_CHECK_SECONDS = 120.0
+    targets.proofs.STREAM_CHECK_SECONDS = 40.0

@@ -106,3 +106,106 @@ def test_card_litert_kotlin_for_a_bundle_with_tflite_files(family):
     enc = Bundle(bundle).signature.graph("encoder")
     assert f'put("{enc.inputs[0].name}", x)' in kotlin and f'put("{enc.outputs[0].name}", out.rewind())' in kotlin
     assert 'put(k + "_next", b.rewind())' in kotlin and "encoder.fp32.tflite" in kotlin
+
+
+# -- cards that say what the bundle is and holds ----------------------------------------
+
+@pytest.fixture(scope="module")
+def vad_bundle(tmp_path_factory):
+    """A raw-sample VAD (head none) built for rpi with ORT fp32 only."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from byom_models import declare_vad
+    from targets.build import build_bundle
+
+    return build_bundle(None, "rpi", tmp_path_factory.mktemp("vad-card") / "b", model=declare_vad(),
+                        backends=[("ort", "fp32")], parity_chunks=20, stream_seconds=5)
+
+
+def _card_as(bundle, target: str, not_converted=()):
+    """The bundle's card as `target` would write it, with `not_converted`
+    backends refused (their files absent), without building it again."""
+    import json
+
+    from targets.build import get_target
+    from targets.modelcard import model_card
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["target"] = target
+    manifest["not_converted"] = [{"backend": b, "precision": p, "reason": f"{b}: refused (test)"}
+                                 for b, p in not_converted]
+    return model_card(manifest, manifest["artifacts"], get_target(target), tokens=Bundle(bundle).tokens())
+
+
+def test_a_vad_card_describes_samples_in_and_outputs_out(vad_bundle):
+    card = _card_as(vad_bundle, "android", [("tflite", p) for p in ("fp32", "fp16", "int8")])
+    assert "## What it computes" in card and "`speech_prob` [1, 1] float32" in card
+    assert "576 samples at 16000 Hz" in card and "## Audio input" in card
+    for wrong in ("tokens.txt", "Decoder:", "greedy", "fbank", "kaldi_native_fbank", "MFCC", "transcript",
+                  "What it recognises", "sub-words", ".mlpackage", "tensorflow-lite Interpreter", "LiteRT (Kotlin)"):
+        assert wrong not in card, wrong
+    # the format that did not convert, and what the app loads instead
+    assert "**Not converted: tflite fp32, fp16, int8 (no .tflite file).**" in card
+    assert "The app loads `encoder.fp32.ort` with onnxruntime-android OrtSession instead" in card
+    assert "Run with: `onnxruntime-android OrtSession`" in card
+
+
+def test_kotlin_reads_every_output_at_its_own_rank(vad_bundle):
+    """A [1, 1] output read as a 3-D array throws ClassCastException on the
+    device: only a [1, frames, dim] output may be cast so."""
+    for bundle in (vad_bundle, cached_bundle("conformer")[0]):
+        kotlin = "\n".join(_blocks((bundle / "README.md").read_text(), "kotlin"))
+        sig = Bundle(bundle).signature
+        casts = re.findall(r'get\("(\w+)"\)\.get\(\) as OnnxTensor\)\.value as (Array<Array<FloatArray>>)', kotlin)
+        for name, _ in casts:
+            assert len(next(t for t in sig.graph("encoder").outputs if t.name == name).shape) == 3, name
+        read = set(re.findall(r'\.get\("(\w+)"\)', kotlin))
+        assert {t.name for t in sig.graph("encoder").outputs} <= read
+    kotlin = "\n".join(_blocks((vad_bundle / "README.md").read_text(), "kotlin"))
+    assert "Map<String, FloatArray>" in kotlin and '"speech_prob" to floats(it.get("speech_prob")' in kotlin
+    assert "tokens.txt" not in kotlin and "CtcGreedy" not in kotlin
+
+
+def test_an_ios_card_names_only_the_files_the_bundle_holds(vad_bundle):
+    """CoreML did not convert: no .mlpackage named; the Swift runs the .ort file."""
+    card = _card_as(vad_bundle, "ios", [("coreml", "fp16"), ("coreml", "fp32")])
+    assert ".mlpackage" not in card.split("**Not converted")[0] and "MLModel(" not in card
+    assert "ORTSession(env: env" in card and "on encoder.fp32.ort" in card
+    assert "Run with: `onnxruntime-objc ORTSession`" in card
+
+
+def test_an_untrained_ctc_card_gives_its_own_vocabulary_not_the_command_words(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from byom_models import VOCAB, declare_time_major
+    from targets.build import build_bundle
+    from targets.cardkinds import scope_section
+
+    out = build_bundle(None, "rpi", tmp_path / "tm", model=declare_time_major(), backends=[("ort", "fp32")],
+                       parity_chunks=20, stream_seconds=2)
+    card = (out / "README.md").read_text()
+    assert f"The model's own vocabulary: {VOCAB} tokens in `tokens.txt`" in card
+    for ours in ("command-word", "home no quieter enter", "words and nothing else", "espeak"):
+        assert ours not in card, ours
+    # its ios card: the rank-0 offset counter is a [1] array in the .mlpackage (Core ML has no rank 0)
+    import json
+
+    from targets.build import get_target
+    from targets.modelcard import model_card
+    manifest = json.loads((out / "manifest.json").read_text())
+    arts = manifest["artifacts"] + [dict(manifest["artifacts"][0], path="encoder.fp32.mlpackage", backend="coreml")]
+    ios = model_card(manifest, arts, get_target("ios"), tokens=Bundle(out).tokens())
+    assert "offset (shape [] in manifest.json) is a [1] array" in ios and "MLModel(contentsOf" in ios
+    sig = Bundle(out).signature
+    model = {"source": "caller", "trained": False}
+    placeholders = ["<blk>"] + [f"\u2581t{i}" for i in range(1, sig.vocab_size)]
+    text = "\n".join(scope_section(model, sig, placeholders))
+    assert "No vocabulary was declared" in text and "words" not in text.replace("spell words", "")
+    # whole-word tokens of someone else's model: its words, but not our command-word claims
+    text = "\n".join(scope_section(model, sig, ["<blk>"] + [f"\u2581w{i}" for i in range(1, sig.vocab_size)]))
+    assert "**11 words and nothing else:** `w1`" in text
+    assert "home no quieter enter" not in text and "espeak" not in text

@@ -75,3 +75,43 @@ def test_metadata_and_reproducible_bytes(conformer_fp16, tmp_path):
     assert C.mlpackage_sha256(again) == C.mlpackage_sha256(path)
     manifest = json.loads((path / "Manifest.json").read_text())
     assert manifest["rootModelIdentifier"] in manifest["itemInfoEntries"]
+
+
+def test_a_rank0_counter_is_a_shape_1_array(tmp_path):
+    """WeNet's offset counter is a rank-0 int64 state, which Core ML refuses
+    ("Rank-0 (input None) is unsupported"): it goes in and out as [1]."""
+    from byom_models import declare_time_major
+    model = declare_time_major()
+    sig = model.signature()
+    g = sig.graph("encoder")
+    assert next(s for s in g.states if s.name == "offset").shape == ()
+    path = C.to_coreml(model, g, sig, tmp_path, "fp32")
+    info = C.inspect_mlpackage(path, g)
+    assert ("offset", (1,), "INT32") in info["spec_checks"]["inputs"]
+    assert ("offset_next", (1,), "INT32") in info["spec_checks"]["outputs"]
+    assert info["spec_checks"]["rank0_as_shape_1"] == ["offset", "offset_next"]
+    assert "rank-0 offset, offset_next as shape [1]" in info["reason"]
+
+
+def test_the_rank0_wrapper_computes_the_graph():
+    """What is traced for Core ML: the graph with its scalars as [1], equal
+    to the graph itself (Core ML cannot run here; this is the part that can)."""
+    import numpy as np
+
+    from byom_models import declare_time_major
+    from edge.export import example_inputs
+    model = declare_time_major()
+    sig = model.signature()
+    g = sig.graph("encoder")
+    feeds = example_inputs(g, sig)
+    feeds["offset"] = np.array(24, dtype=np.int64)
+    args = [torch.from_numpy(feeds[n]) for n in g.input_names]
+    with torch.no_grad():
+        want = model.graph_module("encoder")(*args)
+        got = C._scalars_as_rank_one(model.graph_module("encoder"), g)(
+            *[a.reshape(C.coreml_shape(tuple(a.shape))) for a in args])
+    names = g.output_names
+    for n, w, o in zip(names, want, got):
+        assert tuple(o.shape) == C.coreml_shape(tuple(w.shape)), n
+        assert torch.equal(o.reshape(w.shape), w), n
+    assert int(got[names.index("offset_next")][0]) == 32  # 24 + one chunk of 8

@@ -31,13 +31,16 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
                  model=None, checkpoint: Path | str | None = None, onnx_model: Path | str | None = None,
                  spec: dict | None = None, name: str | None = None, backends=None, quant: str | None = None,
                  keep_failed: bool = False, parity_chunks: int = PARITY_CHUNKS, progress=None,
-                 stream_seconds: float | None = None) -> Path:
+                 stream_seconds: float | None = None, stream_budget_s: float | None = None) -> Path:
     """Build dist/<name>-<family>-<target>/ and return its path. The model is
     `model` (in memory: a built-in family's model, or a user's model from
     edge.declare), else `onnx_model` + `spec` (third-party ONNX with state
     ports), else `checkpoint`, else the shipped one for `family`.
     `stream_seconds`: how long the streaming-duration check rolls the ORT
-    graph (default: an hour, or the model's declared max_duration_s)."""
+    graph and the reference side by side (default: an hour, or the model's
+    declared max_duration_s); `stream_budget_s`: the compute it may spend
+    (default targets.proofs.STREAM_BUDGET_S; the stretch that fits is checked
+    and recorded)."""
     from edge.checkpoint import load_or_init
     from edge.families import get_family
 
@@ -45,6 +48,7 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
     tgt = get_target(target)
     pairs = tuple(backends) if backends else parse_quant(tgt, quant)
     check_backends(pairs)
+    skipped: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="edge-build-") as work_s:
         work = Path(work_s)
         if onnx_model is not None:
@@ -54,6 +58,9 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
                 if backends or quant:
                     raise UserError("CoreML converts from PyTorch only; a third-party ONNX model can go to "
                                     "ort and tflite (use --quant ort:fp32,...)")
+                skipped = [{"backend": b, "precision": p, "reason": "coremltools converts from PyTorch only; this "
+                            "model came as an ONNX file, so the ios bundle has no .mlpackage"}
+                           for b, p in pairs if b == "coreml"]
                 pairs = tuple(bp for bp in pairs if bp[0] != "coreml")
         else:
             if model is None:
@@ -73,11 +80,12 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
             source = Source.from_model(model, info)
         out = Path(out_dir) if out_dir else Path("dist") / f"{name}-{family}-{target}"
         return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress, stream_seconds,
-                      explicit=bool(backends or quant))
+                      explicit=bool(backends or quant), stream_budget_s=stream_budget_s, skipped=skipped)
 
 
 def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str, keep_failed: bool,
-           parity_chunks: int, progress, stream_seconds: float | None = None, explicit: bool = True) -> Path:
+           parity_chunks: int, progress, stream_seconds: float | None = None, explicit: bool = True,
+           stream_budget_s: float | None = None, skipped: list | None = None) -> Path:
     from runtime_py.audio import read_wav, write_wav
     from runtime_py.decoding import tokens_to_text
     from runtime_py.frontend import compute_features
@@ -97,7 +105,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
     say(f"model {signature.family} ({info['source']}); parity stream {len(speech)} chunks, "
         f"{source.reference_name} decodes {len(ref_tokens)} tokens")
 
-    failed, not_converted = [], []
+    failed, not_converted = [], list(skipped or [])  # skipped: target defaults no converter takes from this source
     with BundleWriter(out) as bw:
         onnx_paths = source.onnx(work)
         for backend, precision in pairs:
@@ -141,7 +149,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
             from .. import ort
             ort.required_operators_config(sorted(bw.tmp.glob("*.ort")), bw.path("required_operators.config"))
             bw.add_file("required_operators.config")
-        proofs = _proofs(source, signature, onnx_paths, speech, stream_seconds, say)
+        proofs = _proofs(source, signature, onnx_paths, speech, stream_seconds, say, stream_budget_s)
         if failed and not keep_failed:
             raise UserError("parity failed, bundle not written (use --keep-failed to keep it, marked failed):\n  "
                             + "\n  ".join(failed))
@@ -190,14 +198,14 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
 
 
 def _proofs(source: Source, signature, onnx_paths: dict, speech: list, stream_seconds: float | None,
-            say) -> dict:
+            say, budget_s: float | None = None) -> dict:
     """Reset, streaming == offline and how long it can stream (targets.proofs);
     a failed reset or offline check fails the build."""
     from .. import proofs
 
     declared = getattr(source.torch_model, "max_duration_s", None) or source.info.get("max_duration_s")
     out = proofs.run_proofs(signature, onnx_paths["encoder"], source.reference["encoder"], source.torch_model,
-                            speech, stream_seconds or declared or proofs.STREAM_CHECK_SECONDS)
+                            speech, stream_seconds or declared or proofs.STREAM_CHECK_SECONDS, budget_s=budget_s)
     say("proofs: " + proofs.summary(out))
     if not out["reset"]["passed"]:
         raise UserError(f"resetting the states to their declared initial values does not reproduce a fresh stream "

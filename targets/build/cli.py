@@ -25,6 +25,7 @@ from pathlib import Path
 from edge.errors import UserError, fail, missing_extra
 from runtime_py import formats
 
+from ..proofs import STREAM_BUDGET_S
 from .assemble import PARITY_CHUNKS, build_bundle
 from .plan import DEFAULT_FAMILY, TARGETS, get_target, list_targets, parse_quant
 
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("-o", "--output", type=Path, help="bundle folder (default: dist/<name>-<family>-<target>)")
     o.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS,
                    help="chunks in each parity rollout (default: %(default)s)")
+    o.add_argument("--proof-budget", type=float, default=None, metavar="SECONDS",
+                   help="compute the stream proof may spend comparing the graph with the reference over an hour "
+                   "of audio; a slow model is checked for the stretch that fits, and the card says so "
+                   f"(default: {STREAM_BUDGET_S:.0f})")
     o.add_argument("--keep-failed", action="store_true", help="write the bundle even if parity fails (marked failed)")
     o.add_argument("--force", action="store_true",
                    help="-o names an existing folder that is not a bundle: move it aside (renamed, never deleted)")
@@ -86,6 +91,8 @@ def _main(argv) -> int:
         return fail(f"--target is required ({' | '.join(TARGETS)}); see edge-build --list")
     if args.parity_chunks < 1:
         return fail("--parity-chunks must be at least 1")
+    if args.proof_budget is not None and not args.proof_budget > 0:
+        return fail("--proof-budget must be a positive number of seconds")
     try:  # a mistyped target, precision or family is reported before torch is imported (2 s)
         steps = len(parse_quant(get_target(args.target), args.quant))
     except UserError as e:
@@ -145,7 +152,7 @@ def _main(argv) -> int:
             out = build_bundle(None if model is not None else family, args.target, out_dir, model=model,
                                checkpoint=args.checkpoint, name=name, onnx_model=args.onnx, spec=spec,
                                quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
-                               progress=progress)
+                               progress=progress, stream_budget_s=args.proof_budget)
         finally:
             progress.close()
     except (UserError, CheckpointError, ExportError, RolloutError) as e:
@@ -161,8 +168,11 @@ def _main(argv) -> int:
     from runtime_py.manifest import load_bundle
     bundle = load_bundle(out)
     size = sum(a.bytes for a in bundle.artifacts)
+    from ..loads import not_converted_line
+    missing = not_converted_line(bundle.manifest, bundle.artifacts)
     print(f"built {out}/ : {len(bundle.artifacts)} model files, {size / 1e6:.1f} MB, "
-          f"{time.perf_counter() - t0:.0f}s. Next: edge-verify {out} && edge-demo {out} --wav FILE")
+          f"{time.perf_counter() - t0:.0f}s. " + (f"{missing}. " if missing else "")
+          + f"Next: edge-verify {out} && edge-demo {out} --wav FILE")
     return 0
 
 
