@@ -38,13 +38,16 @@ def source_feeds(io: dict, feeds: dict) -> dict:
     return out
 
 
-def source_outputs(io: dict, results: dict, feeds: dict, next_names: bool) -> dict:
-    """The source's outputs plus each counter's next value; state outputs
-    under our `<state>_next` names when `next_names`."""
+def source_outputs(io: dict, results: dict, feeds: dict, next_names: bool, unclamped: bool = False) -> dict:
+    """The source's outputs plus each counter's next value (saturated at the
+    spec's max, as the graph does, unless `unclamped`: the stream proof's
+    reference counts on, so the file sees the positions a real stream reaches);
+    state outputs under our `<state>_next` names when `next_names`."""
     out = dict(results)
     for name, c in io["counters"].items():
         value = np.asarray(feeds[name])
-        out[c["output"]] = np.minimum(value + c["step"], c["max"]).astype(value.dtype)
+        nxt = value + c["step"] if unclamped else np.minimum(value + c["step"], c["max"])
+        out[c["output"]] = nxt.astype(value.dtype)
     if next_names:
         pairs = {**io["states"], **{name: c["output"] for name, c in io["counters"].items()}}
         for i, o in pairs.items():
@@ -52,8 +55,9 @@ def source_outputs(io: dict, results: dict, feeds: dict, next_names: bool) -> di
     return out
 
 
-def runner(src, io: dict, threads: int = 1):
-    """`run(feeds) -> dict` in our names over the untouched source file."""
+def runner(src, io: dict, threads: int = 1, unclamped: bool = False):
+    """`run(feeds) -> dict` in our names over the untouched source file
+    (counters unclamped for the stream proof: source_outputs)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -65,7 +69,7 @@ def runner(src, io: dict, threads: int = 1):
 
     def run(feeds: dict) -> dict:
         results = dict(zip(names, sess.run(names, source_feeds(io, feeds))))
-        return source_outputs(io, results, feeds, next_names=True)
+        return source_outputs(io, results, feeds, next_names=True, unclamped=unclamped)
 
     return run
 

@@ -58,7 +58,7 @@ def test_an_onnx_model_for_ios_says_why_it_has_no_mlpackage(tmp_path, capsys):
                       input_names=["feats", "hidden_in"], output_names=["logits", "hidden_out"],
                       opset_version=17, dynamo=False)
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"states": {"hidden_in": "hidden_out"}, "chunk_frames": CHUNK}))
+    spec.write_text(json.dumps({"states": {"hidden_in": "hidden_out"}, "chunk": CHUNK}))
     out = tmp_path / "ios"
     assert build_mod.main(["--target", "ios", "--onnx", str(src), "--spec", str(spec), "--parity-chunks", "20",
                            "-o", str(out)]) == 0

@@ -169,3 +169,24 @@ def test_onnx_route_takes_a_transducers_three_graphs(tmp_path):
     assert bundle.signature.graph("decoder").inputs[0].shape == (1, ctx)
     assert all(a.parity["passed"] for a in bundle.artifacts)
     assert verify(out) == 0
+
+
+def test_stream_proof_runs_the_source_file_with_its_counter_counting_on(tmp_path):
+    """A counter the spec saturates (max 512 - CHUNK) lets the graph stream for
+    ever, but the file itself indexes a 512-entry table: the stream proof runs
+    the untouched file with the counter unclamped, so the safe duration ends
+    where the file raises (512 frames = 5.12 s), not at the hour asked."""
+    torch.manual_seed(0)
+    path = tmp_path / "roles.onnx"
+    args = (torch.zeros(1, CHUNK, MELS), torch.tensor(16000), torch.tensor(0), torch.zeros(1, 16, 8))
+    torch.onnx.export(ForeignRoles().eval(), args, str(path), input_names=["feats", "sr", "offset", "cache_in"],
+                      output_names=["prob", "cache_out"], opset_version=17, dynamo=False)
+    spec = {"states": {"cache_in": "cache_out"}, "head": "none", "batch_axis": {"cache_in": 0}, "trained": False,
+            "inputs": {"sr": {"role": "const", "value": 16000},
+                       "offset": {"role": "counter", "step": CHUNK, "max": 512 - CHUNK}}}
+    out = build_mod.build_bundle(None, "rpi", tmp_path / "b", onnx_model=path, spec=spec,
+                                 backends=[("ort", "fp32")], parity_chunks=20, stream_seconds=20)
+    st = Bundle(out).manifest["proofs"]["stream"]
+    assert st["reference"] == "source-onnx (onnxruntime), counters unclamped"
+    assert not st["passed"] and "reference" in st["why"] and "raised" in st["why"]
+    assert 5.0 <= st["safe_seconds"] <= 5.12 + 1e-9, st

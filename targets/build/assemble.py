@@ -204,8 +204,10 @@ def _proofs(source: Source, signature, onnx_paths: dict, speech: list, stream_se
     from .. import proofs
 
     declared = getattr(source.torch_model, "max_duration_s", None) or source.info.get("max_duration_s")
+    ref, ref_name = source.stream_reference or (None, "pytorch")
     out = proofs.run_proofs(signature, onnx_paths["encoder"], source.reference["encoder"], source.torch_model,
-                            speech, stream_seconds or declared or proofs.STREAM_CHECK_SECONDS, budget_s=budget_s)
+                            speech, stream_seconds or declared or proofs.STREAM_CHECK_SECONDS, budget_s=budget_s,
+                            stream_reference=ref, reference_name=ref_name)
     say("proofs: " + proofs.summary(out))
     if not out["reset"]["passed"]:
         raise UserError(f"resetting the states to their declared initial values does not reproduce a fresh stream "

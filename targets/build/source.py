@@ -18,6 +18,8 @@ class Source:
     onnx: callable  # work dir -> {graph: Path}
     info: dict
     torch_model: object = None  # needed for CoreML (coremltools converts from PyTorch)
+    # the stream proof's reference, (run, name), where it is not the model's own step (targets.proofs)
+    stream_reference: tuple | None = None
 
     @classmethod
     def from_model(cls, model, info: dict) -> "Source":
@@ -39,8 +41,13 @@ class Source:
         paths = {g.name: path.parent / f"{g.name}.onnx" for g in sig.graphs}  # a transducer's three graphs
         reference = {g.name: ort.runner(paths[g.name], g) for g in sig.graphs}
         # the encoder's reference is the untouched file, run as its authors run it (targets/onnx_source.py)
-        reference["encoder"] = onnx_source.runner(onnx_path, sig.extra["onnx_source"])
-        return cls(sig, reference, "source-onnx (onnxruntime)", lambda _work: paths, info)
+        io = sig.extra["onnx_source"]
+        reference["encoder"] = onnx_source.runner(onnx_path, io)
+        # the stream proof runs the file with its counters counting on, so a limit the spec's max hides shows
+        stream_ref = (onnx_source.runner(onnx_path, io, unclamped=True),
+                      "source-onnx (onnxruntime)" + (", counters unclamped" if io["counters"] else ""))
+        return cls(sig, reference, "source-onnx (onnxruntime)", lambda _work: paths, info,
+                   stream_reference=stream_ref)
 
 
 def tokens_for(info: dict, vocab_size: int) -> list[str]:
