@@ -290,7 +290,7 @@ def constant_nodes(model: onnx.ModelProto) -> int:
 SLICE_REWRITES = (("data_start_slice_to_gather", data_start_slices),
                   ("reversing_slice_to_gather", reversing_slices))
 CONSTANT_REWRITES = (("constant_node_to_initializer", constant_nodes),
-                     ("high_rank_constant_to_2d", high_rank_constants))
+                     )  # TMP ("high_rank_constant_to_2d", high_rank_constants))
 
 
 def rewrite(model: onnx.ModelProto, simplify=None) -> tuple[onnx.ModelProto, dict[str, int]]:

@@ -1,0 +1,108 @@
+"""The ONNX rewrites that come before onnx2tf (targets/tflite/rewrite.py):
+each one changes what its pattern matches and nothing else, and the
+rewritten graph computes exactly what the original computes in ONNX Runtime
+(the values are moved, not recomputed: tolerance 0)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from targets.tflite.rewrite import constant_nodes, data_start_slices, high_rank_constants, reversing_slices, rewrite
+
+INT_MAX = np.iinfo(np.int64).max
+
+
+def _model(nodes, inputs, outputs, inits=()):
+    g = helper.make_graph(nodes, "g", inputs, outputs, [numpy_helper.from_array(v, n) for n, v in inits])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
+def _run(model, feeds):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _offset_slice(length_nodes):
+    """y = table[:, offset - 3 : <end>] on a [1, 50, 8] table; offset a rank-0 int64 input."""
+    table = np.random.default_rng(0).standard_normal((1, 50, 8)).astype(np.float32)
+    nodes = [helper.make_node("Sub", ["offset", "three"], ["start0"]),
+             helper.make_node("Unsqueeze", ["start0", "ax0"], ["start"]),
+             *length_nodes,
+             helper.make_node("Slice", ["table", "start", "end", "ax1"], ["y"])]
+    inits = [("table", table), ("three", np.array(3, np.int64)), ("six", np.array(6, np.int64)),
+             ("ax0", np.array([0], np.int64)), ("ax1", np.array([1], np.int64))]
+    return _model(nodes, [helper.make_tensor_value_info("offset", TensorProto.INT64, [])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "n", 8])], inits)
+
+
+def test_data_start_slice_of_constant_length_becomes_a_gather_with_the_same_values():
+    # end = (offset - 3) + 6: the length is 6 whatever the offset
+    model = _offset_slice([helper.make_node("Add", ["start0", "six"], ["end0"]),
+                           helper.make_node("Unsqueeze", ["end0", "ax0"], ["end"])])
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    assert data_start_slices(rewritten) == 1
+    assert "Slice" not in {n.op_type for n in rewritten.graph.node}
+    # the table is gathered as 2-D (onnx2tf transposes a 3-D constant)
+    gather = next(n for n in rewritten.graph.node if n.op_type == "Gather")
+    assert [len(i.dims) for i in rewritten.graph.initializer if i.name == gather.input[0]] == [2]
+    for offset in (3, 4, 20, 47):  # every offset at which the Slice has its 6 rows
+        feeds = {"offset": np.array(offset, np.int64)}
+        want, got = _run(model, feeds)[0], _run(rewritten, feeds)[0]
+        assert want.shape == (1, 6, 8) and np.array_equal(want, got), offset
+
+
+def test_slice_whose_length_depends_on_data_is_left_alone():
+    # end = 2 * (offset - 3): the length changes with the offset, no gather can express it
+    model = _offset_slice([helper.make_node("Add", ["start0", "start0"], ["end0"]),
+                           helper.make_node("Unsqueeze", ["end0", "ax0"], ["end"])])
+    assert data_start_slices(model) == 0
+    assert [n.op_type for n in model.graph.node].count("Slice") == 1
+
+
+def test_reversing_slice_becomes_a_gather_and_keeps_its_other_axes():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 3])
+    starts, ends = np.array([-1, 1], np.int64), np.array([-INT_MAX, 3], np.int64)
+    axes, steps = np.array([1, 2], np.int64), np.array([-1, 1], np.int64)
+    model = _model([helper.make_node("Slice", ["x", "s", "e", "a", "t"], ["y"]), helper.make_node("Neg", ["y"], ["z"])],
+                   [x], [helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 5, 2])],
+                   [("s", starts), ("e", ends), ("a", axes), ("t", steps)])
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    assert reversing_slices(rewritten) == 1
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert ops == ["Slice", "Gather", "Neg"]  # the positive-step axis stays a (static) Slice
+    feeds = {"x": np.arange(30, dtype=np.float32).reshape(2, 5, 3)}
+    want, got = _run(model, feeds)[0], _run(rewritten, feeds)[0]
+    assert np.array_equal(want, -feeds["x"][:, ::-1, 1:3]) and np.array_equal(want, got)
+    assert reversing_slices(rewritten) == 0  # nothing left to rewrite
+
+
+def test_constant_nodes_and_high_rank_constants():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
+    scale = np.random.default_rng(1).standard_normal((2, 3, 4)).astype(np.float32)
+    nodes = [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(4.0, np.float32))),
+             helper.make_node("Div", ["x", "c"], ["d"]), helper.make_node("Mul", ["d", "scale"], ["y"])]
+    model = _model(nodes, [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4])], [("scale", scale)])
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    assert constant_nodes(rewritten) == 1 and high_rank_constants(rewritten) == 1
+    assert "Constant" not in {n.op_type for n in rewritten.graph.node}
+    feeds = {"x": np.random.default_rng(2).standard_normal((2, 3, 4)).astype(np.float32)}
+    assert np.array_equal(_run(model, feeds)[0], _run(rewritten, feeds)[0])
+
+
+def test_rewrite_reports_counts_and_resimplifies_after_slices():
+    model = _offset_slice([helper.make_node("Add", ["start0", "six"], ["end0"]),
+                           helper.make_node("Unsqueeze", ["end0", "ax0"], ["end"])])
+    calls = []
+    out, counts = rewrite(model, simplify=lambda m: calls.append(1) or m)
+    assert calls == [1]
+    assert counts["data_start_slice_to_gather"] == 1 and counts["reversing_slice_to_gather"] == 0
+    assert counts["folded_after_slices"] == 0  # the stand-in simplifier folds nothing
