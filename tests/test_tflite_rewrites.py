@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from targets.tflite.rewrite import constant_nodes, data_start_slices, high_rank_constants, reversing_slices, rewrite
+from targets.tflite.rewrite import constant_nodes, data_start_slices, reversing_slices, rewrite
 
 INT_MAX = np.iinfo(np.int64).max
 
@@ -84,7 +84,7 @@ def test_reversing_slice_becomes_a_gather_and_keeps_its_other_axes():
     assert reversing_slices(rewritten) == 0  # nothing left to rewrite
 
 
-def test_constant_nodes_and_high_rank_constants():
+def test_constant_nodes_become_initializers():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
     scale = np.random.default_rng(1).standard_normal((2, 3, 4)).astype(np.float32)
     nodes = [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(4.0, np.float32))),
@@ -92,7 +92,7 @@ def test_constant_nodes_and_high_rank_constants():
     model = _model(nodes, [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4])], [("scale", scale)])
     rewritten = onnx.ModelProto()
     rewritten.CopyFrom(model)
-    assert constant_nodes(rewritten) == 1 and high_rank_constants(rewritten) == 1
+    assert constant_nodes(rewritten) == 1
     assert "Constant" not in {n.op_type for n in rewritten.graph.node}
     feeds = {"x": np.random.default_rng(2).standard_normal((2, 3, 4)).astype(np.float32)}
     assert np.array_equal(_run(model, feeds)[0], _run(rewritten, feeds)[0])

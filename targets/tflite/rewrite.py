@@ -10,9 +10,14 @@ onnx2tf 1.28 (measured on icefall's Zipformer2 and a WeNet-style conformer):
 - a reversing Slice (step -1, the Zipformer's `flip`): onnx2tf turns it into
   an identity and the outputs are off by 0.1 with no error. It becomes a
   Gather with the reversed indices;
-- a constant of rank >= 3 used by anything but a convolution's weight:
-  onnx2tf transposes it as if it were a channels-first activation. It
-  becomes a 2-D constant and a Reshape.
+- a Constant node (a 0-d one: onnx2tf hands it on as a Python float, which its
+  accuracy check for Div cannot take). It becomes an initializer.
+
+Not here, though a probe suggested it: turning rank >= 3 constants into 2-D
+constants plus a Reshape. Neither model needed it, and on the Zipformer it
+broke the conv front end: onnx2tf transposes a 4-D constant to its
+channels-last layout itself, and a Reshape hides the constant from it
+("Dimensions must be equal, but are 8 and 43").
 
 Each rewrite is a function `(model) -> number of nodes changed` that edits
 the graph in place, chosen by pattern only (never by model name).
@@ -27,8 +32,6 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-# ops whose rank >= 3 constant inputs are weights in a layout onnx2tf converts itself
-_WEIGHT_OPS = {"Conv", "ConvTranspose", "LSTM", "GRU", "RNN"}
 _SMALL = 16  # an integer tensor of at most this many elements can be followed symbolically
 
 
@@ -237,36 +240,7 @@ def reversing_slices(model: onnx.ModelProto) -> int:
     return changed
 
 
-# -- rewrite (c): constants of rank >= 3 outside convolution weights -------------------------------
-
-def high_rank_constants(model: onnx.ModelProto) -> int:
-    """Each use of an initializer of rank >= 3 by an op that is not a
-    convolution/recurrent weight -> Reshape(2-D constant, shape). Returns the
-    number of uses changed."""
-    g = _Graph(model)
-    inits = {i.name: numpy_helper.to_array(i) for i in g.g.initializer}
-    made, changed, new = {}, 0, []
-    for node in g.g.node:
-        if node.op_type in _WEIGHT_OPS:
-            new.append(node)
-            continue
-        for k, name in enumerate(node.input):
-            v = inits.get(name)
-            if v is None or v.ndim < 3:
-                continue
-            if name not in made:
-                flat = g.const(v.reshape(-1, v.shape[-1]), "const2d")
-                made[name] = g.node("Reshape", [flat, g.const(np.array(v.shape, np.int64), "shape")], "const")
-                new.append(made[name])
-            node.input[k] = made[name].output[0]
-            changed += 1
-        new.append(node)
-    del g.g.node[:]
-    g.g.node.extend(new)
-    return changed
-
-
-# -- rewrite (d): Constant nodes as initializers -------------------------------------------------
+# -- rewrite (c): Constant nodes as initializers -------------------------------------------------
 
 def constant_nodes(model: onnx.ModelProto) -> int:
     """Constant node -> initializer of the same name and value. onnx2tf
@@ -289,16 +263,15 @@ def constant_nodes(model: onnx.ModelProto) -> int:
 
 SLICE_REWRITES = (("data_start_slice_to_gather", data_start_slices),
                   ("reversing_slice_to_gather", reversing_slices))
-CONSTANT_REWRITES = (("constant_node_to_initializer", constant_nodes),
-                     )  # TMP ("high_rank_constant_to_2d", high_rank_constants))
+CONSTANT_REWRITES = (("constant_node_to_initializer", constant_nodes),)
 
 
 def rewrite(model: onnx.ModelProto, simplify=None) -> tuple[onnx.ModelProto, dict[str, int]]:
     """Apply every rewrite; returns (model, {rewrite: nodes changed}).
     `simplify(model) -> model` (onnxsim) runs again after the slice rewrites:
     with the slices' lengths now static, the shape arithmetic behind them
-    folds ("folded_after_slices": nodes removed). The constant rewrite comes
-    last, as a simplifier would fold its Reshapes back."""
+    folds ("folded_after_slices": nodes removed). The Constant-node rewrite
+    comes last, as a simplifier would turn initializers back into nodes."""
     counts = {name: fn(model) for name, fn in SLICE_REWRITES}
     if simplify is not None and any(counts.values()):
         before = len(model.graph.node)

@@ -2,7 +2,8 @@
 targets.tflite.worker JOB`): TensorFlow stays out of the caller, and its
 console output is captured.
 
-The ONNX graph is simplified with onnxsim, onnx2tf builds the Keras model
+The ONNX graph is simplified with onnxsim and rewritten where onnx2tf would
+fail or mistranslate (prepare.py, rewrite.py), onnx2tf builds the Keras model
 (every input kept as is: `keep_shape_absolutely_input_names`), and a thin
 tf.function wraps it: inputs by signature name and dtype, outputs returned by
 signature name, transposed back where onnx2tf changed their layout
