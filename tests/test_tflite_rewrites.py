@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from targets.tflite.rewrite import constant_nodes, data_start_slices, reversing_slices, rewrite
@@ -106,3 +107,34 @@ def test_rewrite_reports_counts_and_resimplifies_after_slices():
     assert calls == [1]
     assert counts["data_start_slice_to_gather"] == 1 and counts["reversing_slice_to_gather"] == 0
     assert counts["folded_after_slices"] == 0  # the stand-in simplifier folds nothing
+
+
+def test_onnx2tf_mistranslates_a_flip_and_the_rewrite_fixes_it(tmp_path):
+    """Why reversing_slices exists, on the pinned onnx2tf (1.28.8): a Slice
+    with step -1 comes out of onnx2tf as something else without any error
+    (measured max diff 5.1 here); after the rewrite the Keras model equals
+    ONNX Runtime exactly. If a new onnx2tf translates the flip itself, the
+    first assertion says so and the rewrite can be reconsidered."""
+    onnx2tf = pytest.importorskip("onnx2tf")
+    tf = pytest.importorskip("tensorflow")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])
+    nodes = [helper.make_node("Mul", ["x", "two"], ["x2"]), helper.make_node("Slice", ["x2", "s", "e", "a", "t"], ["f"]),
+             helper.make_node("Add", ["f", "x"], ["y"])]
+    inits = [("two", np.array(2, np.float32)), ("s", np.array([-1], np.int64)), ("e", np.array([-INT_MAX], np.int64)),
+             ("a", np.array([1], np.int64)), ("t", np.array([-1], np.int64))]
+    model = _model(nodes, [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], inits)
+    feed = np.random.default_rng(0).standard_normal((1, 64)).astype(np.float32)
+    want = _run(model, {"x": feed})[0]
+
+    def keras_output(m, name):
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(m, str(path))
+        km = onnx2tf.convert(input_onnx_file_path=str(path), output_folder_path=str(tmp_path / name),
+                             keep_shape_absolutely_input_names=["x"], not_use_onnxsim=True,
+                             disable_model_save=True, non_verbose=True, verbosity="error")
+        return np.asarray(km(tf.constant(feed)))
+
+    assert np.abs(keras_output(model, "as_is") - want).max() > 0.1
+    rewritten, counts = rewrite(model)
+    assert counts["reversing_slice_to_gather"] == 1
+    assert np.array_equal(keras_output(rewritten, "rewritten"), want)

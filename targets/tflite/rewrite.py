@@ -7,9 +7,9 @@ onnx2tf 1.28 (measured on icefall's Zipformer2 and a WeNet-style conformer):
   cache + size]`) but whose length is a constant: onnx2tf builds the begin
   vector with `tensor_scatter_nd_update` and fails, and every shape after it
   is unknown. It becomes a Gather of `start + arange(length)`;
-- a reversing Slice (step -1, the Zipformer's `flip`): onnx2tf turns it into
-  an identity and the outputs are off by 0.1 with no error. It becomes a
-  Gather with the reversed indices;
+- a reversing Slice (step -1, the Zipformer's `flip`): onnx2tf mistranslates
+  it with no error (a 64-value flip off by 5.1; the Zipformer's outputs off
+  by 0.1). It becomes a Gather with the reversed indices;
 - a Constant node (a 0-d one: onnx2tf hands it on as a Python float, which its
   accuracy check for Div cannot take). It becomes an initializer.
 
