@@ -98,7 +98,7 @@ def _affine(g: _Graph, name: str, depth: int = 0):
     if n.op_type in ("Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten") and ins[0] is not None:
         out = ins[0]
     elif n.op_type == "Cast" and ins[0] is not None and \
-            onnx.helper.get_attribute_value(n.attribute[0]) in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+            {a.name: a.i for a in n.attribute}.get("to") in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
         out = ins[0]
     elif n.op_type in ("Add", "Sub") and ins[0] is not None and ins[1] is not None:
         out = _combine(ins[0], ins[1], 1 if n.op_type == "Add" else -1)
@@ -155,8 +155,8 @@ def data_start_slices(model: onnx.ModelProto) -> int:
 
 
 def _dynamic_axis(g: _Graph, node):
-    """(axis, element of starts, length n, step) of a Slice whose only
-    data-dependent axis has a constant length, or None."""
+    """(axis, length n, step, dim) of a one-axis Slice whose start is data
+    and whose end is that start plus a constant, or None."""
     data, starts, ends = node.input[:3]
     if starts in g.consts:
         return None
