@@ -138,3 +138,30 @@ def test_onnx2tf_mistranslates_a_flip_and_the_rewrite_fixes_it(tmp_path):
     rewritten, counts = rewrite(model)
     assert counts["reversing_slice_to_gather"] == 1
     assert np.array_equal(keras_output(rewritten, "rewritten"), want)
+
+
+def test_a_converters_route_report_reaches_the_manifest_record(tmp_path, monkeypatch):
+    """The build's plumbing, without a real conversion: what the tflite
+    adapter reports (targets.build.convert.Made) comes back per graph from
+    convert_graphs and is written as the artifact's `conversion`."""
+    from byom_models import declare_vad
+    from targets.build import convert as conv
+    from targets.bundle import BundleWriter
+
+    route = {"steps": ["onnxsim", "rewrites", "onnx2tf"], "rewrites": {"reversing_slice_to_gather": 1}}
+
+    def fake_tflite(onnx_path, graph, signature, precision, out_dir, **_options):
+        dst = tmp_path / f"{graph.name}.{precision}.tflite"
+        dst.write_bytes(b"tflite")
+        return conv.Made([dst], {"route": route})
+
+    monkeypatch.setattr(conv, "tflite", fake_tflite)
+    sig = declare_vad().signature()
+    files = conv.convert_graphs("tflite", "fp32", sig, {"encoder": tmp_path / "encoder.onnx"}, tmp_path)
+    assert files.reports == {"encoder": {"route": route}}
+    with BundleWriter(tmp_path / "bundle") as bw:
+        (bw.tmp / "encoder.fp32.tflite").write_bytes(b"tflite")
+        rec = bw.add_artifact("encoder.fp32.tflite", "encoder", "tflite", "fp32", {"passed": True},
+                              files.reports.get("encoder"))
+        plain = bw.add_artifact("encoder.fp32.tflite", "encoder", "ort", "fp32", {"passed": True})
+    assert rec["conversion"]["route"] == route and "conversion" not in plain
