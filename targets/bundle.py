@@ -163,9 +163,13 @@ class BundleWriter:
         self.path(rel).write_text(text, encoding="utf-8")
         self.add_file(rel)
 
-    def add_artifact(self, rel: str, graph: str, backend: str, precision: str, parity: dict) -> dict:
+    def add_artifact(self, rel: str, graph: str, backend: str, precision: str, parity: dict,
+                     conversion: dict | None = None) -> dict:
+        """`conversion`: how the converter made the file (e.g. the TFLite route and its rewrites)."""
         rec = file_record(self.tmp, rel)
         rec.update(graph=graph, backend=backend, precision=precision, parity=parity)
+        if conversion:
+            rec["conversion"] = conversion
         self.artifacts.append(rec)
         return rec
 

@@ -140,7 +140,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                 check_quantised(backend, files, records)
             for g, p in files.items():
                 records[g]["reference"] = source.reference_name
-                bw.add_artifact(p.name, g, backend, precision, records[g])
+                bw.add_artifact(p.name, g, backend, precision, records[g], files.reports.get(g))
                 if not records[g]["passed"]:
                     failed.append(f"{p.name}: {describe(records[g])}")
             say(f"{backend} {precision}: " + "; ".join(f"{g} {describe(r)}" for g, r in records.items())

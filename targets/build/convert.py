@@ -20,15 +20,31 @@ from runtime_py import formats
 from ..conversion_errors import conversion_error
 
 
+class Made(list):
+    """A converter's files, with `report`: how they were made (for the
+    manifest's artifact record; None where the converter says nothing)."""
+
+    def __init__(self, files, report: dict | None = None):
+        super().__init__(files)
+        self.report = report
+
+
+class Converted(dict):
+    """graph -> file, with `reports`: graph -> the converter's report."""
+    reports: dict = {}
+
+
 def convert_graphs(backend: str, precision: str, signature, onnx_paths: dict, out_dir: Path,
                    **options) -> dict[str, Path]:
-    """Convert every graph for one (backend, precision); returns graph -> file.
+    """Convert every graph for one (backend, precision); returns graph -> file
+    (a Converted: `.reports` holds what each converter said about its route).
     A converter's failure becomes a ConversionError naming the operation
     (when the converter says which), the graph, the target and a fix."""
     fmt = formats.FORMATS.get(backend)
     if fmt is None:
         raise UserError(f"unknown backend {backend!r}")
-    out = {}
+    out = Converted()
+    out.reports = {}
     for g, p in onnx_paths.items():
         try:
             made = formats.load(fmt.converter)(p, signature.graph(g), signature, precision, out_dir, **options)
@@ -39,6 +55,8 @@ def convert_graphs(backend: str, precision: str, signature, onnx_paths: dict, ou
         if len(made) != 1:
             raise ValueError(f"{fmt.converter} made {len(made)} files for graph {g!r}; a bundle holds one per graph")
         out[g] = Path(made[0])
+        if getattr(made, "report", None):
+            out.reports[g] = made.report
     return out
 
 
@@ -80,7 +98,8 @@ def tflite(onnx_path, graph, signature, precision, out_dir, *, work, calibration
                               precisions=(precision,), calibration=calib)
     dst = Path(out_dir) / f"{graph.name}.{precision}.tflite"
     made[precision].replace(dst)
-    return [dst]
+    # the route and its rewrites, not the timings: a manifest holds nothing that differs between two builds
+    return Made([dst], {"route": made.route, "output_layouts_fixed": made.permutations})
 
 
 def coreml(onnx_path, graph, signature, precision, out_dir, *, torch_model, **_options) -> list[Path]:

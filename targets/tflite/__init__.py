@@ -9,6 +9,10 @@ One module per concern:
 - convert.py   the caller's side: the job, the child process, its report;
 - guard.py     the child process under memory and time limits;
 - worker.py    in the child: onnxsim, onnx2tf, the wrapping tf.function, freezing;
+- rewrite.py   generic ONNX rewrites onnx2tf needs for attention models (a
+               data-start Slice and a reversing Slice become Gathers, ...);
+- prepare.py   applies them and checks the result against the simplified graph
+               in ONNX Runtime; the route goes into the manifest;
 - io_names.py  output layouts and the signature's names, proven against ONNX;
 - quantize.py  converter settings per precision (fp32, fp16, int8: dynamic
                range; full-integer as an option) and calibration feeds;

@@ -28,6 +28,7 @@ class _PathDict(dict):
     timings: dict = {}
     permutations: dict = {}
     fp16_constants_kept_fp32: dict = {}
+    route: dict = {}  # how the file was made: steps, onnx2tf version, rewrites and their check
 
 
 def onnx_to_tflite(onnx_path: Path | str, graph: GraphSpec, out_dir: Path | str,
@@ -73,6 +74,7 @@ def convert_graph(onnx_path: Path | str, graph: GraphSpec, out_dir: Path | str, 
     result.timings = {"total_s": round(elapsed, 2), **report["timings"]}
     result.permutations = report["permutations"]
     result.fp16_constants_kept_fp32 = report.get("fp16_constants_kept_fp32", {})
+    result.route = report["route"]
     return result
 
 
@@ -81,7 +83,8 @@ def _job(onnx_path, graph: GraphSpec, out_dir: Path, precisions) -> dict:
         "onnx": str(Path(onnx_path).resolve()),
         "graph": {"name": graph.name,
                   "inputs": [[t.name, list(t.shape), t.dtype] for t in graph.all_inputs()],
-                  "outputs": [[t.name, list(t.shape), t.dtype] for t in graph.all_outputs()]},
+                  "outputs": [[t.name, list(t.shape), t.dtype] for t in graph.all_outputs()],
+                  "initial": {s.name: s.initial for s in graph.states}},
         "out": {p: str((out_dir / f"{graph.name}.{p}.tflite").resolve()) for p in precisions},
     }
 

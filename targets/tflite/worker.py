@@ -2,7 +2,8 @@
 targets.tflite.worker JOB`): TensorFlow stays out of the caller, and its
 console output is captured.
 
-The ONNX graph is simplified with onnxsim, onnx2tf builds the Keras model
+The ONNX graph is simplified with onnxsim and rewritten where onnx2tf would
+fail or mistranslate (prepare.py, rewrite.py), onnx2tf builds the Keras model
 (every input kept as is: `keep_shape_absolutely_input_names`), and a thin
 tf.function wraps it: inputs by signature name and dtype, outputs returned by
 signature name, transposed back where onnx2tf changed their layout
@@ -25,6 +26,7 @@ import numpy as np
 from .base import PRECISIONS, TfliteConversionError
 from .fp16 import _small_constants_back_to_fp32
 from .io_names import _find_permutation, _set_signature
+from .prepare import rewritten, start_feeds
 from .quantize import tflite_bytes
 
 _TF_DTYPES = {"float32": "float32", "int64": "int64", "int32": "int32", "bool": "bool"}
@@ -40,6 +42,12 @@ def _simplify(onnx_file: str, name: str, tmp: Path) -> Path:
     sim_path = tmp / f"{name}.onnx"
     onnx.save(simplified, str(sim_path))
     return sim_path
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import version
+
+    return version(dist)
 
 
 def _onnx2tf(sim_path: Path, g: dict, tmp: Path):
@@ -61,13 +69,10 @@ def _onnx_outputs(sim_path: Path, g: dict, feeds: dict) -> list:
 
 
 def _probe(g: dict, sim_path: Path) -> tuple[dict, list]:
-    """Random inputs (states too, so every axis carries distinct values) and
+    """Random inputs (float states too, so every axis carries distinct values;
+    integer states at their initial values, as a position counter needs) and
     onnxruntime's outputs for them: the reference for layouts and names."""
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for name, shape, dtype in g["inputs"]:
-        feeds[name] = (rng.integers(0, 2, size=shape).astype(dtype) if dtype.startswith("int")
-                       else rng.standard_normal(shape).astype(np.float32))
+    feeds = start_feeds(g, np.random.default_rng(0), random_float_states=True)
     return feeds, _onnx_outputs(sim_path, g, feeds)
 
 
@@ -171,9 +176,12 @@ def convert(job: dict) -> dict:
     t0 = time.perf_counter()
     sim_path = _simplify(job["onnx"], g["name"], tmp)
     timings["onnxsim_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    tf_input, route = rewritten(sim_path, g, tmp)
+    timings["rewrite_s"] = round(time.perf_counter() - t0, 2)
     with contextlib.redirect_stdout(log):
         t0 = time.perf_counter()
-        keras_model = _onnx2tf(sim_path, g, tmp)
+        keras_model = _onnx2tf(tf_input, g, tmp)
         timings["onnx2tf_s"] = round(time.perf_counter() - t0, 2)
     feeds, ref = _probe(g, sim_path)
     k_dtypes, perms = _output_layouts(keras_model, g, feeds, ref)
@@ -182,6 +190,7 @@ def convert(job: dict) -> dict:
         frozen = _freeze(module)
         kept = _write_precisions(job, frozen, module, (feeds, ref), timings, sim_path)
     return {"timings": timings, "permutations": {k: v for k, v in perms.items() if v is not None},
+            "route": {"steps": ["onnxsim", "rewrites", "onnx2tf"], "onnx2tf": _version("onnx2tf"), **route},
             **({"fp16_constants_kept_fp32": kept} if kept else {})}
 
 
