@@ -232,3 +232,17 @@ def test_without_a_budget_the_reference_runs_a_fixed_stretch(tmp_path):
     assert rec["passed"] and rec["limited_by_default_stretch"] and not rec["limited_by_budget"]
     assert abs(rec["seconds_checked"] - REFERENCE_SECONDS) < 0.1 and rec["seconds_requested"] == 3600
     assert "of the 3600 s asked" in stream_text(rec) and "--proof-budget" in stream_text(rec)
+
+
+def test_wenet_style_offset_saturation_cannot_hide_the_table_end(tmp_path):
+    """WeNet's shape: a rank-0 offset that slices a 5000-entry position table,
+    declared with max = the table's end so the graph saturates. The graph alone
+    would stream for the hour; the step with the offset counting on raises
+    where the slice runs off the table (200 s at 40 ms a position), and that is
+    the safe duration. (1250 chunks in PyTorch and ONNX Runtime: 6 s here, 90 s under heavy load.)"""
+    from byom_wenet import declare_wenet_style
+    from targets.proofs import stream_text
+    rec = _stream(declare_wenet_style(), tmp_path, seconds=3600)
+    assert not rec["passed"] and "reference" in rec["why"] and "raised" in rec["why"], rec
+    assert 190 <= rec["safe_seconds"] <= 200.5, rec
+    assert stream_text(rec).startswith("safe for 200 s")
