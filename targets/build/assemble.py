@@ -18,6 +18,7 @@ import numpy as np
 from edge.errors import UserError
 from runtime_py import formats
 
+from ..common import one_torch_thread
 from ..conversion_errors import ConversionError
 from .convert import convert_graphs, runners
 from .plan import DEFAULT_FAMILY, Target, check_backends, get_target, parse_quant
@@ -79,8 +80,10 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
             family = declared
             source = Source.from_model(model, info)
         out = Path(out_dir) if out_dir else Path("dist") / f"{name}-{family}-{target}"
-        return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress, stream_seconds,
-                      explicit=bool(backends or quant), stream_budget_s=stream_budget_s, skipped=skipped)
+        with one_torch_thread():
+            return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress,
+                          stream_seconds, explicit=bool(backends or quant), stream_budget_s=stream_budget_s,
+                          skipped=skipped)
 
 
 def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str, keep_failed: bool,
