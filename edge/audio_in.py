@@ -6,7 +6,8 @@ with its frontend inside the encoder graph.
     export_onnx(model, "out/")                        # encoder.onnx takes PCM
 
 The wrapped encoder takes one call's PCM samples in [-1, 1]
-([1, samples_per_call], one encoder shift) and keeps every sample and frame
+([1, samples_per_call, 1]: one encoder shift; a raw-sample input is [batch,
+samples, 1] as for every raw model here) and keeps every sample and frame
 of history its features need as states like any other cache (named input +
 `<name>_next`, zero initial value, reset scope utterance):
 `audio_samples` (the window overlap), `audio_frames` (the chunk's right
@@ -72,24 +73,45 @@ class AudioInEncoder(nn.Module):
         self.encoder = encoder
         self.plan = plan
         self.encoder_states = encoder_states
-        self.fbank = GraphFbank(plan.frontend)
+        self.fbank = GraphFbank(plan.frontend)  # named FRONTEND_SCOPE: quantisers keep its nodes in float
         self.register_buffer("index", torch.from_numpy(frame_indices(plan, first_call=False)))
         self.register_buffer("index_first", torch.from_numpy(frame_indices(plan, first_call=True)))
 
-    def forward(self, audio, samples, frames, calls, *states):
+    def frontend(self, audio, samples, frames, calls):
+        """-> (the kept and new frames [B, history_frames + S, dim], the
+        frontend states' next values)."""
         p = self.plan
-        buf = torch.cat([samples, audio], dim=1)  # [B, history + N]
+        buf = torch.cat([samples, audio[:, :, 0]], dim=1)  # [B, history + N]
         first = (calls < 0.5).reshape(-1, 1, 1)
         windows = torch.where(first, buf[:, self.index_first], buf[:, self.index])  # [B, S, frame_length]
-        feats = torch.cat([frames, self.fbank(windows)], dim=1)  # [B, history_frames + S, dim]
+        feats = torch.cat([frames, self.fbank(windows)], dim=1)
+        return feats, (buf[:, buf.shape[1] - p.history_samples:], feats[:, p.shift_frames:],
+                       torch.clamp(calls + 1.0, max=float(p.warmup_calls)))
+
+    def forward(self, audio, samples, frames, calls, *states):
+        p = self.plan
+        feats, own = self.frontend(audio, samples, frames, calls)
         outs = self.encoder(feats[:, : p.chunk_frames], *states)
         n_out = len(outs) - len(states)
         ready = (calls >= p.warmup_calls - 0.5).reshape(-1)  # [B]: this call completes an encoder step
         nexts = [torch.where(_batch_mask(ready, spec, new), new, old)
                  for spec, new, old in zip(self.encoder_states, outs[n_out:], states)]
-        own = (buf[:, buf.shape[1] - p.history_samples:], feats[:, p.shift_frames:],
-               torch.clamp(calls + 1.0, max=float(p.warmup_calls)))
         return tuple(outs[:n_out]) + own + tuple(nexts)
+
+
+class AudioInFrontend(nn.Module):
+    """The in-graph frontend alone (measurements, tests): forward(audio,
+    samples, frames, calls) -> (this call's S new frames [B, S, dim], the
+    three states' next values)."""
+
+    def __init__(self, plan: AudioInPlan):
+        super().__init__()
+        self.inner = AudioInEncoder(nn.Identity(), plan, ())
+        self.shift = plan.shift_frames
+
+    def forward(self, audio, samples, frames, calls):
+        feats, own = self.inner.frontend(audio, samples, frames, calls)
+        return (feats[:, feats.shape[1] - self.shift:],) + own
 
 
 class AudioInModel(StreamingModel):
@@ -117,7 +139,7 @@ class AudioInModel(StreamingModel):
                StateSpec(STATE_CALLS, (1,), doc=(
                    f"calls since the utterance began, saturating at {p.warmup_calls}: the first call mirrors the "
                    f"first frames (kaldi), the first {p.warmup_calls} complete no encoder step")))
-        x = TensorSpec(INPUT_NAME, (1, p.samples_per_call), doc=(
+        x = TensorSpec(INPUT_NAME, (1, p.samples_per_call, 1), doc=(
             f"{p.samples_per_call} PCM samples in [-1, 1] ({1000 * p.samples_per_call / sig.frontend.sample_rate:g} "
             f"ms at {sig.frontend.sample_rate} Hz): one call"))
         encoder = replace(enc, inputs=(x,), states=own + tuple(enc.states), dynamic_batch=False,
@@ -155,4 +177,4 @@ def audio_in(model: StreamingModel) -> AudioInModel:
     return AudioInModel(model)
 
 
-__all__ = ["AudioInModel", "AudioInEncoder", "audio_in", "frame_indices"]
+__all__ = ["AudioInModel", "AudioInEncoder", "AudioInFrontend", "audio_in", "frame_indices"]

@@ -39,7 +39,10 @@ AUDIO_IN_KEY = "audio_in"  # the key in Signature.extra
 STATE_SAMPLES = "audio_samples"  # [1, history_samples]: samples the next call's first frames need
 STATE_FRAMES = "audio_frames"  # [1, history_frames, dim]: frames the next encoder chunk needs
 STATE_CALLS = "audio_calls"  # [1]: calls since the utterance began, saturating at warmup_calls
-INPUT_NAME = "audio"  # the encoder's input: [1, samples_per_call] float32 in [-1, 1]
+# The in-graph frontend's module name in the encoder (edge/audio_in.py): its
+# ONNX nodes are named "/fbank/...", and quantisers leave them in float.
+FRONTEND_SCOPE = "fbank"
+INPUT_NAME = "audio"  # the encoder's input: [1, samples_per_call, 1] float32 in [-1, 1]
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,9 @@ class AudioInPlan:
         pad = tail_padding_samples(num_samples, self.frontend, c, s, min_seconds)
         total = num_frames(num_samples + pad, self.frontend, flush=True)
         steps = (total - c) // s + 1 if total >= c else 0
-        calls = max(steps + self.warmup_calls, -(-(num_samples + pad) // n))
-        return calls * n - num_samples
+        # steps * S >= the real frames and warmup >= 1 (a window is longer than
+        # its shift), so these calls cover every real sample
+        return (steps + self.warmup_calls) * n - num_samples
 
 
 def warmup_calls(signature: Signature) -> int:
@@ -115,5 +119,5 @@ def warmup_calls(signature: Signature) -> int:
     return plan.warmup_calls if plan else 0
 
 
-__all__ = ["AudioInPlan", "AUDIO_IN_KEY", "STATE_SAMPLES", "STATE_FRAMES", "STATE_CALLS", "INPUT_NAME",
+__all__ = ["AudioInPlan", "AUDIO_IN_KEY", "FRONTEND_SCOPE", "STATE_SAMPLES", "STATE_FRAMES", "STATE_CALLS", "INPUT_NAME",
            "warmup_calls"]

@@ -25,7 +25,7 @@ from pathlib import Path
 from edge.errors import UserError, fail, missing_extra
 from runtime_py import formats
 
-from .assemble import PARITY_CHUNKS, build_bundle
+from .assemble import AUDIO_SUFFIX, PARITY_CHUNKS, build_bundle
 from .plan import DEFAULT_FAMILY, TARGETS, get_target, list_targets, parse_quant
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a state port pair of the --onnx model (repeatable)")
     g.add_argument("--quant", help="precisions to build, e.g. fp32,int8 or tflite:fp16 (default: the target's set); "
                    f"backends {', '.join(formats.backends())}, precisions {', '.join(formats.all_precisions())}")
+    g.add_argument("--audio-in", action="store_true",
+                   help="put the frontend (kaldi fbank) in the encoder graph: the app feeds PCM samples, not "
+                   "features (see docs/audio-in.md)")
     g.add_argument("--name", default="demo", help="bundle name (default: %(default)s)")
     o = p.add_argument_group("output and checks")
     o.add_argument("-o", "--output", type=Path, help="bundle folder (default: dist/<name>-<family>-<target>)")
@@ -111,7 +114,11 @@ def _main(argv) -> int:
         except UserError as e:
             return fail(str(e))
     family = model.signature().family if model is not None else args.family or DEFAULT_FAMILY
-    out_dir = args.output or Path("dist") / f"{args.name}-{family}-{args.target}"
+    if args.audio_in and args.onnx:
+        return fail("--audio-in builds the frontend into a PyTorch model's graph; a third-party ONNX model "
+                    "(--onnx) keeps its own input")
+    suffix = AUDIO_SUFFIX if args.audio_in else ""
+    out_dir = args.output or Path("dist") / f"{args.name}-{family}{suffix}-{args.target}"
     moved = None
     try:  # before any work: never build towards a folder we may not replace
         if check_output_dir(out_dir, force=args.force):
@@ -135,7 +142,7 @@ def _main(argv) -> int:
                                args.output or (None if args.onnx else out_dir), model=model,
                                checkpoint=args.checkpoint, name=args.name, onnx_model=args.onnx, spec=spec,
                                quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
-                               progress=progress)
+                               progress=progress, audio_in=args.audio_in)
         finally:
             progress.close()
     except (UserError, CheckpointError, ExportError, RolloutError) as e:
