@@ -79,14 +79,22 @@ class AudioInEncoder(nn.Module):
 
     def frontend(self, audio, samples, frames, calls):
         """-> (the kept and new frames [B, history_frames + S, dim], the
-        frontend states' next values)."""
+        frontend states' next values). Every intermediate is a variable named
+        fbank_*: a traced graph names its ops after them, which is how
+        targets/coreml.py keeps these ops in float32 in an fp16 model."""
         p = self.plan
-        buf = torch.cat([samples, audio[:, :, 0]], dim=1)  # [B, history + N]
-        first = (calls < 0.5).reshape(-1, 1, 1)
-        windows = torch.where(first, buf[:, self.index_first], buf[:, self.index])  # [B, S, frame_length]
-        feats = torch.cat([frames, self.fbank(windows)], dim=1)
-        return feats, (buf[:, buf.shape[1] - p.history_samples:], feats[:, p.shift_frames:],
-                       torch.clamp(calls + 1.0, max=float(p.warmup_calls)))
+        fbank_pcm = audio[:, :, 0]
+        fbank_buf = torch.cat([samples, fbank_pcm], dim=1)  # [B, history + N]
+        fbank_first = (calls < 0.5).reshape(-1, 1, 1)
+        fbank_mirrored = fbank_buf[:, self.index_first]
+        fbank_plain = fbank_buf[:, self.index]
+        fbank_windows = torch.where(fbank_first, fbank_mirrored, fbank_plain)  # [B, S, frame_length]
+        fbank_new = self.fbank(fbank_windows)
+        fbank_feats = torch.cat([frames, fbank_new], dim=1)
+        fbank_samples_next = fbank_buf[:, fbank_buf.shape[1] - p.history_samples:]
+        fbank_frames_next = fbank_feats[:, p.shift_frames:]
+        fbank_calls_next = torch.clamp(calls + 1.0, max=float(p.warmup_calls))
+        return fbank_feats, (fbank_samples_next, fbank_frames_next, fbank_calls_next)
 
     def forward(self, audio, samples, frames, calls, *states):
         p = self.plan

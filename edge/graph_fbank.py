@@ -71,14 +71,20 @@ class GraphFbank(nn.Module):
         dct = core.dct_t if core.dct_t is not None else np.zeros((0, 0))
         self.register_buffer("dct", torch.from_numpy(dct.astype(np.float32)))
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        spectrum = torch.matmul(frames, self.transform)
-        re, im = spectrum[..., : self.bins], spectrum[..., self.bins:]
-        power = re * re + im * im
-        out = torch.log(torch.clamp(torch.matmul(power, self.mel), min=LOG_FLOOR))
+    def forward(self, fbank_frames: torch.Tensor) -> torch.Tensor:
+        # variables named fbank_*: see AudioInEncoder.frontend (CoreML keeps these ops in float32)
+        fbank_spectrum = torch.matmul(fbank_frames, self.transform)
+        fbank_re = fbank_spectrum[..., : self.bins]
+        fbank_im = fbank_spectrum[..., self.bins:]
+        fbank_re2 = fbank_re * fbank_re
+        fbank_im2 = fbank_im * fbank_im
+        fbank_power = fbank_re2 + fbank_im2
+        fbank_mel = torch.matmul(fbank_power, self.mel)
+        fbank_floored = torch.clamp(fbank_mel, min=LOG_FLOOR)
+        fbank_log = torch.log(fbank_floored)
         if self.spec.kind == "mfcc":
-            out = torch.matmul(out, self.dct)
-        return out
+            fbank_log = torch.matmul(fbank_log, self.dct)
+        return fbank_log
 
 
 __all__ = ["GraphFbank", "frame_transform"]

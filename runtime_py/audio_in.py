@@ -42,6 +42,9 @@ STATE_CALLS = "audio_calls"  # [1]: calls since the utterance began, saturating 
 # The in-graph frontend's module name in the encoder (edge/audio_in.py): its
 # ONNX nodes are named "/fbank/...", and quantisers leave them in float.
 FRONTEND_SCOPE = "fbank"
+# ... and its traced variables are named fbank_*: a CoreML fp16 model keeps
+# the ops named so, and those reading them, in float32 (targets/coreml.py).
+FRONTEND_OP_PREFIX = "fbank_"
 INPUT_NAME = "audio"  # the encoder's input: [1, samples_per_call, 1] float32 in [-1, 1]
 
 
@@ -119,5 +122,5 @@ def warmup_calls(signature: Signature) -> int:
     return plan.warmup_calls if plan else 0
 
 
-__all__ = ["AudioInPlan", "AUDIO_IN_KEY", "FRONTEND_SCOPE", "STATE_SAMPLES", "STATE_FRAMES", "STATE_CALLS", "INPUT_NAME",
+__all__ = ["AudioInPlan", "AUDIO_IN_KEY", "FRONTEND_SCOPE", "FRONTEND_OP_PREFIX", "STATE_SAMPLES", "STATE_FRAMES", "STATE_CALLS", "INPUT_NAME",
            "warmup_calls"]
