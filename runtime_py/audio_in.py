@@ -99,21 +99,19 @@ class AudioInPlan:
         """The first frame call `call` computes (negative: not a frame of the stream)."""
         return call * self.shift_frames - self.lag_frames
 
-    def tail_padding(self, num_samples: int, min_seconds: float) -> int:
-        """Zeros after an utterance of `num_samples`: enough whole calls that
-        every step the features-in client runs on it (with its own tail) also
-        runs here, after the warmup calls."""
-        from .stream import tail_padding_samples
-
+    def tail_padding(self, num_samples: int, features_pad: int) -> int:
+        """Zeros after an utterance of `num_samples`, given the features-in
+        client's tail (`features_pad`, runtime_py.stream.tail_padding_samples
+        with this plan's frontend and chunk): whole calls, enough that every
+        step that client runs also runs here, after the warmup calls."""
         if num_samples <= 0:
             return 0
-        c, s, n = self.chunk_frames, self.shift_frames, self.samples_per_call
-        pad = tail_padding_samples(num_samples, self.frontend, c, s, min_seconds)
-        total = num_frames(num_samples + pad, self.frontend, flush=True)
+        c, s = self.chunk_frames, self.shift_frames
+        total = num_frames(num_samples + features_pad, self.frontend, flush=True)
         steps = (total - c) // s + 1 if total >= c else 0
         # steps * S >= the real frames and warmup >= 1 (a window is longer than
         # its shift), so these calls cover every real sample
-        return (steps + self.warmup_calls) * n - num_samples
+        return (steps + self.warmup_calls) * self.samples_per_call - num_samples
 
 
 def warmup_calls(signature: Signature) -> int:

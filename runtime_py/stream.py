@@ -78,7 +78,8 @@ def signature_tail_padding(signature: Signature, num_samples: int, min_seconds: 
     (runtime_py.audio_in) also needs whole calls and its warmup calls."""
     plan = AudioInPlan.of(signature)
     if plan is not None:
-        return plan.tail_padding(num_samples, min_seconds)
+        pad = tail_padding_samples(num_samples, plan.frontend, plan.chunk_frames, plan.shift_frames, min_seconds)
+        return plan.tail_padding(num_samples, pad)
     return tail_padding_samples(num_samples, signature.frontend, signature.chunk_frames, signature.shift_frames,
                                 min_seconds)
 

@@ -50,7 +50,7 @@ function numFrames(n, fe) {
   return Math.floor((n + Math.floor(fe.frame_shift / 2)) / fe.frame_shift);
 }
 
-// Zeros after the speech, in whole calls (runtime_py.audio_in.AudioInPlan.tail_padding):
+// Zeros after the speech, in whole calls (runtime_py.stream.signature_tail_padding):
 // at least TAIL_PADDING_S, enough that the last real frame lands in a complete chunk,
 // plus the calls the graph lags behind (warmup_calls).
 function tailPadding(n, plan) {
