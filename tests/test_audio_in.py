@@ -163,3 +163,29 @@ def test_stream_transcribes_a_wav_through_the_audio_in_graph(conformer):
         pass
     assert stream.text == "one two three" and stream.warmup_calls == 1
     assert stream.buffered_frames < sig.chunk_frames  # every whole call ran
+
+
+def test_coreml_fp16_keeps_the_frontend_in_float32():
+    """The fp16 selector of targets/coreml.py, run by coremltools on the
+    in-graph frontend: every op of the frontend stays float32 (powers reach
+    ~1e16, fp16 stops at 65504), the call counter's arithmetic may go fp16."""
+    ct = pytest.importorskip("coremltools")
+    from edge.audio_in import AudioInFrontend
+    from targets.coreml import _fp16_op
+
+    plan = AudioInPlan.for_features(FrontendSpec(), 32, 32)
+    args = (torch.zeros(1, plan.samples_per_call, 1), torch.zeros(1, plan.history_samples),
+            torch.zeros(1, plan.history_frames, 80), torch.zeros(1))
+    traced = torch.jit.trace(AudioInFrontend(plan).eval(), args, check_trace=False)
+    chosen = {}
+
+    def select(op):
+        chosen[(op.op_type, op.name)] = _fp16_op(op)
+        return chosen[(op.op_type, op.name)]
+    ct.convert(traced, inputs=[ct.TensorType(name=n, shape=a.shape) for n, a in zip("abcd", args)],
+               convert_to="mlprogram", compute_precision=ct.transform.FP16ComputePrecision(op_selector=select),
+               skip_model_load=True)
+    kept = {k for k, fp16 in chosen.items() if not fp16 and k[0] != "const"}
+    assert {"linear", "log", "clip", "gather", "mul"} <= {t for t, _ in kept}
+    assert not any(fp16 for (t, name), fp16 in chosen.items() if name.startswith("fbank_"))
+    assert any(fp16 for (t, _), fp16 in chosen.items() if t == "add")  # the selector does select: calls + 1
