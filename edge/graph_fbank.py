@@ -9,8 +9,9 @@ reference, which matches kaldi-native-fbank), per frame:
   i >= 1 on the original samples, then x[0] -= c x[0]), the window, and the
   real DFT of the zero-padded frame: all linear in the frame's samples, so
   they are one constant [frame_length, 2 * fft_length/2] matrix (cos | -sin
-  columns), composed in float64 and stored as float32. One rounding of the
-  composite instead of four roundings of the steps;
+  columns), composed in float64 and stored as float32 (as an fp16-exact
+  part plus a remainder, see GraphFbank). One rounding of the composite
+  instead of four roundings of the steps;
 - power spectrum re^2 + im^2 over bins 0 .. fft_length/2 - 1 (the mel
   filters give the Nyquist bin no weight, as in kaldi);
 - mel filterbank (constant), log floored at FLT_EPSILON (kaldi's floor);
@@ -55,8 +56,24 @@ def frame_transform(spec) -> np.ndarray:
     return m.T @ dft  # frames [.., n] @ this -> [.., 2 * bins]
 
 
+def split_fp16(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hi, lo) float32 with hi exactly representable in float16 and hi + lo
+    the table to ~2**-22: a converter that stores constants in float16 (TFLite
+    fp16) rounds lo only, whose error is 2**-11 of a 2**-11 remainder."""
+    hi = table.astype(np.float16).astype(np.float32)
+    return hi, (table - hi.astype(np.float64)).astype(np.float32)
+
+
 class GraphFbank(nn.Module):
-    """frames [B, F, frame_length] of samples in [-1, 1] -> features [B, F, dim]."""
+    """frames [B, F, frame_length] of samples in [-1, 1] -> features [B, F, dim].
+
+    forward(frames, one): `one` is a tensor equal to 1 computed from a graph
+    input. The DFT and mel tables are rebuilt per call as hi + lo * one, so no
+    converter can fold them into one constant: TFLite's fp16 mode would round
+    the DFT table to float16 (measured: log-mel off by up to 1.24, the leakage
+    of 2**-11 errors over 400 taps buries the quiet bins) and its dynamic-range
+    int8 would quantise it; a table computed in the graph is neither. Costs
+    two elementwise ops over the tables per call."""
 
     def __init__(self, spec):
         super().__init__()
@@ -64,22 +81,26 @@ class GraphFbank(nn.Module):
         core = _FeatureCore(spec)  # validates the spec (window, dither 0, ...)
         self.spec = spec
         self.bins = core.fft_length // 2
-        # sample_scale folded into the transform: a power of two (32768) is exact, others round once
-        self.register_buffer("transform", torch.from_numpy(
-            (frame_transform(spec) * spec.sample_scale).astype(np.float32)))
-        self.register_buffer("mel", torch.from_numpy(core.filters_t.astype(np.float32)))
+        self.scale = float(spec.sample_scale)  # applied to the samples: 32768 is exact, and keeps the table < 2
+        for name, table in (("transform", frame_transform(spec)), ("mel", core.filters_t)):
+            hi, lo = split_fp16(np.asarray(table, np.float64))
+            self.register_buffer(f"{name}_hi", torch.from_numpy(hi))
+            self.register_buffer(f"{name}_lo", torch.from_numpy(lo))
         dct = core.dct_t if core.dct_t is not None else np.zeros((0, 0))
         self.register_buffer("dct", torch.from_numpy(dct.astype(np.float32)))
 
-    def forward(self, fbank_frames: torch.Tensor) -> torch.Tensor:
+    def forward(self, fbank_frames: torch.Tensor, fbank_one: torch.Tensor) -> torch.Tensor:
         # variables named fbank_*: see AudioInEncoder.frontend (CoreML keeps these ops in float32)
-        fbank_spectrum = torch.matmul(fbank_frames, self.transform)
+        fbank_transform = self.transform_hi + self.transform_lo * fbank_one
+        fbank_melbank = self.mel_hi + self.mel_lo * fbank_one
+        fbank_scaled = fbank_frames * self.scale
+        fbank_spectrum = torch.matmul(fbank_scaled, fbank_transform)
         fbank_re = fbank_spectrum[..., : self.bins]
         fbank_im = fbank_spectrum[..., self.bins:]
         fbank_re2 = fbank_re * fbank_re
         fbank_im2 = fbank_im * fbank_im
         fbank_power = fbank_re2 + fbank_im2
-        fbank_mel = torch.matmul(fbank_power, self.mel)
+        fbank_mel = torch.matmul(fbank_power, fbank_melbank)
         fbank_floored = torch.clamp(fbank_mel, min=LOG_FLOOR)
         fbank_log = torch.log(fbank_floored)
         if self.spec.kind == "mfcc":
@@ -87,4 +108,4 @@ class GraphFbank(nn.Module):
         return fbank_log
 
 
-__all__ = ["GraphFbank", "frame_transform"]
+__all__ = ["GraphFbank", "frame_transform", "split_fp16"]
