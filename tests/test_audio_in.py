@@ -189,3 +189,19 @@ def test_coreml_fp16_keeps_the_frontend_in_float32():
     assert {"matmul", "log", "clip", "gather", "mul"} <= {t for t, _ in kept}
     assert not any(fp16 for (t, name), fp16 in chosen.items() if name.startswith("fbank_"))
     assert any(fp16 for (t, _), fp16 in chosen.items() if t == "add")  # the selector does select: calls + 1
+
+
+def test_audio_in_refusals_are_one_error_line(tmp_path, capsys):
+    from edge.errors import UserError
+    from targets.build.assemble import audio_in_model
+    from targets.build.cli import main
+    from tests.byom_models import declare_vad
+
+    with pytest.raises(UserError, match=r"^--audio-in: audio-in needs an fbank or mfcc frontend.*'raw'"):
+        audio_in_model(declare_vad())  # a raw-sample model already takes audio
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"not read")
+    assert main(["--target", "rpi", "--audio-in", "--onnx", str(onnx), "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --audio-in builds the frontend into a PyTorch model") and len(err.splitlines()) == 1
+    assert not (tmp_path / "b").exists()
