@@ -141,7 +141,7 @@ class AudioInModel(StreamingModel):
         p, enc = self.plan, sig.graph("encoder")
         dim = sig.frontend.feature_dim
         own = (StateSpec(STATE_SAMPLES, (1, p.history_samples), doc=(
-                   "the last samples of the previous call: the windows of this call's first frames reach back into them")),
+                   "the last samples of the previous call: this call's first windows reach back into them")),
                StateSpec(STATE_FRAMES, (1, p.history_frames, dim), doc=(
                    f"{sig.frontend.kind} frames kept for the next chunk (its right context and the frames "
                    "computed ahead)")),

@@ -120,5 +120,5 @@ def warmup_calls(signature: Signature) -> int:
     return plan.warmup_calls if plan else 0
 
 
-__all__ = ["AudioInPlan", "AUDIO_IN_KEY", "FRONTEND_SCOPE", "FRONTEND_OP_PREFIX", "STATE_SAMPLES", "STATE_FRAMES", "STATE_CALLS", "INPUT_NAME",
-           "warmup_calls"]
+__all__ = ["AudioInPlan", "AUDIO_IN_KEY", "FRONTEND_SCOPE", "FRONTEND_OP_PREFIX", "STATE_SAMPLES", "STATE_FRAMES",
+           "STATE_CALLS", "INPUT_NAME", "warmup_calls"]

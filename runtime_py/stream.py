@@ -381,5 +381,5 @@ class Stream:
         return done
 
 
-__all__ = ["Model", "Stream", "TAIL_PADDING_S", "tail_padding_samples", "signature_tail_padding", "feature_chunks", "RolloutError",
-           "stack", "unstack"]
+__all__ = ["Model", "Stream", "TAIL_PADDING_S", "tail_padding_samples", "signature_tail_padding", "feature_chunks",
+           "RolloutError", "stack", "unstack"]

@@ -24,6 +24,7 @@ import argparse
 import io
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,8 @@ def _ort(module: nn.Module, args: tuple, names: list[str], work: Path):
     import onnxruntime as ort
 
     buf = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, as edge.export uses it
         torch.onnx.export(module, tuple(torch.from_numpy(a) for a in args), buf, input_names=names,
                           opset_version=17, dynamo=False)
     so = ort.SessionOptions()
