@@ -205,3 +205,19 @@ def test_audio_in_refusals_are_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --audio-in builds the frontend into a PyTorch model") and len(err.splitlines()) == 1
     assert not (tmp_path / "b").exists()
+
+
+def test_model_card_of_an_audio_in_bundle_says_feed_pcm(conformer):
+    """targets/audio_in_card.py rewrites the frontend, streaming and features
+    sections of the generic card; a features-in card is left as it was."""
+    from targets.audio_in_card import adapt
+
+    card = "\n".join(["# Card", "", "## Audio frontend", "", "raw with 1 bins", "", "## Streaming", "",
+                      "Feed 5120 feature frames per encoder call", "", "## Run it", "", "### Features on the device",
+                      "", "The encoder takes fbank frames, not audio.", "", "```python", "# kaldi-native-fbank",
+                      "import kaldi_native_fbank as knf", "```", "", "### required_operators.config", "", "ops", ""])
+    assert adapt(card, conformer.signature()) == card
+    new = adapt(card, audio_in(conformer).signature())
+    assert "knf" not in new and "fbank frames" not in new and "raw with 1 bins" not in new
+    assert "Feed 5120 samples in [-1, 1] per encoder call" in new and "first 1 call(s)" in new
+    assert "kaldi fbank with 80 bins" in new and new.endswith("### required_operators.config\n\nops\n")

@@ -98,6 +98,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
     from runtime_py.frontend import compute_features
     from runtime_py.stream import Model
 
+    from .. import audio_in_card
     from .. import golden as gold
     from ..bundle import BundleWriter, tool_versions
     from ..modelcard import model_card
@@ -204,7 +205,8 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                               "source": "shipped sample utterances with seeded gain/noise"
                               if gold.sample_utterances(rate) else "synthetic harmonic signal"},
         }
-        bw.write_text("README.md", model_card(manifest, bw.artifacts, tgt, tokens=tokens))
+        card = model_card(manifest, bw.artifacts, tgt, tokens=tokens)
+        bw.write_text("README.md", audio_in_card.adapt(card, signature))  # unchanged unless the graph takes audio
         bw.commit(manifest)
     return out
 
