@@ -52,27 +52,14 @@ def frame_indices(plan: AudioInPlan, first_call: bool) -> np.ndarray:
     return np.stack(rows).astype(np.int64)
 
 
-def _batch_mask(ready: torch.Tensor, state: StateSpec, value: torch.Tensor) -> torch.Tensor:
-    """ready [B] as a mask that broadcasts over one state's tensor: along its
-    batch axis (in batch_groups blocks), a scalar for a state without one."""
-    if state.batch_axis is None:
-        return ready.all()
-    rows = state.shape[state.batch_axis] // state.batch_groups  # one stream's rows per group
-    mask = ready.repeat_interleave(rows).repeat(state.batch_groups)
-    shape = [1] * value.dim()
-    shape[state.batch_axis] = -1
-    return mask.reshape(shape)
-
-
 class AudioInEncoder(nn.Module):
     """forward(audio, audio_samples, audio_frames, audio_calls, *encoder states)
     -> (*encoder outputs, the three frontend states' next values, *encoder next states)."""
 
-    def __init__(self, encoder: nn.Module, plan: AudioInPlan, encoder_states: tuple[StateSpec, ...]):
+    def __init__(self, encoder: nn.Module, plan: AudioInPlan):
         super().__init__()
         self.encoder = encoder
         self.plan = plan
-        self.encoder_states = encoder_states
         self.fbank = GraphFbank(plan.frontend)  # named FRONTEND_SCOPE: quantisers keep its nodes in float
         self.register_buffer("index", torch.from_numpy(frame_indices(plan, first_call=False)))
         self.register_buffer("index_first", torch.from_numpy(frame_indices(plan, first_call=True)))
@@ -102,9 +89,10 @@ class AudioInEncoder(nn.Module):
         feats, own = self.frontend(audio, samples, frames, calls)
         outs = self.encoder(feats[:, : p.chunk_frames], *states)
         n_out = len(outs) - len(states)
-        ready = (calls >= p.warmup_calls - 0.5).reshape(-1)  # [B]: this call completes an encoder step
-        nexts = [torch.where(_batch_mask(ready, spec, new), new, old)
-                 for spec, new, old in zip(self.encoder_states, outs[n_out:], states)]
+        # a 0-d condition broadcasts over every state whatever its rank and batch axis (the
+        # graph is batch 1); a shaped mask made onnx2tf see data-dependent state shapes
+        ready = (calls >= p.warmup_calls - 0.5).reshape(())  # this call completes an encoder step
+        nexts = [torch.where(ready, new, old) for new, old in zip(outs[n_out:], states)]
         return tuple(outs[:n_out]) + own + tuple(nexts)
 
 
@@ -115,7 +103,7 @@ class AudioInFrontend(nn.Module):
 
     def __init__(self, plan: AudioInPlan):
         super().__init__()
-        self.inner = AudioInEncoder(nn.Identity(), plan, ())
+        self.inner = AudioInEncoder(nn.Identity(), plan)
         self.shift = plan.shift_frames
 
     def forward(self, audio, samples, frames, calls):
@@ -167,7 +155,7 @@ class AudioInModel(StreamingModel):
         inner = self.base.graph_module(name)
         if name != "encoder":
             return inner
-        return AudioInEncoder(inner, self.plan, self.features_signature.graph("encoder").states)
+        return AudioInEncoder(inner, self.plan)
 
     def forward(self, feats, lengths):
         raise NotImplementedError("an audio-in model streams only; the offline forward is the base model's")

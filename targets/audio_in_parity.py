@@ -35,6 +35,28 @@ FP32_BAR = TOLERANCES["fp32"]  # max abs diff of the encoder outputs (log-probs 
 REFERENCE = "pytorch features-in (runtime_py frontend)"
 
 
+# The states of an audio-in encoder, compared between an fp32 artifact and its
+# PyTorch graph, carry the in-graph frontend's float32 log-mel, which differs
+# between two kernels' DFT sums by up to ~5e-4 in quiet bins
+# (tests/test_audio_in.py); the model's caches carry that on. Measured: the
+# untrained small Zipformer's attention cache 1.2e-4 scaled on ORT (its
+# features-in export: 1.6e-5); the shipped conformer and transducer stay under
+# 1e-4. So the states' scaled bar is 1e-3 for audio-in fp32 sets; the outputs'
+# bar stays 1e-4, and the check against the features-in reference is unchanged.
+STATE_BAR = 1e-3
+
+
+def judge_states(record: dict, precision: str) -> dict:
+    """An fp32 record of an audio-in encoder against its PyTorch graph: the
+    states judged by STATE_BAR (see above), the outputs by the usual bar."""
+    if precision != "fp32" or record.get("tolerance") is None or record["passed"]:
+        return record
+    if record["max_abs_diff"] <= record["tolerance"] and record["state_max_scaled_diff"] <= STATE_BAR:
+        record.update(passed=True, state_tolerance=STATE_BAR,
+                      state_why="audio-in: the states carry the in-graph float32 log-mel (targets/audio_in_parity.py)")
+    return record
+
+
 def parity_inputs(signature: Signature, features_signature: Signature, n: int):
     """(PCM calls [N, 1] for the audio-in graph, feature chunks for the
     features-in reference): the same audio, n reference steps."""
@@ -90,4 +112,4 @@ def check(signature: Signature, candidate: dict, precision: str, pcm: list[np.nd
     return rec
 
 
-__all__ = ["FP32_BAR", "REFERENCE", "parity_inputs", "features_in_reference", "check"]
+__all__ = ["FP32_BAR", "STATE_BAR", "judge_states", "REFERENCE", "parity_inputs", "features_in_reference", "check"]

@@ -147,6 +147,8 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
             records = check_set(signature, reference, runs, precision, speech, parity_chunks, ref_tokens,
                                 trained=trained)
             if features_in:  # an audio-in encoder: also against the features-in model fed numpy features
+                from .. import audio_in_parity
+                audio_in_parity.judge_states(records["encoder"], precision)
                 rec = records["encoder"]["features_in"] = features_in(runs, precision)
                 records["encoder"]["passed"] = bool(records["encoder"]["passed"] and rec["passed"])
             if precision == "int8":
