@@ -89,10 +89,11 @@ class AudioInEncoder(nn.Module):
         feats, own = self.frontend(audio, samples, frames, calls)
         outs = self.encoder(feats[:, : p.chunk_frames], *states)
         n_out = len(outs) - len(states)
-        # a 0-d condition broadcasts over every state whatever its rank and batch axis (the
-        # graph is batch 1); a shaped mask made onnx2tf see data-dependent state shapes
+        # Hold the states during the warmup calls: next = new * r + old * (1 - r) with r 0 or 1 is
+        # exact (x * 1 = x, x * 0 = 0, x + 0 = x) and a 0-d r broadcasts over any state (the graph
+        # is batch 1). onnx2tf mis-shaped the transducer's LSTM states behind a Where.
         ready = (calls >= p.warmup_calls - 0.5).reshape(())  # this call completes an encoder step
-        nexts = [torch.where(ready, new, old) for new, old in zip(outs[n_out:], states)]
+        nexts = [new * ready.to(new.dtype) + old * (~ready).to(old.dtype) for new, old in zip(outs[n_out:], states)]
         return tuple(outs[:n_out]) + own + tuple(nexts)
 
 
