@@ -13,10 +13,13 @@ def __getattr__(name):
     if name in _API:
         from . import declaration
         return getattr(declaration, name)
+    if name == "audio_in":  # the model with its frontend in the encoder graph (docs/audio-in.md)
+        from .audio_in import audio_in
+        return audio_in
     if name == "FrontendSpec":
         from .signature import FrontendSpec
         return FrontendSpec
     raise AttributeError(f"module 'edge' has no attribute {name!r}")
 
 
-__all__ = list(_API) + ["FrontendSpec"]
+__all__ = list(_API) + ["FrontendSpec", "audio_in"]

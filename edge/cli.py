@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic-batch", action="store_true",
                    help="a batch axis on every graph, so one ONNX Runtime session runs several streams per call "
                         "(runtime_py.stream decode_streams); ONNX/ORT only")
+    p.add_argument("--audio-in", action="store_true",
+                   help="put the frontend in the encoder graph: it takes PCM samples (docs/audio-in.md)")
     p.add_argument("--seed", type=int, default=0, help="seed of the untrained model when no checkpoint exists")
     add_verbose(p)
     return p
@@ -49,6 +51,12 @@ def run(args) -> int:
         else:
             get_family(args.family or DEFAULT_FAMILY)
             model, info = load_or_init(args.family or DEFAULT_FAMILY, args.checkpoint, args.seed)
+        if args.audio_in:
+            from .audio_in import audio_in
+            try:
+                model = audio_in(model)
+            except ValueError as e:  # a raw-sample model, dither on
+                raise UserError(f"--audio-in: {e}") from None
         t0 = time.perf_counter()
         paths = export_onnx(model, args.output, dynamic_batch=args.dynamic_batch)
     except (KeyError, CheckpointError, ExportError, UserError) as e:

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats
+from .audio_in import AudioInPlan, warmup_calls
 from .backends import backend_available
 from .decoding import MAX_SYMBOLS_PER_FRAME, SEARCHES, make_decoder, tokens_to_text
 from .frontend import StreamingFrontend, num_frames
@@ -70,6 +71,17 @@ def tail_padding_samples(num_samples: int, spec, chunk_frames: int, shift_frames
         if steps * shift_frames >= real:
             return pad
         pad += spec.frame_shift
+
+
+def signature_tail_padding(signature: Signature, num_samples: int, min_seconds: float = TAIL_PADDING_S) -> int:
+    """tail_padding_samples for a model's signature; an audio-in graph
+    (runtime_py.audio_in) also needs whole calls and its warmup calls."""
+    plan = AudioInPlan.of(signature)
+    if plan is not None:
+        pad = tail_padding_samples(num_samples, plan.frontend, plan.chunk_frames, plan.shift_frames, min_seconds)
+        return plan.tail_padding(num_samples, pad)
+    return tail_padding_samples(num_samples, signature.frontend, signature.chunk_frames, signature.shift_frames,
+                                min_seconds)
 
 
 def feature_chunks(features: np.ndarray, signature: Signature) -> list[np.ndarray]:
@@ -254,6 +266,9 @@ class Stream:
         self.output_name = model.encoder.outputs[0].name  # the output decoded
         self._frontend: StreamingFrontend | None = None
         self.chunks = 0  # chunks run since the stream began (named in errors)
+        # an audio-in graph's first calls after a reset complete no encoder step: not decoded
+        self.warmup_calls = warmup_calls(sig)
+        self._calls_since_reset = 0
         self.outputs: dict | None = None  # the last chunk's encoder outputs
         self.last_chunk: np.ndarray | None = None  # and its features [chunk_frames, dim]
         self._clear_features()
@@ -277,8 +292,7 @@ class Stream:
         received = self.frontend.num_samples_received
         if received == 0:
             return
-        sig = self.signature
-        pad = tail_padding_samples(received, sig.frontend, sig.chunk_frames, sig.shift_frames, min_tail_s)
+        pad = signature_tail_padding(self.signature, received, min_tail_s)
         self.accept_features(self.frontend.accept(np.zeros(pad, dtype=np.float32)))
         self.accept_features(self.frontend.finish())
 
@@ -332,7 +346,8 @@ class Stream:
         self.chunks += 1
         self.outputs = out
         self.last_chunk = np.asarray(chunk).reshape(self.signature.chunk_frames, -1)
-        if decode:
+        self._calls_since_reset += 1
+        if decode and self._calls_since_reset > self.warmup_calls:
             self.decoder.accept(out[self.output_name])
         return out
 
@@ -361,11 +376,12 @@ class Stream:
         for name, loop in self.loops.items():
             done += [f"{name}.{s}" for s in loop.reset(scope)]
         self.decoder.reset()
+        self._calls_since_reset = 0  # an audio-in graph's frontend states are utterance-scoped: warmup again
         if self._frontend is not None:
             self._frontend.reset()
         self._clear_features()
         return done
 
 
-__all__ = ["Model", "Stream", "TAIL_PADDING_S", "tail_padding_samples", "feature_chunks", "RolloutError",
-           "stack", "unstack"]
+__all__ = ["Model", "Stream", "TAIL_PADDING_S", "tail_padding_samples", "signature_tail_padding", "feature_chunks",
+           "RolloutError", "stack", "unstack"]

@@ -186,12 +186,27 @@ def _scalars_as_rank_one(inner, graph: GraphSpec):
 
 def _fp16_op(op) -> bool:
     """fp16 everywhere except log-softmax (coremltools lowers it to softmax then
-    log): in fp16 a small probability underflows to 0 and its log to -inf."""
+    log): in fp16 a small probability underflows to 0 and its log to -inf;
+    and except an audio-in encoder's frontend (ops named after its fbank_*
+    variables, and the ops reading them): samples scaled to the int16 range
+    give powers up to ~1e16 (fp16 stops at 65504) and 16-bit samples need
+    more than fp16's 11 bits."""
+    if _frontend_op(op):
+        return False
     if op.op_type == "log":
         return False
     if op.op_type == "softmax":
         return not any(child.op_type == "log" for out in op.outputs for child in out.child_ops)
     return True
+
+
+def _frontend_op(op) -> bool:
+    from runtime_py.audio_in import FRONTEND_OP_PREFIX
+
+    names = [op.name]
+    for v in op.inputs.values():
+        names += [x.name for x in (v if isinstance(v, (list, tuple)) else [v]) if hasattr(x, "name")]
+    return any(n.startswith(FRONTEND_OP_PREFIX) for n in names)
 
 
 def _deterministic_manifest(package: Path) -> None:

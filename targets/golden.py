@@ -16,7 +16,7 @@ from edge.assets import sample_wavs
 from runtime_py.audio import read_wav
 from runtime_py.frontend import compute_features
 from runtime_py.signature import Signature
-from runtime_py.stream import TAIL_PADDING_S, feature_chunks, tail_padding_samples
+from runtime_py.stream import TAIL_PADDING_S, feature_chunks, signature_tail_padding
 
 
 
@@ -54,8 +54,7 @@ def with_tail(audio: np.ndarray, rate: int, signature: Signature | None = None) 
     chunk). Without a signature, the minimum only (the old rule; equal to it
     on the shipped samples)."""
     if signature is not None:
-        sig = signature
-        pad = tail_padding_samples(len(audio), sig.frontend, sig.chunk_frames, sig.shift_frames)
+        pad = signature_tail_padding(signature, len(audio))  # an audio-in graph: whole calls, its warmup
     else:
         pad = int(round(TAIL_PADDING_S * rate))
     return np.concatenate([audio, np.zeros(pad, np.float32)])

@@ -95,3 +95,47 @@ def test_js_runs_the_int8_file_and_names_a_missing_one(js_dir, tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "ort:int8" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "TypeError" not in r.stderr
+
+
+# -- audio in, text out: transcribe.mjs on an audio-in bundle -------------------------------
+
+@pytest.fixture(scope="module")
+def audio_in_bundle(tmp_path_factory):
+    """The shipped conformer with its frontend in the graph (edge-build
+    --audio-in), as ort fp32, ort int8 and onnx fp32; a short parity rollout
+    and stream check (test_audio_in.py and the build's own defaults check more)."""
+    from targets.build import build_bundle
+
+    return build_bundle("conformer", "rpi", tmp_path_factory.mktemp("audio-in") / "b", audio_in=True,
+                        backends=[("ort", "fp32"), ("ort", "int8"), ("onnx", "fp32")], parity_chunks=20,
+                        stream_seconds=20)
+
+
+def _transcribe(js_dir: Path, bundle: Path, choice: str, wav: Path):
+    return subprocess.run(["node", "transcribe.mjs", str(bundle), choice, str(wav)], cwd=js_dir,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("choice", ["ort", "onnx", "ort:int8"])
+def test_js_transcribes_a_wav_through_an_audio_in_bundle(choice, js_dir, audio_in_bundle):
+    """A WAV's PCM in, the transcript out, no feature code in JavaScript."""
+    from edge.assets import sample_wavs
+
+    wav = next(p for p in sample_wavs() if p.stem == "one_two_three")
+    r = _transcribe(js_dir, audio_in_bundle, choice, wav)
+    assert r.returncode == 0 and r.stdout.strip() == "one two three", (r.stdout, r.stderr)
+
+
+def test_js_golden_check_on_an_audio_in_bundle(js_dir, audio_in_bundle):
+    """The golden files of an audio-in bundle hold PCM calls; the loop skips the warmup call."""
+    code, res = _check(js_dir, audio_in_bundle, "ort")
+    assert code == 0 and res["ok"] and res["text"] == "one two three", res
+
+
+def test_js_transcribe_refuses_a_features_in_bundle(js_dir):
+    from edge.assets import sample_wavs
+
+    bundle, _ = cached_bundle("conformer")
+    r = _transcribe(js_dir, bundle, "ort", sample_wavs()[0])
+    assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "--audio-in" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -26,13 +26,24 @@ from .records import check_quantised, describe
 from .source import Source, tokens_for
 
 PARITY_CHUNKS = 200
+AUDIO_SUFFIX = "-audio"  # in the default folder name of an audio-in bundle: dist/demo-conformer-audio-android
+
+
+def audio_in_model(model):
+    from edge.audio_in import audio_in
+
+    try:
+        return audio_in(model)
+    except ValueError as e:  # a raw-sample model, dither on: said in one line
+        raise UserError(f"--audio-in: {e}") from None
 
 
 def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_dir: Path | str | None = None, *,
                  model=None, checkpoint: Path | str | None = None, onnx_model: Path | str | None = None,
                  spec: dict | None = None, name: str | None = None, backends=None, quant: str | None = None,
                  keep_failed: bool = False, parity_chunks: int = PARITY_CHUNKS, progress=None,
-                 stream_seconds: float | None = None, stream_budget_s: float | None = None) -> Path:
+                 stream_seconds: float | None = None, stream_budget_s: float | None = None,
+                 audio_in: bool = False) -> Path:
     """Build dist/<name>-<family>-<target>/ and return its path. The model is
     `model` (in memory: a built-in family's model, or a user's model from
     edge.declare), else `onnx_model` + `spec` (third-party ONNX with state
@@ -41,7 +52,10 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
     graph and the reference side by side (default: an hour, or the model's
     declared max_duration_s); `stream_budget_s`: the compute it may spend
     (default targets.proofs.STREAM_BUDGET_S; the stretch that fits is checked
-    and recorded)."""
+    and recorded).
+    `audio_in`: put the frontend in the encoder graph (edge.audio_in): the
+    bundle's encoder takes PCM; every artifact is also checked against the
+    features-in reference (targets/audio_in_parity.py)."""
     from edge.checkpoint import load_or_init
     from edge.families import get_family
 
@@ -53,6 +67,9 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
     with tempfile.TemporaryDirectory(prefix="edge-build-") as work_s:
         work = Path(work_s)
         if onnx_model is not None:
+            if audio_in:
+                raise UserError("--audio-in builds the frontend into a PyTorch model's graph; a third-party "
+                                "ONNX model (--onnx) keeps its own input")
             source = Source.from_onnx(Path(onnx_model), spec or {}, work)
             family = source.signature.family
             if any(b == "coreml" for b, _ in pairs):
@@ -78,8 +95,8 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
             if family is not None and family != declared and not hasattr(model, "info"):
                 raise UserError(f"model is a {declared!r}, not {family!r}")
             family = declared
-            source = Source.from_model(model, info)
-        out = Path(out_dir) if out_dir else Path("dist") / f"{name}-{family}-{target}"
+            source = Source.from_model(audio_in_model(model) if audio_in else model, info)
+        out = Path(out_dir) if out_dir else Path("dist") / f"{name}-{family}{AUDIO_SUFFIX if audio_in else ''}-{target}"
         with one_torch_thread():
             return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress,
                           stream_seconds, explicit=bool(backends or quant), stream_budget_s=stream_budget_s,
@@ -94,6 +111,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
     from runtime_py.frontend import compute_features
     from runtime_py.stream import Model
 
+    from .. import audio_in_card
     from .. import golden as gold
     from ..bundle import BundleWriter, tool_versions
     from ..modelcard import model_card
@@ -108,6 +126,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
     say(f"model {signature.family} ({info['source']}); parity stream {len(speech)} chunks, "
         f"{source.reference_name} decodes {len(ref_tokens)} tokens")
 
+    features_in = _features_in_check(source, signature, parity_chunks, trained, say)
     failed, not_converted = [], list(skipped or [])  # skipped: target defaults no converter takes from this source
     with BundleWriter(out) as bw:
         onnx_paths = source.onnx(work)
@@ -137,8 +156,14 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                 say(f"{backend} {precision}: spec verified, numerics not run ({fmt.not_here.split(';')[0]}) "
                     f"[{time.perf_counter() - t0:.1f}s]")
                 continue
-            records = check_set(signature, reference, runners(backend, files, signature), precision,
-                                speech, parity_chunks, ref_tokens, trained=trained)
+            runs = runners(backend, files, signature)
+            records = check_set(signature, reference, runs, precision, speech, parity_chunks, ref_tokens,
+                                trained=trained)
+            if features_in:  # an audio-in encoder: also against the features-in model fed numpy features
+                from .. import audio_in_parity
+                audio_in_parity.judge_states(records["encoder"], precision)
+                rec = records["encoder"]["features_in"] = features_in(runs, precision)
+                records["encoder"]["passed"] = bool(records["encoder"]["passed"] and rec["passed"])
             if precision == "int8":
                 check_quantised(backend, files, records)
             for g, p in files.items():
@@ -195,9 +220,28 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                               "source": "shipped sample utterances with seeded gain/noise"
                               if gold.sample_utterances(rate) else "synthetic harmonic signal"},
         }
-        bw.write_text("README.md", model_card(manifest, bw.artifacts, tgt, tokens=tokens))
+        card = model_card(manifest, bw.artifacts, tgt, tokens=tokens)
+        bw.write_text("README.md", audio_in_card.adapt(card, signature))  # unchanged unless the graph takes audio
         bw.commit(manifest)
     return out
+
+
+def _features_in_check(source: Source, signature, parity_chunks: int, trained: bool, say):
+    """For an audio-in model: run(candidate runs, precision) -> its record
+    against the features-in reference (targets/audio_in_parity.py); else None."""
+    base = getattr(source.torch_model, "base", None)
+    if base is None or not signature.extra.get("audio_in"):
+        return None
+    from edge.export import torch_runner
+
+    from .. import audio_in_parity as aip
+
+    fsig = source.torch_model.features_signature
+    pcm, feature_chunks = aip.parity_inputs(signature, fsig, parity_chunks)
+    ref = aip.features_in_reference(fsig, {g.name: torch_runner(base, g) for g in fsig.graphs}, feature_chunks)
+    say(f"audio-in: {len(pcm)} calls of PCM against {len(feature_chunks)} features-in chunks "
+        f"({len(ref[1])} reference tokens)")
+    return lambda runs, precision: aip.check(signature, runs, precision, pcm, ref, trained)
 
 
 def _proofs(source: Source, signature, onnx_paths: dict, speech: list, stream_seconds: float | None,

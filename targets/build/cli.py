@@ -26,7 +26,7 @@ from edge.errors import UserError, fail, missing_extra
 from runtime_py import formats
 
 from ..proofs import STREAM_BUDGET_S
-from .assemble import PARITY_CHUNKS, build_bundle
+from .assemble import AUDIO_SUFFIX, PARITY_CHUNKS, build_bundle
 from .plan import DEFAULT_FAMILY, TARGETS, get_target, list_targets, parse_quant
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a state port pair of the --onnx model (repeatable)")
     g.add_argument("--quant", help="precisions to build, e.g. fp32,int8 or tflite:fp16 (default: the target's set); "
                    f"backends {', '.join(formats.backends())}, precisions {', '.join(formats.all_precisions())}")
+    g.add_argument("--audio-in", action="store_true",
+                   help="put the frontend (kaldi fbank) in the encoder graph: the app feeds PCM samples, not "
+                   "features (see docs/audio-in.md)")
     g.add_argument("--name", help="bundle name (default: the --onnx spec's \"name\", else demo)")
     o = p.add_argument_group("output and checks")
     o.add_argument("-o", "--output", type=Path, help="bundle folder (default: dist/<name>-<family>-<target>)")
@@ -101,6 +104,9 @@ def _main(argv) -> int:
 
     if not args.onnx and family_error(args.family):
         return fail(family_error(args.family))
+    if args.audio_in and args.onnx:
+        return fail("--audio-in builds the frontend into a PyTorch model's graph; a third-party ONNX model "
+                    "(--onnx) keeps its own input")
     if args.model and (args.family or args.checkpoint or args.onnx):
         return fail("--model is your own model; leave out --family/--checkpoint/--onnx (the factory loads it)")
     try:
@@ -135,7 +141,8 @@ def _main(argv) -> int:
     if spec is not None and not NAME.match(name):
         return fail(f"spec \"name\" {name!r} must be letters, digits, _ and . (as edge.declare's; it names the "
                     "bundle)")
-    out_dir = args.output or Path("dist") / f"{name}-{family}-{args.target}"
+    suffix = AUDIO_SUFFIX if args.audio_in else ""
+    out_dir = args.output or Path("dist") / f"{name}-{family}{suffix}-{args.target}"
     moved = None
     try:  # before any work: never build towards a folder we may not replace
         if check_output_dir(out_dir, force=args.force):
@@ -152,7 +159,7 @@ def _main(argv) -> int:
             out = build_bundle(None if model is not None else family, args.target, out_dir, model=model,
                                checkpoint=args.checkpoint, name=name, onnx_model=args.onnx, spec=spec,
                                quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
-                               progress=progress, stream_budget_s=args.proof_budget)
+                               progress=progress, stream_budget_s=args.proof_budget, audio_in=args.audio_in)
         finally:
             progress.close()
     except (UserError, CheckpointError, ExportError, RolloutError) as e:

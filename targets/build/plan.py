@@ -115,4 +115,6 @@ def list_targets() -> str:
         build = ",".join(dict.fromkeys(extra for _, extra in f.build_needs)) or "-"
         run = f"run: [{f.extra}]" if f.runs_here else "run: not on this host"
         lines.append(f"  {f.backend:8s} {f.suffix:11s} {'/'.join(f.precisions):15s} build: [{build}], {run}")
+    lines.append("--audio-in (every target and model): the encoder takes PCM samples, the fbank frontend is in the "
+                 "graph; default folder dist/<name>-<family>-audio-<target> (docs/audio-in.md)")
     return "\n".join(lines)

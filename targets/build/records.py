@@ -27,6 +27,17 @@ def check_quantised(backend: str, files: dict[str, Path], records: dict) -> None
 
 
 def describe(rec: dict) -> str:
+    text = _describe(rec)
+    fi = rec.get("features_in")
+    if fi:  # an audio-in encoder against the features-in model (targets/audio_in_parity.py)
+        agree = "" if fi.get("decoded_agreement") is None else f", agreement {fi['decoded_agreement']:.3f}"
+        text += (f"; vs features-in max|diff| {fi['max_abs_diff']:.2e}"
+                 + (f" <= {fi['tolerance']:.0e}" if fi.get("tolerance") else "") + agree
+                 + ("" if fi["passed"] else " FAILED"))
+    return text
+
+
+def _describe(rec: dict) -> str:
     flag = "" if rec["passed"] else " FAILED"
     if rec.get("quantized_ops") == 0:
         return f"int8 quantised nothing: {rec['why']} FAILED"
