@@ -96,7 +96,8 @@ def frontend_section(sig: Signature) -> list[str]:
     return ["## Audio frontend", "",
             f"{fe.kind} with {fe.feature_dim} bins, {fe.sample_rate} Hz mono, window {fe.frame_length} samples "
             f"({fe.window}), hop {fe.frame_shift} samples, preemphasis {fe.preemphasis}, dither {fe.dither}, "
-            f"snip_edges={fe.snip_edges}, mel range {fe.low_freq}..{fe.high_freq} Hz (kaldi convention), "
+            f"snip_edges={fe.snip_edges}, mel range {fe.low_freq}..{fe.high_freq} Hz (a high edge <= 0 counts down from "
+            f"Nyquist, kaldi's convention), "
             f"float samples scaled by {fe.sample_scale:g}. Normalisation is inside the model. "
             "This is kaldi's / kaldi-native-fbank's fbank with these options.", ""]
 
