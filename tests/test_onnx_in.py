@@ -183,17 +183,25 @@ def test_spec_keys_are_the_declarations_and_typos_are_refused(tmp_path, tiny_vad
     assert rc == 2 and not (tmp_path / "x").exists()
 
 
+def _crash_in_child(tmp_path, monkeypatch, module, attr: str):
+    """Point `module.attr` (a "module:function" run in a child) at a function
+    that kills its process with SIGSEGV; temporary folders go to a scratch
+    folder the test can check is left empty. Returns that folder."""
+    (tmp_path / "crashy.py").write_text("import os, signal\n\ndef crash(**kwargs):\n"
+                                        "    os.kill(os.getpid(), signal.SIGSEGV)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(module, attr, "crashy:crash")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    return scratch
+
+
 def test_a_crash_in_onnx_runtime_is_one_error_line_and_leaves_nothing(tiny_vad, tmp_path, monkeypatch, capsys):
     """The first ORT session on a foreign graph segfaulted in the field (exit
     139, two edge-build-* folders left). Here the probe's child kills itself
     with SIGSEGV: the build ends with one error line naming the step."""
-    (tmp_path / "crashy.py").write_text("import os, signal\n\ndef probe(**kwargs):\n"
-                                        "    os.kill(os.getpid(), signal.SIGSEGV)\n")
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.setattr(onnx_prepare, "PROBE", "crashy:probe")
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    scratch = _crash_in_child(tmp_path, monkeypatch, onnx_prepare, "PROBE")
     spec_file = tmp_path / "vad.json"
     spec_file.write_text(json.dumps(vad_onnx.SPEC))
     rc = build_mod.main(["--target", "rpi", "--onnx", str(tiny_vad), "--spec", str(spec_file),
@@ -207,13 +215,7 @@ def test_a_crash_in_onnx_runtime_is_one_error_line_and_leaves_nothing(tiny_vad, 
 def test_a_crash_in_the_int8_quantiser_is_a_conversion_failure_naming_it(tiny_vad, tmp_path, monkeypatch):
     from targets import ort
     from targets.conversion_errors import ConversionError
-    (tmp_path / "crashy.py").write_text("import os, signal\n\ndef quantize_job(**kwargs):\n"
-                                        "    os.kill(os.getpid(), signal.SIGSEGV)\n")
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.setattr(ort, "QUANTIZE_JOB", "crashy:quantize_job")
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    scratch = _crash_in_child(tmp_path, monkeypatch, ort, "QUANTIZE_JOB")
     with pytest.raises(ConversionError, match=r"int8 quantisation of encoder.onnx crashed \(SIGSEGV, exit 139\)"):
         build_mod.build_bundle(None, "rpi", tmp_path / "out", onnx_model=tiny_vad, spec=dict(vad_onnx.SPEC),
                                backends=[("ort", "fp32"), ("ort", "int8")], parity_chunks=10)
