@@ -6,6 +6,8 @@ line, edge-verify and the model card, so the three say the same. Torch-free
 
 from __future__ import annotations
 
+from runtime_py import formats
+
 # The library an app calls per (target, backend).
 RUNTIMES = {
     ("android", "tflite"): "org.tensorflow:tensorflow-lite Interpreter",
@@ -15,7 +17,11 @@ RUNTIMES = {
     ("ios", "ort"): "onnxruntime-objc ORTSession",
     ("ios", "onnx"): "onnxruntime-objc ORTSession",
 }
-SUFFIX = {"tflite": ".tflite", "ort": ".ort", "onnx": ".onnx", "coreml": ".mlpackage"}
+
+
+def _suffix(backend: str) -> str:
+    """The backend's file suffix, from the one formats table."""
+    return formats.FORMATS[backend].suffix if backend in formats.FORMATS else backend
 
 
 def _order(target_name: str) -> tuple[str, ...]:
@@ -67,7 +73,7 @@ def not_converted_text(target_name: str, not_converted: list[dict]) -> str:
     by_backend: dict[str, list[str]] = {}
     for nc in not_converted:
         by_backend.setdefault(nc["backend"], []).append(nc["precision"])
-    return "; ".join(f"{b} {', '.join(ps)} (no {SUFFIX.get(b, b)} file)" for b, ps in by_backend.items())
+    return "; ".join(f"{b} {', '.join(ps)} (no {_suffix(b)} file)" for b, ps in by_backend.items())
 
 
 def not_converted_line(manifest: dict, artifacts: list) -> str | None:
