@@ -8,6 +8,7 @@ from runtime_py.frontend import StreamingFrontend, compute_features, num_frames
 from runtime_py.signature import FrontendSpec
 
 knf = pytest.importorskip("kaldi_native_fbank")
+from targets.audio_in_bench import knf_features  # noqa: E402  (kaldi-native-fbank with a spec's options)
 
 SR = 16000
 # knf computes in float32, we in float64. On broadband noise every mel bin is
@@ -30,32 +31,6 @@ def _noise(seconds=3.0, seed=0):
 def _sweep(seconds=3.0):
     t = np.arange(int(seconds * SR)) / SR
     return 0.5 * np.sin(2 * np.pi * (100 * t + (7000 - 100) / (2 * seconds) * t ** 2))
-
-
-def knf_features(x, spec, chunks=None):
-    """knf with the same options. knf's accept_waveform uses the values as
-    given (no scaling): feeding [-1, 1] floats shifts log-mel by -ln(32768^2),
-    so we feed x * sample_scale like our frontend does internally."""
-    opts = knf.FbankOptions() if spec.kind == "fbank" else knf.MfccOptions()
-    fo = opts.frame_opts
-    fo.dither = 0.0
-    fo.snip_edges = spec.snip_edges
-    fo.window_type = spec.window
-    fo.samp_freq = spec.sample_rate
-    fo.frame_length_ms = spec.frame_length * 1000.0 / spec.sample_rate
-    fo.frame_shift_ms = spec.frame_shift * 1000.0 / spec.sample_rate
-    fo.preemph_coeff = spec.preemphasis
-    fo.remove_dc_offset = spec.remove_dc_offset
-    opts.mel_opts.num_bins = spec.num_mel_bins
-    opts.mel_opts.low_freq = spec.low_freq
-    opts.mel_opts.high_freq = spec.high_freq
-    if spec.kind == "mfcc":
-        opts.num_ceps = spec.num_ceps
-        opts.use_energy = False
-    online = knf.OnlineFbank(opts) if spec.kind == "fbank" else knf.OnlineMfcc(opts)
-    online.accept_waveform(spec.sample_rate, (np.asarray(x) * spec.sample_scale).astype(np.float32).tolist())
-    online.input_finished()
-    return np.array([online.get_frame(i) for i in range(online.num_frames_ready)], dtype=np.float32)
 
 
 @pytest.mark.parametrize("snip", [True, False])
