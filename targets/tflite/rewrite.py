@@ -261,9 +261,46 @@ def constant_nodes(model: onnx.ModelProto) -> int:
     return changed
 
 
+# -- rewrite (d): a transpose onnx2tf cannot tell from its shapes ---------------------------------
+
+def ambiguous_transposes(model: onnx.ModelProto) -> int:
+    """Transpose -> Unsqueeze(0), Transpose([0] + perm + 1), Squeeze(0)
+    where onnx2tf 1.28 would not apply the ONNX perm:
+    - perm[0] != 0 and two axes of the same size: onnx2tf rebuilds the perm
+      by matching sizes, first match first, so icefall's attention
+      `permute(2, 1, 0, 3)` of a [4 frames, 1, 4 heads, 32] tensor is
+      an identity (the 23.6 M Zipformer's outputs off by 3.1e-3);
+    - a perm that keeps the shape, read by a Softmax: onnx2tf keeps the
+      input as it is.
+    With a leading unit axis the perm starts with 0 and is applied as given."""
+    g = _Graph(model)
+    consumers = {}
+    for n in g.g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    changed = 0
+    for node in [n for n in g.g.node if n.op_type == "Transpose"]:
+        shape = g.shapes.get(node.input[0])
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        if shape is None or perm is None or perm == sorted(perm) or len(shape) < 2:
+            continue
+        first = consumers.get(node.output[0], [None])[0]
+        same_shape = tuple(shape[p] for p in perm) == tuple(shape)
+        if not ((perm[0] != 0 and len(set(shape)) < len(shape))
+                or (first is not None and first.op_type == "Softmax" and same_shape)):
+            continue
+        axis0 = g.const(np.array([0], np.int64), "axis0")
+        up = g.node("Unsqueeze", [node.input[0], axis0], "lead")
+        t = g.node("Transpose", [up.output[0]], "perm", perm=[0] + [p + 1 for p in perm])
+        _replace(g, node, [up, t, g.node("Squeeze", [t.output[0], axis0], "drop", output=node.output[0])])
+        changed += 1
+    return changed
+
+
 SLICE_REWRITES = (("data_start_slice_to_gather", data_start_slices),
                   ("reversing_slice_to_gather", reversing_slices))
-CONSTANT_REWRITES = (("constant_node_to_initializer", constant_nodes),)
+CONSTANT_REWRITES = (("constant_node_to_initializer", constant_nodes),
+                     ("ambiguous_transpose_with_unit_axis", ambiguous_transposes))
 
 
 def rewrite(model: onnx.ModelProto, simplify=None) -> tuple[onnx.ModelProto, dict[str, int]]:
