@@ -67,7 +67,8 @@ def loop_numbers(sig: Signature, plan: AudioInPlan) -> dict:
          "X": x.name, "XSHAPE": "[" + shape_literal(x.shape) + "]", "XSHAPE_T": tuple(x.shape),
          "OUT": out.name, "OUTSHAPE": "[" + shape_literal(out.shape) + "]", "FRAMES": out.shape[1],
          "DIM": out.shape[-1], "OUT_SIZE": _size(out.shape), "BLANK": sig.blank_id,
-         "MAX_SYMBOLS": MAX_SYMBOLS_PER_FRAME}
+         "MAX_SYMBOLS": MAX_SYMBOLS_PER_FRAME,
+         "STATES": ", ".join(f"`{s.name}` [{shape_literal(s.shape)}]" for s in enc.states)}
     v["FRAMES_OF"] = (f"if (m < {fe.frame_length}) 0 else 1 + (m - {fe.frame_length}) / {fe.frame_shift}"
                       if fe.snip_edges else f"(m + {fe.frame_shift // 2}) / {fe.frame_shift}")
     v["FRAMES_OF_SWIFT"] = (f"m < {fe.frame_length} ? 0 : 1 + (m - {fe.frame_length}) / {fe.frame_shift}"

@@ -40,7 +40,8 @@ fun argmax(v: FloatArray): Int = v.indices.maxBy { v[it] }
 /** The encoder with its states: OrtEncoder or LiteRtEncoder below. */
 interface Encoder : AutoCloseable {
     /** One call: @@N@@ samples in [-1, 1] (`@@X@@` @@XSHAPE@@). Returns `@@OUT@@` @@OUTSHAPE@@ as
-     *  [@@FRAMES@@][@@DIM@@]; every `<state>_next` output becomes the next call's `<state>`. */
+     *  [@@FRAMES@@][@@DIM@@]; every `<state>_next` output becomes the next call's `<state>`.
+     *  The states, allocated from manifest.json at run time: @@STATES@@. */
     fun step(pcm: FloatArray): Array<FloatArray>
     /** Every state whose reset scope is "utterance" back to its initial value (manifest.json). */
     fun reset()

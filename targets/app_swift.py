@@ -42,7 +42,8 @@ func argmax(_ v: [Float]) -> Int { v.indices.max { v[$0] < v[$1] }! }
 /** The encoder with its states: OrtEncoder or CoreMLEncoder below. */
 protocol Encoder {
     /** One call: @@N@@ samples in [-1, 1] (`@@X@@` @@XSHAPE@@). Returns `@@OUT@@` @@OUTSHAPE@@ as
-     *  [@@FRAMES@@][@@DIM@@]; every `<state>_next` output becomes the next call's `<state>`. */
+     *  [@@FRAMES@@][@@DIM@@]; every `<state>_next` output becomes the next call's `<state>`.
+     *  The states, allocated from manifest.json at run time: @@STATES@@. */
     func step(_ pcm: [Float]) throws -> [[Float]]
     /** Every state whose reset scope is "utterance" back to its initial value (manifest.json). */
     func reset() throws

@@ -59,20 +59,39 @@ def default_backend(target_order: tuple[str, ...], sig: Signature, artifacts: li
     return (verified or ordered or [None])[0]
 
 
+def bundle_files(manifest: dict, artifacts: list[dict]) -> set[str]:
+    """Every file the bundle holds. The card is written before the manifest's
+    `files` list is (targets/build/assemble.py), so without it they are
+    derived as the build writes them: the card, tokens, golden files, and
+    required_operators.config beside .ort files."""
+    held = {a["path"] for a in artifacts} | {"manifest.json", "README.md"}
+    if manifest.get("files"):
+        return held | {e["path"] for e in manifest["files"]}
+    golden = manifest.get("golden") or {}
+    paths = [golden.get(k) for k in ("audio", "features", "transcript")]
+    paths += [*(golden.get("inputs") or {}).values(), *(golden.get("outputs") or {}).values()]
+    held |= {p for p in paths if isinstance(p, str)}
+    if manifest.get("tokens"):
+        held.add(manifest["tokens"])
+    if any(a["backend"] == "ort" for a in artifacts):
+        held.add("required_operators.config")
+    return held
+
+
 def ship_section(manifest: dict, artifacts: list[dict], target_name: str, target_order: tuple[str, ...]) -> list[str]:
     sig = Signature.from_dict(manifest["signature"])
     files = files_by_backend(sig, artifacts)
     backend = default_backend(target_order, sig, artifacts)
     if backend is None:
         return []
-    held = {e["path"] for e in manifest.get("files", [])} | {a["path"] for a in artifacts}
+    held = bundle_files(manifest, artifacts)
     by_path = {a["path"]: a for a in artifacts}
     chosen = files[backend]
     out = ["## Ship these files", ""]
     if target_name == "rpi":
         out += [f"A Raspberry Pi runs the Python client on this folder as it is (copy it whole): `edge-demo . --mic` "
                 f"or `runtime_py.recognizer.StreamingRecognizer`. It reads `manifest.json`, "
-                f"{'`tokens.txt`, ' if 'tokens.txt' in held else ''}and the model files; "
+                f"{'`tokens.txt`, ' if 'tokens.txt' in held and sig.decoder != 'none' else ''}and the model files; "
                 f"{BACKEND_WORDS[backend]} runs " + ", ".join(f"`{p}`" for p in chosen.values()) + ".", ""]
         return out
     words = BACKEND_WORDS[backend]
@@ -90,10 +109,11 @@ def ship_section(manifest: dict, artifacts: list[dict], target_name: str, target
                    + (": PCM in, " + sig.graph(graph).outputs[0].name + " out" if graph == "encoder" and
                       AudioInPlan.of(sig) else "") + " |")
     out.append("| `manifest.json` | the code reads every state's name, shape, dtype, initial value and reset scope "
-               "from it (and the decoder's start) |")
-    if "tokens.txt" in held:
+               "from it |")
+    if "tokens.txt" in held and sig.decoder != "none":
         out.append("| `tokens.txt` | token id -> text |")
-    rest = sorted(p for p in held if p not in chosen.values() and p not in ("manifest.json", "tokens.txt"))
+    shipped = {*chosen.values(), "manifest.json"} | ({"tokens.txt"} if sig.decoder != "none" else set())
+    rest = sorted(p for p in held if p not in shipped)
     model_rest = [p for p in rest if p in by_path]
     out += ["", "Not for the app: " + ", ".join(
         ([f"the other model files ({', '.join(f'`{p}`' for p in model_rest)})"] if model_rest else [])
@@ -120,9 +140,9 @@ def libraries_section(manifest: dict, artifacts: list[dict], target_name: str) -
             "How these were checked: the `.ort`/`.onnx`/`.tflite` files ran on this build host (Linux) under those "
             "Python releases, against PyTorch (the parity column above). The Kotlin and Swift below are generated "
             "from `manifest.json`'s signature and checked against it by the project's tests (every name, shape, "
-            "state and number); they were not compiled or run here (no Android or iOS toolchain). The same loop "
-            "in JavaScript (`examples/js/transcribe.mjs`, onnxruntime-node) runs in the test suite and prints the "
-            "transcript.", ""]
+            "state and number); they were not compiled or run here (no Android or iOS toolchain). The same state "
+            "loop in JavaScript (`examples/js/`, onnxruntime-node, the API of onnxruntime-react-native) runs in the "
+            "project's test suite on bundles like this one.", ""]
 
 
 def endpointing_section(sig: Signature) -> list[str]:

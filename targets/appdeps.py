@@ -65,12 +65,11 @@ def pod_line(lib: Library, tools: dict | None) -> str:
 
 
 def runtime_name(target: str, backend: str) -> str | None:
-    """'onnxruntime-android OrtSession': the card's and edge-build's "run with" words."""
+    """'onnxruntime-android OrtSession': the card's and edge-build's "run with"
+    words (no coordinate: those, with their version, are in the card's Libraries)."""
     lib = library(target, backend)
     if lib is None:
         return None
-    if lib.gradle and lib.name == "LiteRT":
-        return f"LiteRT ({lib.gradle}) {lib.api}"
     return f"{lib.name} {lib.api}" if lib.tool else f"{lib.name} {lib.api}.prediction"
 
 

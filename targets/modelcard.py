@@ -88,10 +88,10 @@ def _snippets(sig: Signature, target: str, artifacts: list[dict], tools: dict | 
         parts += [cardkinds.python_snippet(sig, first["ort"])]
         files = {g.name: next((a["path"] for a in artifacts if a["backend"] == "ort" and a["graph"] == g.name
                                and a["precision"] == "fp32"), first["ort"]) for g in sig.graphs}
-        parts += ["### Android: ONNX Runtime (Kotlin)", kotlin_ort(sig, files)]
+        parts += ["### Android: ONNX Runtime (Kotlin)", kotlin_ort(sig, files, tools)]
     if first["tflite"]:
-        parts += ["### Android: LiteRT (Kotlin)", kotlin_litert(sig, first["tflite"])]
-    swift = cardkinds.swift_snippet(sig, first["coreml"], first["ort"] if target == "ios" else None)
+        parts += ["### Android: LiteRT (Kotlin)", kotlin_litert(sig, first["tflite"], tools)]
+    swift = cardkinds.swift_snippet(sig, first["coreml"], first["ort"] if target == "ios" else None, tools)
     if swift:
         parts += ["### iOS", swift]
     if sig.frontend.kind != "raw":
