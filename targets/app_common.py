@@ -69,7 +69,7 @@ def loop_numbers(sig: Signature, plan: AudioInPlan) -> dict:
          "DIM": out.shape[-1], "OUT_SIZE": _size(out.shape), "BLANK": sig.blank_id,
          "MAX_SYMBOLS": MAX_SYMBOLS_PER_FRAME,
          "STATES": ", ".join(f"`{s.name}` [{shape_literal(s.shape)}]" for s in enc.states)}
-    v["FRAMES_OF"] = (f"if (m < {fe.frame_length}) 0 else 1 + (m - {fe.frame_length}) / {fe.frame_shift}"
+    v["FRAMES_OF"] = (f"if (m < {fe.frame_length}) 0L else 1 + (m - {fe.frame_length}) / {fe.frame_shift}"
                       if fe.snip_edges else f"(m + {fe.frame_shift // 2}) / {fe.frame_shift}")
     v["FRAMES_OF_SWIFT"] = (f"m < {fe.frame_length} ? 0 : 1 + (m - {fe.frame_length}) / {fe.frame_shift}"
                             if fe.snip_edges else f"(m + {fe.frame_shift // 2}) / {fe.frame_shift}")

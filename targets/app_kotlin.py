@@ -161,7 +161,7 @@ class Recognizer(private val encoder: Encoder, private val search: Search, priva
          *  @@WARMUP@@ call(s) the in-graph frontend lags behind. */
         fun tailPadding(n: Long): Int {
             fun frames(m: Long): Long = @@FRAMES_OF@@  // kaldi's frame count, snip_edges=@@SNIP@@
-            fun steps(f: Long): Long = if (f >= @@C@@) (f - @@C@@) / @@S@@ + 1 else 0
+            fun steps(f: Long): Long = if (f >= @@C@@) (f - @@C@@) / @@S@@ + 1 else 0L
             var pad = @@MIN_PAD@@L
             while (steps(frames(n + pad)) * @@S@@ < frames(n)) pad += @@HOP@@
             return ((steps(frames(n + pad)) + @@WARMUP@@) * @@N@@ - n).toInt()

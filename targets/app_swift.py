@@ -248,7 +248,7 @@ final class TransducerGreedy: Search {
     func accept(_ out: [[Float]]) throws {
         for frame in out {
             for _ in 0..<@@MAX_SYMBOLS@@ {
-                let k = argmax(try joiner(frame, decOut))
+                let k = try argmax(joiner(frame, decOut))
                 if k == @@BLANK@@ { break }
                 tokens.append(k)
                 context = Array(context.dropFirst()) + [Int64(k)]
@@ -412,14 +412,14 @@ COREML_TRANSDUCER = """
 func coreMLDecoder(_ model: MLModel) -> ([Int64]) throws -> [Float] {
     return { context in
         let y = try multiArray(context.map { Int32($0) }, [@@YSHAPE_C@@])
-        return floats(try model.prediction(from: MLDictionaryFeatureProvider(dictionary: ["@@Y@@": y]))
+        return try floats(model.prediction(from: MLDictionaryFeatureProvider(dictionary: ["@@Y@@": y]))
             .featureValue(for: "@@DEC_OUT@@")!.multiArrayValue!)
     }
 }
 func coreMLJoiner(_ model: MLModel) -> ([Float], [Float]) throws -> [Float] {
     return { enc, dec in
-        let feeds = ["@@J_ENC@@": try multiArray(enc, [@@JSHAPE@@]), "@@J_DEC@@": try multiArray(dec, [@@DSHAPE@@])]
-        return floats(try model.prediction(from: MLDictionaryFeatureProvider(dictionary: feeds))
+        let feeds = try ["@@J_ENC@@": multiArray(enc, [@@JSHAPE@@]), "@@J_DEC@@": multiArray(dec, [@@DSHAPE@@])]
+        return try floats(model.prediction(from: MLDictionaryFeatureProvider(dictionary: feeds))
             .featureValue(for: "@@LOGITS@@")!.multiArrayValue!)
     }
 }

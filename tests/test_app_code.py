@@ -174,7 +174,7 @@ def _tail_padding_of(code: str):
     ret = re.search(r"\(steps\(frames\(n \+ pad\)\) \+ (\d+)\) \* (\d+) - n", code)
     warm, n_call = int(ret.group(1)), int(ret.group(2))
     py = frames.replace("/", "//")
-    py = re.sub(r"if \((.+?)\) 0 else (.+)", r"0 if \1 else \2", py)
+    py = re.sub(r"if \((.+?)\) 0L? else (.+)", r"0 if \1 else \2", py)
     py = re.sub(r"(.+?) \? 0 : (.+)", r"0 if \1 else \2", py)
 
     def frames_of(m):
@@ -204,6 +204,26 @@ def test_tail_padding_of_the_generated_code_is_the_clients(family, bundles):
     for n in (1, 159, 160, 4799, 5120, 5121, 16000, 32000, 47999, 100000):
         assert tail(n) == signature_tail_padding(sig, n), n
     assert tail(32000) > 0 and (32000 + tail(32000)) % AudioInPlan.of(sig).samples_per_call == 0
+
+
+def test_tail_padding_with_snip_edges_frames():
+    """kaldi's other frame count (snip_edges=True: no frame reaches before
+    sample 0), which no shipped model uses: the generated rule still equals the client's."""
+    from targets.app_kotlin import kotlin_blocks
+    from targets.app_swift import swift_blocks
+
+    sig = _transducer_sig()
+    old = AudioInPlan.of(sig)
+    plan = AudioInPlan.for_features(replace(old.frontend, snip_edges=True), old.chunk_frames, old.shift_frames)
+    sig = replace(sig, extra={**sig.extra, "audio_in": plan.record()})
+    assert AudioInPlan.of(sig) == plan != old
+    files = {"ort": {g.name: f"{g.name}.fp32.ort" for g in sig.graphs}}
+    for code in (kotlin_blocks(sig, plan, files, None, "serving_default")["shared"],
+                 swift_blocks(sig, plan, files, None)["shared"]):
+        assert "snip_edges=true" in code
+        tail = _tail_padding_of(code)
+        for n in (1, 399, 400, 4799, 5120, 32000, 47999):
+            assert tail(n) == signature_tail_padding(sig, n), n
 
 
 def test_endpointing_numbers_are_the_clients():
