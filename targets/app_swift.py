@@ -398,7 +398,7 @@ func startTranscribing(onPartial: @escaping (String) -> Void,
                        onFinal: @escaping (String) -> Void) throws -> (Microphone, Recognizer) {
     func path(_ name: String) -> String { Bundle.main.path(forResource: name, ofType: nil)! }
     let manifest = try loadJSON(URL(fileURLWithPath: path("manifest.json")))
-    let symbols = readTokens(try String(contentsOfFile: path("tokens.txt"), encoding: .utf8))
+    let symbols = try readTokens(String(contentsOfFile: path("tokens.txt"), encoding: .utf8))
 @@OPEN@@
     let recognizer = Recognizer(encoder: encoder, search: search, symbols: symbols)
     let microphone = Microphone()
