@@ -89,11 +89,7 @@ def ship_section(manifest: dict, artifacts: list[dict], target_name: str, target
     chosen = files[backend]
     out = ["## Ship these files", ""]
     if target_name == "rpi":
-        out += [f"A Raspberry Pi runs the Python client on this folder as it is (copy it whole): `edge-demo . --mic` "
-                f"or `runtime_py.recognizer.StreamingRecognizer`. It reads `manifest.json`, "
-                f"{'`tokens.txt`, ' if 'tokens.txt' in held and sig.decoder != 'none' else ''}and the model files; "
-                f"{BACKEND_WORDS[backend]} runs " + ", ".join(f"`{p}`" for p in chosen.values()) + ".", ""]
-        return out
+        return out + _pi_files(sig, artifacts, held)
     words = BACKEND_WORDS[backend]
     precision = by_path[chosen["encoder"]]["precision"]
     others = [b for b in target_order if b in files and b != backend]
@@ -129,6 +125,28 @@ def ship_section(manifest: dict, artifacts: list[dict], target_name: str, target
                       "first)" if any(not _verified(by_path[p]) for p in files[b].values()) else "")
                    + "; its loop is below too.")
     return out + [""]
+
+
+def _pi_files(sig: Signature, artifacts: list[dict], held: set[str]) -> list[str]:
+    """The Pi runs the Python client on the whole folder; say which files it
+    loads when asked for nothing (runtime_py.formats.preference_order)."""
+    from runtime_py.formats import preference_order
+
+    pairs = [(b, p) for b, p in preference_order()
+             if all(any(a["backend"] == b and a["precision"] == p and a["graph"] == g.name for a in artifacts)
+                    for g in sig.graphs)]
+    if not pairs:
+        return []
+    b, p = pairs[0]
+    files = [a["path"] for g in sig.graphs for a in artifacts
+             if a["backend"] == b and a["precision"] == p and a["graph"] == g.name]
+    other = [f"`--backend {ob}:{op}`" for ob, op in pairs[1:]]
+    tokens = "`tokens.txt`, " if "tokens.txt" in held and sig.decoder != "none" else ""
+    return [f"A Raspberry Pi runs the Python client on this folder as it is (copy it whole): `edge-demo . --mic`, "
+            f"or `runtime_py.recognizer.StreamingRecognizer` in your code. It reads `manifest.json`, {tokens}and "
+            f"by default {BACKEND_WORDS[b]} {p} (" + ", ".join(f"`{f}`" for f in files) + ")"
+            + (f"; {' or '.join(other)} picks another file of the folder (docs/int8.md: which to pick)"
+               if other else "") + ".", ""]
 
 
 def libraries_section(manifest: dict, artifacts: list[dict], target_name: str) -> list[str]:

@@ -287,3 +287,15 @@ def test_library_coordinates_are_one_string_everywhere(bundles):
                     and any(lib.gradle in h for v in found.values() for h in v):
                 assert f"{lib.gradle}:{tools[lib.tool]}" in card
     assert "LiteRT Interpreter" in list_targets() and "tensorflow-lite" not in list_targets()
+
+
+def test_a_pi_card_names_the_files_the_python_client_loads():
+    from runtime_py.formats import preference_order
+    from tests.bundle_fixtures import cached_bundle
+
+    b, _ = cached_bundle("conformer")  # rpi, ort fp32 only
+    ship = _section((b / "README.md").read_text(), "## Ship these files")
+    named = re.findall(r"`([\w.]+\.(?:ort|onnx|tflite))`", ship)
+    assert named == ["encoder.fp32.ort"] and (b / named[0]).is_file()
+    assert preference_order()[0] == ("ort", "fp32")  # what ModelSession loads when asked for nothing
+    assert "edge-demo . --mic" in ship and "Libraries" not in (b / "README.md").read_text()
