@@ -271,7 +271,6 @@ def test_library_coordinates_are_one_string_everywhere(bundles):
 
     pins = dict(re.findall(r"^(onnxruntime|ai-edge-litert)==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M))
     assert pins == appdeps.PINNED  # the fallback is the version the project installs
-    tools = json.loads((bundles["conformer"] / "manifest.json").read_text())["tools"]
     for bundle, other, precision in ((bundles["conformer"], "tflite", "int8"), (bundles["transducer"], "coreml", "fp16")):
         card = _card_with(bundle, other, precision)
         found = {}
@@ -282,10 +281,13 @@ def test_library_coordinates_are_one_string_everywhere(bundles):
                 found[pat] = set(hits)
         assert found and all(len(v) == 1 for v in found.values()), found
         assert "tensorflow-lite" not in card and "<version>" not in card
-        for (t, b), lib in appdeps.LIBRARIES.items():
-            if t == get_target(json.loads((bundle / "manifest.json").read_text())["target"]).name and lib.gradle \
-                    and any(lib.gradle in h for v in found.values() for h in v):
-                assert f"{lib.gradle}:{tools[lib.tool]}" in card
+        # the version is the one the bundle's files were checked with (manifest.json tools)
+        m = json.loads((bundle / "manifest.json").read_text())
+        for (t, _), lib in appdeps.LIBRARIES.items():
+            if t == get_target(m["target"]).name and lib.tool is not None:
+                v = m["tools"][lib.tool]
+                assert not lib.gradle or f'implementation("{lib.gradle}:{v}")' in card, lib
+                assert not lib.pod or f"pod '{lib.pod}', '{v}'" in card, lib
     assert "LiteRT Interpreter" in list_targets() and "tensorflow-lite" not in list_targets()
 
 
