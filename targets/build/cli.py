@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the encoder takes fbank frames and the app computes them (the default for rpi)")
     g.add_argument("--name", help="bundle name (default: the --onnx spec's \"name\", else demo)")
     o = p.add_argument_group("output and checks")
-    o.add_argument("-o", "--output", type=Path, help="bundle folder (default: dist/<name>-<family>-<target>)")
+    o.add_argument("-o", "--output", type=Path, help="bundle folder (default: dist/<name>-<family>-<target>, -audio-<target> for PCM in)")
     o.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS,
                    help="chunks in each parity rollout (default: %(default)s)")
     o.add_argument("--proof-budget", type=float, default=None, metavar="SECONDS",
