@@ -11,6 +11,8 @@ from __future__ import annotations
 from runtime_py.decoding import word_vocabulary
 from runtime_py.signature import Signature
 
+from .appdeps import library, pod_line
+
 
 def _shape(s) -> str:
     return "[" + ", ".join(str(d) for d in s) + "]"
@@ -141,7 +143,15 @@ for chunk in chunks:                      # each [{', '.join(map(str, x.shape))}
 ```"""
 
 
-def swift_snippet(sig: Signature, coreml_file: str | None, ort_file: str | None) -> str | None:
+# A features-in bundle's Swift is an outline: the app computes fbank frames in C++ too. The default ios
+# bundle takes audio, and its card holds the whole Swift loop (targets/app_swift.py).
+_FEATURES_IN_NOTE = ("// This bundle takes features: initialStates (every state of manifest.json: shape, dtype, initial\n"
+                     "// value) and decoding follow the Kotlin above. The complete Swift loop (states, decoding,\n"
+                     "// endpointing, microphone) is in the card of an audio-in bundle: edge-build --target ios")
+
+
+def swift_snippet(sig: Signature, coreml_file: str | None, ort_file: str | None,
+                  tools: dict | None = None) -> str | None:
     """CoreML when the bundle holds an .mlpackage, else onnxruntime-objc on its
     .ort file; None when it holds neither."""
     enc = sig.graph("encoder")
@@ -155,8 +165,7 @@ def swift_snippet(sig: Signature, coreml_file: str | None, ort_file: str | None)
         return f"""```swift
 // CoreML ({coreml_file}, compiled by Xcode){note}
 let model = try MLModel(contentsOf: compiledURL)
-// initialStates / {read[:6]} are yours to write, as in the Kotlin above: every state from manifest.json
-// (shape, dtype, initial value)
+{_FEATURES_IN_NOTE}
 var states: [String: MLMultiArray] = try initialStates(manifest)   // {state_names}
 for chunk in chunks {{                      // MLMultiArray shape {_shape(x.shape)}
     var feeds = states; feeds["{x.name}"] = chunk
@@ -168,10 +177,10 @@ for chunk in chunks {{                      // MLMultiArray shape {_shape(x.shap
     if ort_file:
         outs = ", ".join(f'"{t.name}"' for t in enc.outputs)
         return f"""```swift
-// onnxruntime-objc (CocoaPods 'onnxruntime-objc') on {ort_file}
+// onnxruntime-objc ({pod_line(library("ios", "ort"), tools)}) on {ort_file}
 let env = try ORTEnv(loggingLevel: ORTLoggingLevel.warning)
 let session = try ORTSession(env: env, modelPath: path, sessionOptions: nil)
-// initialStates / {read[:6]} are yours to write, as in the Kotlin above: every state from manifest.json
+{_FEATURES_IN_NOTE}
 var states: [String: ORTValue] = try initialStates(manifest)   // {state_names}
 let names: Set<String> = Set([{outs}] + states.keys.map {{ $0 + "_next" }})
 for chunk in chunks {{                      // ORTValue float32 shape {_shape(x.shape)}

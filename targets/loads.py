@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from runtime_py import formats
 
-# The library an app calls per (target, backend).
-RUNTIMES = {
-    ("android", "tflite"): "org.tensorflow:tensorflow-lite Interpreter",
-    ("android", "ort"): "onnxruntime-android OrtSession",
-    ("android", "onnx"): "onnxruntime-android OrtSession",
-    ("ios", "coreml"): "CoreML MLModel.prediction",
-    ("ios", "ort"): "onnxruntime-objc ORTSession",
-    ("ios", "onnx"): "onnxruntime-objc ORTSession",
-}
+from . import appdeps
+from .appdeps import runtime_name
+
+# The library an app calls per (target, backend), in the words targets/appdeps.py (the one table of
+# coordinates) gives them.
+RUNTIMES = {key: runtime_name(*key) for key in appdeps.LIBRARIES}
 
 
 def _suffix(backend: str) -> str:

@@ -3,8 +3,9 @@ so it cannot drift from the files)."""
 
 from __future__ import annotations
 
+from runtime_py.audio_in import AudioInPlan
 from runtime_py.signature import Signature
-from . import cardkinds
+from . import appcard, cardkinds
 from .loads import instead, not_converted_text, runtime_line
 from .snippets import fbank_blocks, kotlin_litert, kotlin_ort
 from .tflite import FP16_KEEP_FP32_VALUES
@@ -46,7 +47,40 @@ def _stream_sentence(st: dict) -> str:
     return text
 
 
-def _snippets(sig: Signature, target: str, artifacts: list[dict]) -> str:
+def _app_code(sig: Signature, target: str, artifacts: list[dict], tools: dict | None) -> list[str]:
+    """An audio-in recogniser on a phone: the whole loop from microphone PCM
+    to text in the platform's language, one block per runtime."""
+    from runtime_py.backends import TFLITE_SIGNATURE
+
+    from .app_kotlin import kotlin_blocks
+    from .app_swift import swift_blocks
+
+    plan = AudioInPlan.of(sig)
+    files = appcard.files_by_backend(sig, artifacts)
+    if target == "android":
+        k = kotlin_blocks(sig, plan, files, tools, TFLITE_SIGNATURE)
+        heads = {"ort": "### Android: ONNX Runtime (Kotlin)", "litert": "### Android: LiteRT (Kotlin)"}
+        first = ["### Android (Kotlin): shared by both runtimes",
+                 "One file of your app (any package); the block of the runtime you ship goes in a second file of the "
+                 "same package."]
+    else:
+        k = swift_blocks(sig, plan, files, tools)
+        heads = {"ort": "### iOS: ONNX Runtime (Swift)", "coreml": "### iOS: Core ML (Swift)"}
+        first = ["### iOS (Swift): shared by both runtimes",
+                 "One file of your app target; the block of the runtime you ship goes in a second file."]
+    parts = [*first, k["shared"]]
+    for key, head in heads.items():
+        if key in k:
+            parts += [head, k[key]]
+    return parts
+
+
+def _snippets(sig: Signature, target: str, artifacts: list[dict], tools: dict | None = None) -> str:
+    if AudioInPlan.of(sig) is not None and sig.decoder in ("ctc", "transducer") and target in ("android", "ios"):
+        first = next((a["path"] for a in artifacts if a["backend"] in ("ort", "onnx") and a["graph"] == "encoder"),
+                     None)
+        return "\n\n".join(([cardkinds.python_snippet(sig, first)] if first else [])
+                            + _app_code(sig, target, artifacts, tools))
     first = {b: next((a["path"] for a in artifacts if a["backend"] == b and a["graph"] == "encoder"), None)
              for b in ("ort", "tflite", "coreml")}
     parts = []
@@ -54,10 +88,10 @@ def _snippets(sig: Signature, target: str, artifacts: list[dict]) -> str:
         parts += [cardkinds.python_snippet(sig, first["ort"])]
         files = {g.name: next((a["path"] for a in artifacts if a["backend"] == "ort" and a["graph"] == g.name
                                and a["precision"] == "fp32"), first["ort"]) for g in sig.graphs}
-        parts += ["### Android: ONNX Runtime (Kotlin)", kotlin_ort(sig, files)]
+        parts += ["### Android: ONNX Runtime (Kotlin)", kotlin_ort(sig, files, tools)]
     if first["tflite"]:
-        parts += ["### Android: LiteRT (Kotlin)", kotlin_litert(sig, first["tflite"])]
-    swift = cardkinds.swift_snippet(sig, first["coreml"], first["ort"] if target == "ios" else None)
+        parts += ["### Android: LiteRT (Kotlin)", kotlin_litert(sig, first["tflite"], tools)]
+    swift = cardkinds.swift_snippet(sig, first["coreml"], first["ort"] if target == "ios" else None, tools)
     if swift:
         parts += ["### iOS", swift]
     if sig.frontend.kind != "raw":
@@ -113,6 +147,7 @@ def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] 
         parts += [f"> **Not converted: {not_converted_text(target.name, missing)}.** The app loads "
                   f"{instead(target.name, missing, artifacts)} instead (why: below).", ""]
     parts += [*cardkinds.scope_section(model, sig, tokens),
+              *appcard.ship_section(manifest, artifacts, target.name, target.backends),
               "## Files", "",
               _table(["file", "graph", "backend", "precision", "bytes", "parity vs PyTorch"],
                      [[f"`{a['path']}`", a["graph"], a["backend"], a["precision"], a["bytes"],
@@ -122,6 +157,7 @@ def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] 
                     if (b, p) in PRECISION_NOTES],
               "", "sha256 of every file is in `manifest.json`; `edge-verify .` re-checks them and re-runs the golden "
               "check on every artifact this host can execute.", ""]
+    parts += appcard.libraries_section(manifest, artifacts, target.name)
     unverified = [a["path"] for a in artifacts if a["parity"].get("verified") is False]
     if unverified:
         parts += ["**Not verified numerically here:** " + ", ".join(f"`{p}`" for p in unverified)
@@ -156,10 +192,12 @@ def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] 
                   else f"Decode the encoder output: transducer greedy: the decoder takes the last {sig.context_size} tokens "
                   f"(blank {sig.blank_id} before any); for each encoder frame run the joiner, emit non-blank "
                   "argmax tokens (re-running the decoder after each), move on at blank."),
-              "5. At an endpoint (e.g. 600 ms of silence) reset the states whose reset scope is `utterance`.",
+              "5. At an endpoint (below: 600 ms of trailing silence) append the zeros, then reset the states whose "
+              "reset scope is `utterance`.",
               "", *(["Tokens: `tokens.txt` (`symbol id`); `▁` marks a word start.", ""] if sig.decoder != "none"
                     else [""]),
-              "## Code", "", _snippets(sig, target.name, artifacts), "",
+              *(appcard.endpointing_section(sig) if sig.decoder != "none" else []),
+              "## Code", "", _snippets(sig, target.name, artifacts, manifest.get("tools")), "",
               "## Golden check", "",
               f"`golden/audio.wav` (utterance `{manifest['golden']['utterance']}`) gives `golden/features.npy`; its "
               f"{manifest['golden']['chunks']} encoder chunks are in `golden/encoder_inputs.npz` and PyTorch's "

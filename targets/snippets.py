@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from runtime_py.signature import Signature
 
+from . import appdeps
+
 
 def _knf_options(fe) -> list[tuple[str, object]]:
     ms = 1000.0 / fe.sample_rate
@@ -87,7 +89,11 @@ fun shapeOf(spec: JSONObject): LongArray = spec.getJSONArray("shape").let { a ->
 fun argmax(v: FloatArray): Int = v.indices.maxBy { v[it] }"""
 
 
-def kotlin_ort(sig: Signature, files: dict[str, str]) -> str:
+def _gradle(backend: str, tools: dict | None) -> str:
+    return appdeps.gradle_line(appdeps.library("android", backend), tools)
+
+
+def kotlin_ort(sig: Signature, files: dict[str, str], tools: dict | None = None) -> str:
     enc = sig.graph("encoder")
     x, out = enc.inputs[0], enc.outputs[0]
     shape = ", ".join(f"{d}L" for d in x.shape)
@@ -96,7 +102,7 @@ def kotlin_ort(sig: Signature, files: dict[str, str]) -> str:
         size *= d
     what = "raw samples" if sig.frontend.kind == "raw" else f"{sig.frontend.kind} values"
     lines = ["```kotlin",
-             "// ONNX Runtime Android: implementation(\"com.microsoft.onnxruntime:onnxruntime-android:<version>\")",
+             f"// ONNX Runtime Android: {_gradle('ort', tools)} (build.gradle.kts)",
              "import ai.onnxruntime.*",
              "import org.json.JSONArray",
              "import org.json.JSONObject",
@@ -274,7 +280,7 @@ def _return_lines(sig: Signature) -> list[str]:
             f"            return ((it.get(\"{enc.outputs[0].name}\").get() as OnnxTensor).value as Array<Array<FloatArray>>)[0]"]
 
 
-def kotlin_litert(sig: Signature, file: str) -> str:
+def kotlin_litert(sig: Signature, file: str, tools: dict | None = None) -> str:
     enc = sig.graph("encoder")
     x, out = enc.inputs[0], enc.outputs[0]
     n_out = 1
@@ -282,7 +288,7 @@ def kotlin_litert(sig: Signature, file: str) -> str:
         n_out *= d
     return "\n".join([
         "```kotlin",
-        "// LiteRT (TFLite): implementation(\"com.google.ai.edge.litert:litert:<version>\"); package org.tensorflow.lite",
+        f"// LiteRT: {_gradle('tflite', tools)} (build.gradle.kts); package org.tensorflow.lite",
         "import org.tensorflow.lite.Interpreter",
         "import java.nio.ByteBuffer",
         "import java.nio.ByteOrder",

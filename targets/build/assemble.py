@@ -21,7 +21,7 @@ from runtime_py import formats
 from ..common import one_torch_thread
 from ..conversion_errors import ConversionError
 from .convert import convert_graphs, runners
-from .plan import DEFAULT_FAMILY, Target, check_backends, get_target, parse_quant
+from .plan import DEFAULT_FAMILY, Target, check_backends, get_target, parse_quant, takes_audio
 from .records import check_quantised, describe
 from .source import Source, tokens_for
 
@@ -43,7 +43,7 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
                  spec: dict | None = None, name: str | None = None, backends=None, quant: str | None = None,
                  keep_failed: bool = False, parity_chunks: int = PARITY_CHUNKS, progress=None,
                  stream_seconds: float | None = None, stream_budget_s: float | None = None,
-                 audio_in: bool = False) -> Path:
+                 audio_in: bool | None = None) -> Path:
     """Build dist/<name>-<family>-<target>/ and return its path. The model is
     `model` (in memory: a built-in family's model, or a user's model from
     edge.declare), else `onnx_model` + `spec` (third-party ONNX with state
@@ -55,7 +55,9 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
     and recorded).
     `audio_in`: put the frontend in the encoder graph (edge.audio_in): the
     bundle's encoder takes PCM; every artifact is also checked against the
-    features-in reference (targets/audio_in_parity.py)."""
+    features-in reference (targets/audio_in_parity.py). None: the target's
+    default (android and ios: yes, where the model's frontend allows;
+    plan.takes_audio)."""
     from edge.checkpoint import load_or_init
     from edge.families import get_family
 
@@ -70,6 +72,7 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
             if audio_in:
                 raise UserError("--audio-in builds the frontend into a PyTorch model's graph; a third-party "
                                 "ONNX model (--onnx) keeps its own input")
+            audio_in = False  # a third-party ONNX model keeps its own input
             source = Source.from_onnx(Path(onnx_model), spec or {}, work)
             family = source.signature.family
             if any(b == "coreml" for b, _ in pairs):
@@ -91,6 +94,7 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
                 info = model.info()
             else:
                 info = {"source": "in-memory model", "tokens": [], "meta": {"trained": False}}
+            audio_in = takes_audio(tgt, audio_in, model.signature())
             declared = model.signature().family
             if family is not None and family != declared and not hasattr(model, "info"):
                 raise UserError(f"model is a {declared!r}, not {family!r}")

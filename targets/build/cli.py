@@ -1,7 +1,8 @@
 """edge-build: one command from a model to a verified bundle for a device.
 
     edge-build --target rpi                       # shipped conformer -> dist/demo-conformer-rpi/
-    edge-build --target android --family transducer
+    edge-build --target android --family transducer  # -> dist/demo-transducer-audio-android/ (PCM in)
+    edge-build --target ios --features-in          # the encoder takes fbank frames instead
     edge-build --list                             # targets, files and options
 
 Every artifact is rolled out against PyTorch on speech features and the result
@@ -27,7 +28,7 @@ from runtime_py import formats
 
 from ..proofs import STREAM_BUDGET_S
 from .assemble import AUDIO_SUFFIX, PARITY_CHUNKS, build_bundle
-from .plan import DEFAULT_FAMILY, TARGETS, get_target, list_targets, parse_quant
+from .plan import DEFAULT_FAMILY, TARGETS, get_target, list_targets, parse_quant, takes_audio
 
 def build_parser() -> argparse.ArgumentParser:
     from edge.cliutil import add_model, add_verbose, make_parser
@@ -47,12 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a state port pair of the --onnx model (repeatable)")
     g.add_argument("--quant", help="precisions to build, e.g. fp32,int8 or tflite:fp16 (default: the target's set); "
                    f"backends {', '.join(formats.backends())}, precisions {', '.join(formats.all_precisions())}")
-    g.add_argument("--audio-in", action="store_true",
-                   help="put the frontend (kaldi fbank) in the encoder graph: the app feeds PCM samples, not "
-                   "features (see docs/audio-in.md)")
+    kind = g.add_mutually_exclusive_group()
+    kind.add_argument("--audio-in", dest="audio_in", action="store_true", default=None,
+                      help="put the frontend (kaldi fbank) in the encoder graph: the app feeds PCM samples, not "
+                      "features (the default for android and ios; docs/audio-in.md)")
+    kind.add_argument("--features-in", dest="audio_in", action="store_false",
+                      help="the encoder takes fbank frames and the app computes them (the default for rpi)")
     g.add_argument("--name", help="bundle name (default: the --onnx spec's \"name\", else demo)")
     o = p.add_argument_group("output and checks")
-    o.add_argument("-o", "--output", type=Path, help="bundle folder (default: dist/<name>-<family>-<target>)")
+    o.add_argument("-o", "--output", type=Path, help="bundle folder (default: dist/<name>-<family>-<target>, -audio-<target> for PCM in)")
     o.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS,
                    help="chunks in each parity rollout (default: %(default)s)")
     o.add_argument("--proof-budget", type=float, default=None, metavar="SECONDS",
@@ -141,7 +145,9 @@ def _main(argv) -> int:
     if spec is not None and not NAME.match(name):
         return fail(f"spec \"name\" {name!r} must be letters, digits, _ and . (as edge.declare's; it names the "
                     "bundle)")
-    suffix = AUDIO_SUFFIX if args.audio_in else ""
+    audio_in = takes_audio(get_target(args.target), args.audio_in, model.signature() if model is not None else None,
+                           onnx=bool(args.onnx))
+    suffix = AUDIO_SUFFIX if audio_in else ""
     out_dir = args.output or Path("dist") / f"{name}-{family}{suffix}-{args.target}"
     moved = None
     try:  # before any work: never build towards a folder we may not replace
@@ -159,7 +165,7 @@ def _main(argv) -> int:
             out = build_bundle(None if model is not None else family, args.target, out_dir, model=model,
                                checkpoint=args.checkpoint, name=name, onnx_model=args.onnx, spec=spec,
                                quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
-                               progress=progress, stream_budget_s=args.proof_budget, audio_in=args.audio_in)
+                               progress=progress, stream_budget_s=args.proof_budget, audio_in=audio_in)
         finally:
             progress.close()
     except (UserError, CheckpointError, ExportError, RolloutError) as e:

@@ -16,6 +16,8 @@ from edge.cliutil import unknown
 from edge.errors import UserError
 from runtime_py import formats
 
+from ..appdeps import runtime_name
+
 DEFAULT_FAMILY = "conformer"
 
 
@@ -26,6 +28,9 @@ class Target:
     backends: tuple[str, ...]  # formats-table names; every precision each one builds may be asked for
     default: tuple[tuple[str, str], ...]  # (backend, precision) built by default
     runtime: str
+    # the encoder takes PCM by default (docs/audio-in.md "Which kind a target gets"): a phone app then needs no
+    # C++ feature library; the Pi's Python client has its own fbank
+    audio_in: bool = False
 
     @property
     def allowed(self) -> tuple[tuple[str, str], ...]:
@@ -41,11 +46,12 @@ TARGETS = {
                       backends=("tflite", "ort", "onnx"),
                       default=(("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("ort", "fp32"),
                                ("ort", "int8")),
-                      runtime="org.tensorflow:tensorflow-lite Interpreter / onnxruntime-android OrtSession"),
+                      runtime=f"{runtime_name('android', 'tflite')} / {runtime_name('android', 'ort')}",
+                      audio_in=True),
     "ios": Target("ios", "iOS: CoreML ML program and ONNX Runtime Mobile",
                   backends=("coreml", "ort", "onnx"),
                   default=(("coreml", "fp16"), ("coreml", "fp32"), ("ort", "fp32"), ("ort", "int8")),
-                  runtime="CoreML MLModel.prediction / onnxruntime-objc ORTSession"),
+                  runtime=f"{runtime_name('ios', 'coreml')} / {runtime_name('ios', 'ort')}", audio_in=True),
 }
 
 
@@ -55,6 +61,22 @@ def get_target(name: str) -> Target:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UserError(f"unknown target {name!r}.{hint} Targets: {', '.join(TARGETS)} (see edge-build --list)")
     return TARGETS[name]
+
+
+def takes_audio(target: Target, audio_in: bool | None, signature=None, onnx: bool = False) -> bool:
+    """--audio-in / --features-in as given (None: neither), else the target's
+    default where it applies: a PyTorch model whose frontend can go in the
+    graph (fbank or MFCC without dither; `signature` None is a built-in
+    family, all of which qualify). A third-party ONNX model and a model that
+    already takes samples keep their own input."""
+    if audio_in is not None:
+        return audio_in
+    if not target.audio_in or onnx:
+        return False
+    if signature is None:
+        return True
+    fe = signature.frontend
+    return fe.kind in ("fbank", "mfcc") and fe.dither == 0 and not (signature.extra or {}).get("audio_in")
 
 
 def parse_quant(target: Target, quant: str | None) -> tuple[tuple[str, str], ...]:
@@ -115,6 +137,8 @@ def list_targets() -> str:
         build = ",".join(dict.fromkeys(extra for _, extra in f.build_needs)) or "-"
         run = f"run: [{f.extra}]" if f.runs_here else "run: not on this host"
         lines.append(f"  {f.backend:8s} {f.suffix:11s} {'/'.join(f.precisions):15s} build: [{build}], {run}")
-    lines.append("--audio-in (every target and model): the encoder takes PCM samples, the fbank frontend is in the "
-                 "graph; default folder dist/<name>-<family>-audio-<target> (docs/audio-in.md)")
+    lines.append("audio in: " + ", ".join(t.name for t in TARGETS.values() if t.audio_in) + " build an encoder that "
+                 "takes PCM (the fbank frontend in the graph; folder dist/<name>-<family>-audio-<target>) unless "
+                 "--features-in; " + ", ".join(t.name for t in TARGETS.values() if not t.audio_in) + ": fbank frames "
+                 "unless --audio-in (docs/audio-in.md)")
     return "\n".join(lines)

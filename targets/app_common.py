@@ -1,0 +1,96 @@
+"""What the Kotlin and Swift of an audio-in bundle's card share: every number
+and name the app loop needs, taken from the signature and from the client's
+own constants (runtime_py/vad.py, runtime_py/stream.py), and the template
+filler. One table, so the two languages and the card's prose cannot drift."""
+
+from __future__ import annotations
+
+import re
+
+from runtime_py import vad
+from runtime_py.audio_in import AudioInPlan
+from runtime_py.decoding import MAX_SYMBOLS_PER_FRAME
+from runtime_py.signature import Signature
+from runtime_py.stream import TAIL_PADDING_S
+
+_SLOT = re.compile(r"@@([A-Z_0-9]+)@@")
+
+
+def fill(template: str, values: dict) -> str:
+    """Every @@NAME@@ replaced; a slot without a value is a bug in the
+    generator, not something to print into a card."""
+    missing = sorted({m for m in _SLOT.findall(template) if m not in values})
+    if missing:
+        raise KeyError(f"template slots without a value: {missing}")
+    return _SLOT.sub(lambda m: str(values[m.group(1)]), template)
+
+
+def shape_literal(shape, suffix: str = "") -> str:
+    return ", ".join(f"{d}{suffix}" for d in shape)
+
+
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def endpoint_numbers(rate: int) -> dict:
+    """The energy VAD and endpointer as edge-demo runs them (runtime_py.vad defaults), in 10 ms frames."""
+    frame = int(round(rate * vad.DEFAULT_FRAME_MS / 1000))
+
+    def frames(ms: float) -> int:
+        return max(1, int(round(ms / vad.DEFAULT_FRAME_MS)))
+
+    return {"FRAME": frame, "FRAME_MS": f"{vad.DEFAULT_FRAME_MS:g}",
+            "ON_DB": f"{vad.DEFAULT_THRESHOLD_DB:.1f}",
+            "OFF_DB": f"{vad.DEFAULT_THRESHOLD_DB - vad.DEFAULT_HYSTERESIS_DB:.1f}",
+            "HYST": f"{vad.DEFAULT_HYSTERESIS_DB:g}",
+            "MIN_SPEECH": frames(vad.DEFAULT_MIN_SPEECH_MS), "MIN_SPEECH_MS": f"{vad.DEFAULT_MIN_SPEECH_MS:g}",
+            "MIN_SILENCE": frames(vad.DEFAULT_MIN_SILENCE_MS), "MIN_SILENCE_MS": f"{vad.DEFAULT_MIN_SILENCE_MS:g}",
+            "TRAILING": frames(vad.DEFAULT_TRAILING_SILENCE_MS),
+            "TRAILING_MS": f"{vad.DEFAULT_TRAILING_SILENCE_MS:g}",
+            "MAX_UTT": frames(vad.DEFAULT_MAX_UTTERANCE_S * 1000), "MAX_UTT_S": f"{vad.DEFAULT_MAX_UTTERANCE_S:g}",
+            "MAX_IDLE": frames(vad.DEFAULT_MAX_IDLE_S * 1000), "MAX_IDLE_S": f"{vad.DEFAULT_MAX_IDLE_S:g}"}
+
+
+def loop_numbers(sig: Signature, plan: AudioInPlan) -> dict:
+    enc = sig.graph("encoder")
+    x, out = enc.inputs[0], enc.outputs[0]
+    fe = plan.frontend
+    rate = fe.sample_rate
+    v = {"N": plan.samples_per_call, "CALL_MS": f"{1000 * plan.samples_per_call / rate:g}",
+         "WARMUP": plan.warmup_calls, "C": plan.chunk_frames, "S": plan.shift_frames, "HOP": fe.frame_shift,
+         "SNIP": str(fe.snip_edges).lower(), "RATE": rate, "BLOCK": rate // 10,
+         "MIN_PAD": int(round(TAIL_PADDING_S * rate)), "MIN_PAD_S": f"{TAIL_PADDING_S:g}",
+         "X": x.name, "XSHAPE": "[" + shape_literal(x.shape) + "]", "XSHAPE_T": tuple(x.shape),
+         "OUT": out.name, "OUTSHAPE": "[" + shape_literal(out.shape) + "]", "FRAMES": out.shape[1],
+         "DIM": out.shape[-1], "OUT_SIZE": _size(out.shape), "BLANK": sig.blank_id,
+         "MAX_SYMBOLS": MAX_SYMBOLS_PER_FRAME,
+         "STATES": ", ".join(f"`{s.name}` [{shape_literal(s.shape)}]" for s in enc.states)}
+    v["FRAMES_OF"] = (f"if (m < {fe.frame_length}) 0L else 1 + (m - {fe.frame_length}) / {fe.frame_shift}"
+                      if fe.snip_edges else f"(m + {fe.frame_shift // 2}) / {fe.frame_shift}")
+    v["FRAMES_OF_SWIFT"] = (f"m < {fe.frame_length} ? 0 : 1 + (m - {fe.frame_length}) / {fe.frame_shift}"
+                            if fe.snip_edges else f"(m + {fe.frame_shift // 2}) / {fe.frame_shift}")
+    v.update(endpoint_numbers(rate))
+    if sig.decoder == "transducer":
+        dg, jg = sig.graph("decoder"), sig.graph("joiner")
+        y, dec_out = dg.inputs[0], dg.outputs[0]
+        j_enc, j_dec = jg.inputs[0], jg.inputs[1]
+        start = sig.start_context()
+        v.update({"CONTEXT": sig.context_size, "START": ", ".join(f"{t}L" for t in start),
+                  "START_SWIFT": ", ".join(str(t) for t in start),
+                  "START_DOC": ("signature.decoder_start " + str(start) + ": -1 is \"no token\", the decoder graph "
+                                "gives it a zero embedding") if sig.decoder_start is not None
+                  else f"all blank: {start}, the model has no decoder_start",
+                  "Y": y.name, "YSHAPE": "[" + shape_literal(y.shape) + "]", "YSHAPE_L": shape_literal(y.shape, "L"),
+                  "DEC_OUT": dec_out.name, "DEC_SIZE": _size(dec_out.shape), "J_ENC": j_enc.name,
+                  "J_DEC": j_dec.name, "JSHAPE_L": shape_literal(j_enc.shape, "L"),
+                  "DSHAPE_L": shape_literal(j_dec.shape, "L"), "J_SIZE": _size(j_enc.shape),
+                  "D_SIZE": _size(j_dec.shape), "JSHAPE": shape_literal(j_enc.shape),
+                  "DSHAPE": shape_literal(j_dec.shape), "LOGITS": jg.outputs[0].name, "VOCAB": sig.vocab_size})
+    return v
+
+
+__all__ = ["endpoint_numbers", "fill", "loop_numbers", "shape_literal"]
