@@ -89,12 +89,24 @@ class AudioInEncoder(nn.Module):
         feats, own = self.frontend(audio, samples, frames, calls)
         outs = self.encoder(feats[:, : p.chunk_frames], *states)
         n_out = len(outs) - len(states)
-        # Hold the states during the warmup calls: next = new * r + old * (1 - r) with r 0 or 1 is
-        # exact (x * 1 = x, x * 0 = 0, x + 0 = x) and a 0-d r broadcasts over any state (the graph
-        # is batch 1). onnx2tf mis-shaped the transducer's LSTM states behind a Where.
         ready = (calls >= p.warmup_calls - 0.5).reshape(())  # this call completes an encoder step
-        nexts = [new * ready.to(new.dtype) + old * (~ready).to(old.dtype) for new, old in zip(outs[n_out:], states)]
+        nexts = [_hold(new, old, ready) for new, old in zip(outs[n_out:], states)]
         return tuple(outs[:n_out]) + own + tuple(nexts)
+
+
+def _hold(new: torch.Tensor, old: torch.Tensor, ready: torch.Tensor) -> torch.Tensor:
+    """The state's next value: `new` once the call completes an encoder step,
+    else `old` (the warmup calls). new * r + old * (1 - r) with r 0 or 1 is
+    exact (x * 1 = x, x * 0 = 0, x + 0 = x) and a 0-d r broadcasts (the graph
+    is batch 1); onnx2tf mis-shaped the transducer's LSTM states behind a
+    Where. A state of rank >= 4 is blended flat: onnx2tf keeps a conv cache
+    computed in the graph channels-last but the state input as declared, and
+    cannot add the two (the Zipformer's embed_states: "Dimensions must be
+    equal, but are 3 and 128", [1, 3, 19, 128] and [1, 128, 3, 19])."""
+    r, not_r = ready.to(new.dtype), (~ready).to(old.dtype)
+    if new.dim() < 4:  # flat, the transducer's LSTM states [layers, 1, hidden] lost 7.4 in onnx2tf
+        return new * r + old * not_r
+    return (new.reshape(-1) * r + old.reshape(-1) * not_r).reshape(old.shape)
 
 
 class AudioInFrontend(nn.Module):

@@ -70,6 +70,40 @@ class RawVad(nn.Module):
         return torch.sigmoid(self.head(h)), (h, c)
 
 
+class Conv2dCacheModel(nn.Module):
+    """A front end like icefall's Conv2dSubsampling in streaming mode: its
+    2-D convolution keeps its last frames as a 4-D cache [B, C, frames, F'],
+    computed in the graph (converters then hold it channels-last)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, stride=(1, 2))
+        self.conv2 = nn.Conv2d(8, 8, (3, 1))
+        self.out = nn.Linear(8 * CONV_F, VOCAB)
+
+    def forward(self, x, cache):  # x [B, CHUNK, FEATS], cache [B, 8, 2, CONV_F]
+        h = torch.cat([cache, torch.relu(self.conv1(x[:, None]))], dim=2)  # [B, 8, CHUNK, CONV_F]
+        y = torch.relu(self.conv2(h))  # [B, 8, CHUNK - 2, CONV_F]
+        y = y.permute(0, 2, 1, 3).reshape(y.shape[0], CHUNK - 2, 8 * CONV_F)
+        return torch.log_softmax(self.out(y), dim=-1), h[:, :, -2:]
+
+
+CONV_F = (FEATS - 3) // 2 + 1
+
+
+def declare_conv2d_cache():
+    """CHUNK feature frames in, CHUNK - 2 out: the first conv's 2 frames of
+    context overlap the next chunk (shift CHUNK - 2), the second conv's come
+    from the cache."""
+    torch.manual_seed(0)
+    m = Conv2dCacheModel().eval()
+    step = edge.Step(m, states=lambda b: torch.zeros(b, 8, 2, CONV_F), names=["conv_cache"],
+                     returns=("log_probs", edge.STATES))
+    return edge.declare("conv2dcache", encoder=step, head="ctc", chunk=CHUNK, shift=CHUNK - 2, subsampling=1,
+                        frontend=edge.FrontendSpec(num_mel_bins=FEATS), tokens=[f"w{i}" for i in range(VOCAB)],
+                        trained=False)
+
+
 def declare_time_major():
     torch.manual_seed(0)
     m = TimeMajorChunkModel().eval()
