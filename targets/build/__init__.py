@@ -3,7 +3,7 @@
 One module per question:
   plan.py      which targets exist, what each builds (--quant), --list
   source.py    what a bundle is built from (model / third-party ONNX) and its tokens
-  convert.py   conversion dispatch through the formats table (runtime_py/formats.py)
+  convert.py   conversion dispatch through the backend objects (targets/backends/)
   records.py   the int8 check and the one-line parity description
   assemble.py  the build itself: convert, roll out, prove, golden files, manifest
   cli.py       the edge-build command line

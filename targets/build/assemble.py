@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import UserError
-from runtime_py import formats
 
+from ..backends import BACKENDS
 from ..common import one_torch_thread
 from ..conversion_errors import ConversionError
 from .convert import convert_graphs, runners
@@ -72,14 +72,7 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
                                 "ONNX model (--onnx) keeps its own input")
             source = Source.from_onnx(Path(onnx_model), spec or {}, work)
             family = source.signature.family
-            if any(b == "coreml" for b, _ in pairs):
-                if backends or quant:
-                    raise UserError("CoreML converts from PyTorch only; a third-party ONNX model can go to "
-                                    "ort and tflite (use --quant ort:fp32,...)")
-                skipped = [{"backend": b, "precision": p, "reason": "coremltools converts from PyTorch only; this "
-                            "model came as an ONNX file, so the ios bundle has no .mlpackage"}
-                           for b, p in pairs if b == "coreml"]
-                pairs = tuple(bp for bp in pairs if bp[0] != "coreml")
+            pairs, skipped = _without_torch(pairs, target, explicit=bool(backends or quant))
         else:
             if model is None:
                 try:
@@ -101,6 +94,22 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
             return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress,
                           stream_seconds, explicit=bool(backends or quant), stream_budget_s=stream_budget_s,
                           skipped=skipped)
+
+
+def _without_torch(pairs, target: str, explicit: bool):
+    """A model that came as an ONNX file has no PyTorch module for the
+    backends that convert from one (targets.backends: `torch_only`): a
+    target default of theirs is left out and said so; asked for, an error."""
+    from_torch = [(b, p) for b, p in pairs if BACKENDS[b].torch_only]
+    if not from_torch:
+        return pairs, []
+    if explicit:
+        why = "; ".join(dict.fromkeys(BACKENDS[b].torch_only for b, _ in from_torch))
+        others = [b for b, found in BACKENDS.items() if not found.torch_only]
+        raise UserError(f"{why}: a third-party ONNX model can go to {', '.join(others)} (use --quant ort:fp32,...)")
+    skipped = [{"backend": b, "precision": p, "reason": f"{BACKENDS[b].torch_only}; this model came as an ONNX "
+                f"file, so the {target} bundle has no {BACKENDS[b].client.suffix}"} for b, p in from_torch]
+    return tuple(bp for bp in pairs if bp not in from_torch), skipped
 
 
 def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str, keep_failed: bool,
@@ -130,33 +139,32 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
     failed, not_converted = [], list(skipped or [])  # skipped: target defaults no converter takes from this source
     with BundleWriter(out) as bw:
         onnx_paths = source.onnx(work)
-        for backend, precision in pairs:
+        for backend, precision in ((BACKENDS[b], p) for b, p in pairs):  # the backend objects: targets/backends
             t0 = time.perf_counter()
-            say(f"{backend} {precision}: converting {len(onnx_paths)} graph(s)...")
-            earlier = next((nc for nc in not_converted if nc["backend"] == backend), None)
+            say(f"{backend.name} {precision}: converting {len(onnx_paths)} graph(s)...")
+            earlier = next((nc for nc in not_converted if nc["backend"] == backend.name), None)
             try:
                 if earlier:  # every precision of a backend starts from the same conversion: do not retry it
-                    raise ConversionError(f"not tried: {backend} {earlier['precision']} did not convert "
+                    raise ConversionError(f"not tried: {backend.name} {earlier['precision']} did not convert "
                                           f"(same converter)\n{earlier['reason']}")
-                files = convert_graphs(backend, precision, signature, onnx_paths, bw.tmp, work=work,
+                files = convert_graphs(backend.name, precision, signature, onnx_paths, bw.tmp, work=work,
                                        torch_model=source.torch_model, calibration=speech[:50])
             except ConversionError as e:
                 if explicit:  # the user asked for this one: fail, saying why
                     raise
                 # a target default that does not convert: left out, and said so (manifest, card, output)
-                not_converted.append({"backend": backend, "precision": precision, "reason": str(e)})
+                not_converted.append({"backend": backend.name, "precision": precision, "reason": str(e)})
                 lines = str(e).splitlines()
-                say(f"{backend} {precision}: NOT CONVERTED, left out of the bundle: {lines[0]}"
+                say(f"{backend.name} {precision}: NOT CONVERTED, left out of the bundle: {lines[0]}"
                     + "".join(f"\n    {ln.strip()}" for ln in lines[1:3] if not earlier))
                 continue
-            fmt = formats.get_format(backend)
-            if not fmt.runs_here:  # CoreML on Linux: the file's spec is checked, its numerics cannot be
+            if not backend.client.runs_here:  # CoreML on Linux: the file's spec is checked, its numerics cannot be
                 for g, p in files.items():
-                    bw.add_artifact(p.name, g, backend, precision, formats.load(fmt.inspect)(p, signature.graph(g)))
-                say(f"{backend} {precision}: spec verified, numerics not run ({fmt.not_here.split(';')[0]}) "
-                    f"[{time.perf_counter() - t0:.1f}s]")
+                    bw.add_artifact(p.name, g, backend.name, precision, backend.inspect(p, signature.graph(g)))
+                say(f"{backend.name} {precision}: spec verified, numerics not run "
+                    f"({backend.client.not_here.split(';')[0]}) [{time.perf_counter() - t0:.1f}s]")
                 continue
-            runs = runners(backend, files, signature)
+            runs = runners(backend.name, files, signature)
             records = check_set(signature, reference, runs, precision, speech, parity_chunks, ref_tokens,
                                 trained=trained)
             if features_in:  # an audio-in encoder: also against the features-in model fed numpy features
@@ -168,15 +176,14 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                 check_quantised(backend, files, records)
             for g, p in files.items():
                 records[g]["reference"] = source.reference_name
-                bw.add_artifact(p.name, g, backend, precision, records[g], files.reports.get(g))
+                bw.add_artifact(p.name, g, backend.name, precision, records[g], files.reports.get(g))
                 if not records[g]["passed"]:
                     failed.append(f"{p.name}: {describe(records[g])}")
-            say(f"{backend} {precision}: " + "; ".join(f"{g} {describe(r)}" for g, r in records.items())
+            say(f"{backend.name} {precision}: " + "; ".join(f"{g} {describe(r)}" for g, r in records.items())
                 + f" [{time.perf_counter() - t0:.1f}s]")
-        if any(b == "ort" for b, _ in pairs):
-            from .. import ort
-            ort.required_operators_config(sorted(bw.tmp.glob("*.ort")), bw.path("required_operators.config"))
-            bw.add_file("required_operators.config")
+        for backend in (BACKENDS[b] for b in dict.fromkeys(b for b, _ in pairs)):
+            for rel in backend.side_files(bw.tmp) if backend.side_files else ():  # e.g. ORT's operator config
+                bw.add_file(rel)
         proofs = _proofs(source, signature, onnx_paths, speech, stream_seconds, say, stream_budget_s)
         if failed and not keep_failed:
             raise UserError("parity failed, bundle not written (use --keep-failed to keep it, marked failed):\n  "

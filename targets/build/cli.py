@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 
 from edge.errors import UserError, fail, missing_extra
-from runtime_py import formats
-
+from ..backends import BACKENDS, all_precisions
 from ..proofs import STREAM_BUDGET_S
 from .assemble import AUDIO_SUFFIX, PARITY_CHUNKS, build_bundle
 from .plan import DEFAULT_FAMILY, TARGETS, get_target, list_targets, parse_quant
@@ -46,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--state", action="append", default=[], metavar="IN=OUT",
                    help="a state port pair of the --onnx model (repeatable)")
     g.add_argument("--quant", help="precisions to build, e.g. fp32,int8 or tflite:fp16 (default: the target's set); "
-                   f"backends {', '.join(formats.backends())}, precisions {', '.join(formats.all_precisions())}")
+                   f"backends {', '.join(BACKENDS)}, precisions {', '.join(all_precisions())}")
     g.add_argument("--audio-in", action="store_true",
                    help="put the frontend (kaldi fbank) in the encoder graph: the app feeds PCM samples, not "
                    "features (see docs/audio-in.md)")
