@@ -67,7 +67,7 @@ def test_demo_and_build_arguments_come_from_the_table(monkeypatch, capsys):
 def fake_convert(onnx_path, graph, signature, precision, out_dir, **options) -> list[Path]:
     """The one converter signature: the exported ONNX graph under a new suffix (ONNX Runtime reads
     the file by its content, so the row can reuse the ort runner)."""
-    assert set(options) == {"work", "torch_model", "calibration"}  # what edge-build passes every converter
+    assert set(options) == {"work", "torch_model", "int8"}  # what edge-build passes every converter
     return [Path(shutil.copy(onnx_path, Path(out_dir) / f"{graph.name}.{precision}.fake"))]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from runtime_py import formats
 
 from . import coreml, onnx, ort, tflite
-from .base import Backend, Int8Check, Made
+from .base import Backend, Int8Recipe, Made
 
 BACKENDS: dict[str, Backend] = {}
 
@@ -44,4 +44,4 @@ def all_precisions() -> tuple[str, ...]:
     return tuple(p for p in formats.PRECISIONS if p in made) + tuple(sorted(made - set(formats.PRECISIONS)))
 
 
-__all__ = ["Backend", "BACKENDS", "Int8Check", "Made", "all_precisions", "get_backend", "register"]
+__all__ = ["Backend", "BACKENDS", "Int8Recipe", "Made", "all_precisions", "get_backend", "register"]

@@ -12,11 +12,13 @@ targets/backends/__init__.py:
 - `convert`: the one converter signature
       convert(onnx_path, graph, signature, precision, out_dir, **options) -> list[Path]
   options: `work` (a scratch folder), `torch_model` (the PyTorch model, for
-  converters that start from it), `calibration` (encoder feature chunks); a
+  converters that start from it), `int8` (the backend's Int8Recipe); a
   converter ignores the ones it does not need. The list may carry `.report`
   (`Made` below): how the file was made, for the manifest;
-- `int8`: how an int8 file is checked (`Int8Check`: the quantised op count,
-  and the recipe record read back from the file);
+- `int8`: its int8 recipe (`Int8Recipe`: the quantise step where the recipe
+  quantises the ONNX graph before conversion, the quantised op count that
+  proves it did, and the record read back from the file). Calibration data
+  for every recipe comes from one place, targets/calibration.py;
 - `inspect`: (path, graph) -> parity record, for files that cannot run here
   (required then: the build checks what it can instead of running them);
 - `side_files`: (bundle folder) -> names of the files it wrote next to the
@@ -44,10 +46,15 @@ class Made(list):
 
 
 @dataclass(frozen=True)
-class Int8Check:
-    """How an int8 file of a backend is judged quantised (targets/build/records.py)."""
+class Int8Recipe:
+    """How a backend makes and checks an int8 file (targets/build/records.py checks it)."""
+    name: str
     count: Callable[[Path], int]  # path -> quantised ops/tensors; 0 means an fp32 file under an int8 name
     record: Callable[[Path], dict] | None = None  # path -> the manifest's "int8_recipe", read back from the file
+    # (onnx_path, out_path, graph | None, signature | None) -> out_path: the fp32 ONNX graph in, an int8 ONNX graph
+    # out, run by the backend's converter (ORT: in a child process, so a module-level function); None where the
+    # converter quantises by itself (TFLite's dynamic range, a converter setting)
+    quantize: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class Backend:
     precisions: tuple[str, ...]
     convert: Callable[..., list]
     build_needs: tuple[tuple[str, str], ...] = ()
-    int8: Int8Check | None = None
+    int8: Int8Recipe | None = None
     inspect: Callable | None = None
     side_files: Callable[[Path], list[str]] | None = None
     torch_only: str = ""

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import ort
+from .. import ort, quantize
 from ..ort_ops import quantized_op_count
-from ..quantize import recipe_record
-from .base import Backend, Int8Check
+from .base import Backend, Int8Recipe
 
 OPERATORS_CONFIG = "required_operators.config"
-# the ORT int8 recipe's check, shared with the "onnx" backend (its files are read by the same runtime)
-ORT_INT8 = Int8Check(count=quantized_op_count, record=recipe_record)
+# targets/quantize.py's recipe (static Conv calibrated on speech + dynamic MatMul/Gemm/LSTM), also the check of
+# the "onnx" backend's files (the same runtime reads them)
+ORT_INT8 = Int8Recipe(quantize.RECIPE, count=quantized_op_count, record=quantize.recipe_record,
+                      quantize=quantize.quantize)
 
 
 def operators_config(folder: Path) -> list[str]:

@@ -148,7 +148,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                     raise ConversionError(f"not tried: {backend.name} {earlier['precision']} did not convert "
                                           f"(same converter)\n{earlier['reason']}")
                 files = convert_graphs(backend.name, precision, signature, onnx_paths, bw.tmp, work=work,
-                                       torch_model=source.torch_model, calibration=speech[:50])
+                                       torch_model=source.torch_model)
             except ConversionError as e:
                 if explicit:  # the user asked for this one: fail, saying why
                     raise

@@ -4,8 +4,8 @@ the result.
 
 Every converter has one signature (targets/backends/base.py):
     convert(onnx_path, graph, signature, precision, out_dir, **options) -> list[Path]
-with options `work`, `torch_model` and `calibration`; a converter ignores the
-ones it does not need.
+with options `work`, `torch_model` and `int8` (the backend's int8 recipe,
+added here); a converter ignores the ones it does not need.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def convert_graphs(backend: Backend | str, precision: str, signature, onnx_paths
     out.reports = {}
     for g, p in onnx_paths.items():
         try:
-            made = backend.convert(p, signature.graph(g), signature, precision, out_dir, **options)
+            made = backend.convert(p, signature.graph(g), signature, precision, out_dir, int8=backend.int8, **options)
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - every converter has its own exception types

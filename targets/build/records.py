@@ -11,7 +11,7 @@ from ..backends import Backend
 def check_quantised(backend: Backend, files: dict[str, Path], records: dict) -> None:
     """An int8 file in which nothing was quantised is an fp32 file under an
     int8 name: report it as such and fail it, whatever its parity. The
-    backend's Int8Check counts, and reads its recipe back from the file."""
+    backend's Int8Recipe counts, and reads its record back from the file."""
     check = backend.int8
     if check is None:
         return
