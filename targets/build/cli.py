@@ -29,14 +29,14 @@ from .assemble import AUDIO_SUFFIX, PARITY_CHUNKS, build_bundle
 from .plan import DEFAULT_FAMILY, TARGETS, get_target, list_targets, parse_quant
 
 def build_parser() -> argparse.ArgumentParser:
-    from edge.cliutil import add_model, add_verbose, make_parser
+    from edge.cliutil import add_model, add_verbose, family_names, make_parser
 
     p = make_parser("edge-build", __doc__)
     p.add_argument("--list", action="store_true", help="print targets, their files and options, and exit")
     add_verbose(p)
     g = p.add_argument_group("what to build")
     g.add_argument("--target", help=" | ".join(TARGETS))
-    g.add_argument("--family", help=f"a built-in demo model: lstm, conformer, transducer (default: {DEFAULT_FAMILY})")
+    g.add_argument("--family", help=f"a built-in demo model: {', '.join(family_names())} (default: {DEFAULT_FAMILY})")
     add_model(g)
     g.add_argument("--checkpoint", type=Path, help="checkpoint .pt (default: the shipped demo model)")
     g.add_argument("--onnx", type=Path, help="third-party streaming ONNX model with explicit state ports")

@@ -13,14 +13,11 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from edge.cliutil import unknown
+from edge.cliutil import DEFAULT_FAMILY, unknown  # noqa: F401 - DEFAULT_FAMILY: the one default, re-exported
 from edge.errors import UserError
 from runtime_py import formats
 
 from ..backends import BACKENDS, get_backend
-
-DEFAULT_FAMILY = "conformer"
-
 
 @dataclass(frozen=True)
 class Target:
