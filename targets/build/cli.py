@@ -96,7 +96,7 @@ def _main(argv) -> int:
     if args.proof_budget is not None and not args.proof_budget > 0:
         return fail("--proof-budget must be a positive number of seconds")
     try:  # a mistyped target, precision or family is reported before torch is imported (2 s)
-        steps = len(parse_quant(get_target(args.target), args.quant))
+        pairs = parse_quant(get_target(args.target), args.quant)  # --quant is read here, once
     except UserError as e:
         return fail(str(e))
     from edge.cliutil import family_error
@@ -153,11 +153,12 @@ def _main(argv) -> int:
     try:
         from ..progress import StepProgress
 
-        progress = StepProgress(steps=steps)
+        progress = StepProgress(steps=len(pairs))
         try:
             out = build_bundle(None if model is not None else family, args.target, out_dir, model=model,
                                checkpoint=args.checkpoint, name=name, onnx_model=args.onnx, spec=spec,
-                               quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
+                               backends=pairs if args.quant else None,  # named pairs: a failure is an error
+                               keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
                                progress=progress, stream_budget_s=args.proof_budget, audio_in=args.audio_in)
         finally:
             progress.close()
