@@ -9,15 +9,18 @@ precisions, converter, int8 check, side files) is the build's business: one
 object per backend in targets/backends/ (`targets.backends.Backend`), which
 names its client row here by `backend`.
 
-The one runner signature (see runtime_py/backends.py):
+The one runner signature (runtime_py/runners.py has the two a client uses;
+runtime_py/backends.py opens files through this table):
     runner(path, graph, threads=1, strict=False, providers=None) -> run(feeds) -> dict
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from dataclasses import dataclass
+from typing import Callable
+
+from .runners import ort_runner, tflite_runner
 
 # Every precision a bundle artifact may declare, in the order tools list them: the one precision
 # list; each backend builds a subset of it (targets/backends/).
@@ -29,7 +32,7 @@ class Format:
     backend: str  # the name in manifests, --quant/--backend and file names
     suffix: str  # the artifact's file (or folder) suffix
     extra: str  # the pip extra (`pip install -e '.[extra]'`) that runs (or, without a runner, builds) it
-    runner: str | None = None  # "module:function" with the one runner signature; None: not on this host
+    runner: Callable | None = None  # the one runner signature; None: its files do not run on this host
     runtime_module: str | None = None  # the package the runner imports (is it installed here?)
     not_here: str = ""  # why it cannot run here, when runner is None
     # A client's preference when the user names no backend: lower first, across all rows; a precision
@@ -57,13 +60,13 @@ def register(fmt: Format) -> Format:
 
 
 register(Format(
-    "ort", ".ort", "runtime", runner="runtime_py.backends:ort_runner", runtime_module="onnxruntime",
+    "ort", ".ort", "runtime", runner=ort_runner, runtime_module="onnxruntime",
     preference=(("fp32", 0), ("int8", 3), ("fp16", 7))))
 register(Format(
-    "onnx", ".onnx", "runtime", runner="runtime_py.backends:ort_runner", runtime_module="onnxruntime",
+    "onnx", ".onnx", "runtime", runner=ort_runner, runtime_module="onnxruntime",
     preference=(("fp32", 1), ("int8", 4), ("fp16", 8))))
 register(Format(
-    "tflite", ".tflite", "litert", runner="runtime_py.backends:tflite_runner", runtime_module="ai_edge_litert",
+    "tflite", ".tflite", "litert", runner=tflite_runner, runtime_module="ai_edge_litert",
     preference=(("fp32", 2), ("fp16", 5), ("int8", 6))))
 register(Format(
     "coreml", ".mlpackage", "coreml",
@@ -93,11 +96,5 @@ def preference_order() -> tuple[tuple[str, str], ...]:
     return tuple((b, p) for _, b, p in ranked)
 
 
-def load(dotted: str):
-    """'package.module:function' -> the function (imported now, not before)."""
-    module, _, name = dotted.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 __all__ = ["Format", "FORMATS", "PRECISIONS", "register", "get_format", "backends", "runnable",
-           "preference_order", "load"]
+           "preference_order"]

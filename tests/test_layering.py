@@ -179,7 +179,8 @@ def dotted_names() -> list[tuple[str, str, str, int]]:
 
 def test_no_string_hides_an_upward_dependency():
     """A "module:function" string is an import the checks above cannot see: it must name a function that
-    exists, in a layer the module may import (edge-build's converters were named so, from runtime_py)."""
+    exists, in a layer the module may import (edge-build's converters were named so, from runtime_py). The
+    strings left name what a child process runs (targets/isolated.py)."""
     known = project_modules()
     seen, bad = 0, []
     for src, target, fn, line in dotted_names():
@@ -191,5 +192,5 @@ def test_no_string_hides_an_upward_dependency():
             bad.append(f"{where}, against runtime_py < edge < targets < CLIs")
         elif f"def {fn}(" not in known[target].read_text(encoding="utf-8"):
             bad.append(f"{where}, which defines no such function")
-    assert seen >= 3, "the checker found none of the known ones (the ORT quantise job, the ONNX probe, the runners)"
+    assert seen >= 2, "the checker missed the known ones (targets.ort's quantise job, targets.onnx_prepare's probe)"
     assert not bad, "\n".join(bad)
