@@ -50,8 +50,8 @@ from .roles import (DECODER_OUT, ENCODER_OUT, FEATURES, HEADS, LAYOUTS, LENGTHS,
                     DeclarationError, Derived, State, Step, NAME, torch_dtype)
 from .signature import FrontendSpec
 
-__all__ = ["declare", "declare_family", "read_tokens", "Step", "State", "Const", "Counter", "Derived", "FEATURES",
-           "STATES", "LENGTHS", "TOKENS", "ENCODER_OUT", "DECODER_OUT", "DeclarationError", "DeclaredModel"]
+__all__ = ["declare", "declare_family", "check_facts", "check_chunk", "read_tokens", "Step", "State", "Const",
+           "Counter", "Derived", "FEATURES", "STATES", "LENGTHS", "TOKENS", "ENCODER_OUT", "DECODER_OUT", "DeclarationError", "DeclaredModel"]
 
 
 # -- the entry point ------------------------------------------------------------------
@@ -116,10 +116,8 @@ def declare(name: str, *, encoder: Step, decoder: Step | None = None, joiner: St
     all blank, icefall/sherpa-onnx models start from [-1, ..., blank] (-1: a
     zero embedding). Raises DeclarationError (a UserError) naming what does
     not match."""
-    if not NAME.match(name or ""):
-        raise DeclarationError(f"model name {name!r} must be letters, digits, _ and . (it names the bundle)")
-    if head not in HEADS:
-        raise DeclarationError(f"head {head!r} must be one of {HEADS}")
+    check_facts(name, head, max_duration_s)
+    check_chunk(chunk, shift)
     if not isinstance(encoder, Step):
         raise DeclarationError(f"encoder= must be a Step(...), got {type(encoder).__name__}")
     steps = {"encoder": encoder}
@@ -135,15 +133,30 @@ def declare(name: str, *, encoder: Step, decoder: Step | None = None, joiner: St
     if (encoder.layout == "BT") != (frontend.kind == "raw"):
         raise DeclarationError("layout='BT' (raw samples) goes with frontend=FrontendSpec.raw(...), and only with it")
     shift = chunk if shift is None else shift
-    if not (isinstance(chunk, int) and isinstance(shift, int) and 0 < shift <= chunk):
-        raise DeclarationError(f"need 0 < shift <= chunk (frames), got chunk={chunk!r} shift={shift!r}")
-    if max_duration_s is not None and not (isinstance(max_duration_s, (int, float)) and max_duration_s > 0
-                                           and math.isfinite(max_duration_s)):
-        raise DeclarationError(f"max_duration_s must be a positive number of seconds, got {max_duration_s!r}")
     where = _caller_file() if source == "caller" else source
     return DeclaredModel(name, steps, head, chunk, shift, frontend, read_tokens(tokens), blank_id, context_size,
                          trained, subsampling, offline, where, max_duration_s, vocab_size, dict(extra or {}),
                          decoder_start=decoder_start)
+
+
+# The facts every declaration states, checked the same way (one DeclarationError naming the key) for
+# edge.declare and for an --onnx model's JSON spec (targets/onnx_spec.py), whose keys are declare's.
+
+def check_facts(name: str, head: str, max_duration_s) -> None:
+    if not NAME.match(name or ""):
+        raise DeclarationError(f"model name {name!r} must be letters, digits, _ and . (it names the bundle)")
+    if head not in HEADS:
+        raise DeclarationError(f"head {head!r} must be one of {HEADS}")
+    if max_duration_s is not None and not (isinstance(max_duration_s, (int, float)) and max_duration_s > 0
+                                           and math.isfinite(max_duration_s)):
+        raise DeclarationError(f"max_duration_s must be a positive number of seconds, got {max_duration_s!r}")
+
+
+def check_chunk(chunk, shift) -> None:
+    """`shift` None means `chunk` (no right context)."""
+    shift = chunk if shift is None else shift
+    if not (isinstance(chunk, int) and isinstance(shift, int) and 0 < shift <= chunk):
+        raise DeclarationError(f"need 0 < shift <= chunk (frames), got chunk={chunk!r} shift={shift!r}")
 
 
 def _caller_file() -> str:

@@ -1,8 +1,12 @@
-"""Reading a bundle's manifest.json safely (see docs/bundle-format.md).
+"""A bundle's manifest.json: reading it safely, and the one place its fields
+are written (`new_manifest`, `manifest_text`; see docs/bundle-format.md).
 
 Torch-free: this is what a Raspberry Pi runs. Every path in a manifest must
 stay inside the bundle; every file is checked against its sha256 before use;
-a malformed manifest gets one `ManifestError` naming the field.
+a malformed manifest gets one `ManifestError` naming the field. edge-build
+(targets/build/) fills `new_manifest`, and targets/bundle.py adds the file
+records and writes it with `manifest_text`, so the schema the reader checks
+below and the one the build writes live in one module.
 """
 
 from __future__ import annotations
@@ -226,3 +230,41 @@ class Bundle:
 
 def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
     return Bundle(root, verify)
+
+
+# -- writing (edge-build) ---------------------------------------------------------
+
+GOLDEN = {"audio": "golden/audio.wav", "features": "golden/features.npy",
+          "inputs": {"encoder": "golden/encoder_inputs.npz"}, "outputs": {"encoder": "golden/encoder_outputs.npz"},
+          "transcript": "golden/transcript.txt"}  # the golden files' places in a bundle
+TOKENS = "tokens.txt"
+UNTRAINED = "UNTRAINED: seeded random weights; outputs are meaningless"
+
+
+def new_manifest(*, name: str, target: str, signature: Signature, source: str, trained: bool, reference: str,
+                 tools: dict, utterance: str, golden_chunks: int, proofs: dict, not_converted: list,
+                 parity_stream: dict) -> dict:
+    """Every field of a manifest but the file records (`artifacts`, `files`)
+    and `schema_version`, which `complete` adds when the files are written."""
+    return {
+        "name": name, "family": signature.family, "target": target,
+        "signature": signature.to_dict(),
+        "model": {"source": source, "trained": trained, "reference": reference, "note": "" if trained else UNTRAINED},
+        "tokens": TOKENS,
+        "tools": tools,
+        "golden": {**GOLDEN, "utterance": utterance, "chunks": golden_chunks},
+        "proofs": proofs,
+        "not_converted": not_converted,
+        "parity_stream": parity_stream,
+    }
+
+
+def complete(manifest: dict, artifacts: list[dict], files: list[dict]) -> dict:
+    """The manifest with its schema version and file records (artifacts sorted by path)."""
+    return {**manifest, "schema_version": SCHEMA_VERSION,
+            "artifacts": sorted(artifacts, key=lambda a: a["path"]), "files": files}
+
+
+def manifest_text(manifest: dict) -> str:
+    """The manifest's bytes: sorted keys, so the same build gives the same file."""
+    return json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

@@ -20,11 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .manifest import ManifestError
-from . import formats
 from .stream import Model, SessionError, choose_backend  # noqa: F401 - re-exported
-
-# Picked when the user names neither backend nor precision: the formats table's order.
-PREFERENCE = formats.preference_order()
 
 
 class ModelSession:
@@ -99,4 +95,4 @@ class ModelSession:
                 f"({self.chunk_frames * self.signature.frontend.frame_shift / self.sample_rate * 1000:.0f} ms)")
 
 
-__all__ = ["ModelSession", "SessionError", "ManifestError", "choose_backend", "PREFERENCE"]
+__all__ = ["ModelSession", "SessionError", "ManifestError", "choose_backend"]

@@ -90,12 +90,6 @@ class StateLoop:
         return done
 
 
-def stepper(graph: GraphSpec, run: RunFn) -> RunFn:
-    """A graph as inputs -> outputs: through a StateLoop when it has states
-    (a transducer's decoder or joiner may carry some)."""
-    return StateLoop(graph, run).step if graph.states else run
-
-
 class RolloutError(RuntimeError):
     """The reference or the candidate raised during a rollout; says at which chunk."""
 

@@ -88,11 +88,11 @@ def feature_chunks(features: np.ndarray, signature: Signature) -> list[np.ndarra
     """[frames, dim] -> encoder inputs [1, chunk_frames, dim], stepping by
     shift, after the frontend's left_pad zero frames: what a Stream fed these
     features runs."""
-    c, s = signature.chunk_frames, signature.shift_frames
+    chunk, shift = signature.chunk_frames, signature.shift_frames
     pad = signature.frontend.left_pad
     if pad:
         features = np.concatenate([np.zeros((pad, features.shape[1]), features.dtype), features])
-    return [features[None, i:i + c] for i in range(0, features.shape[0] - c + 1, s)]
+    return [features[None, i:i + chunk] for i in range(0, features.shape[0] - chunk + 1, shift)]
 
 
 def stack(arrays: list[np.ndarray], axis: int, groups: int = 1) -> np.ndarray:

@@ -23,7 +23,7 @@ import secrets
 from pathlib import Path
 
 from edge.errors import UserError
-from runtime_py.manifest import MANIFEST, SCHEMA_VERSION, file_record
+from runtime_py.manifest import MANIFEST, complete, file_record, manifest_text
 
 TOOLS = ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "tensorflow-cpu", "ai-edge-litert",
          "coremltools", "numpy", "edge-speech")
@@ -37,10 +37,6 @@ def tool_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return out
-
-
-def dump_json(obj) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def foreign_files(folder: Path) -> list[str]:
@@ -174,11 +170,8 @@ class BundleWriter:
         return rec
 
     def commit(self, manifest: dict) -> Path:
-        manifest = dict(manifest)
-        manifest["schema_version"] = SCHEMA_VERSION
-        manifest["artifacts"] = sorted(self.artifacts, key=lambda a: a["path"])
-        manifest["files"] = [file_record(self.tmp, rel) for rel in sorted(set(self.files))]
-        (self.tmp / MANIFEST).write_text(dump_json(manifest), encoding="utf-8")
+        manifest = complete(manifest, self.artifacts, [file_record(self.tmp, rel) for rel in sorted(set(self.files))])
+        (self.tmp / MANIFEST).write_text(manifest_text(manifest), encoding="utf-8")
         old = None
         if self.final.exists():
             check_output_dir(self.final)  # again: the folder may have changed during the build

@@ -25,13 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime_py.formats import get_format
 from runtime_py.signature import METADATA_KEY, GraphSpec
 from runtime_py.manifest import sha256_path
 
 from .common import require
 
-PRECISIONS = get_format("coreml").precisions  # the formats table's row (runtime_py/formats.py)
+PRECISIONS = ("fp16", "fp32")  # what edge-build makes (targets/backends/coreml.py); fp16 first: the default
 DEPLOYMENT_TARGET = "iOS16"  # ML program + fp16 I/O support; ~all devices in use
 # Core ML specification version per deployment target (coremltools' table).
 SPEC_VERSIONS = {"iOS15": 6, "iOS16": 7, "iOS17": 8, "iOS18": 9}

@@ -62,15 +62,29 @@ def _describe(step: str, rc: int, log: str) -> str:
     return f"{step} failed (exit {rc}): {tail or 'no output'}"
 
 
+def function_path(fn) -> str:
+    """"package.module:function" of a module-level function, for a child to
+    import it again (a lambda or a nested function cannot be)."""
+    name = f"{fn.__module__}:{fn.__qualname__}"
+    if "<" in fn.__qualname__ or "." in fn.__qualname__ or fn.__module__ == "__main__":
+        raise ValueError(f"{name} is not a module-level function a child process can import")
+    return name
+
+
+def resolve(path: str):
+    """The function `function_path` named (imported now)."""
+    module, _, fn = path.partition(":")
+    return getattr(importlib.import_module(module), fn)
+
+
 def _repo_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
 
 
 def _child(job_path: str, result_path: str) -> int:
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
-    module, _, fn = job["target"].partition(":")
     try:
-        value = getattr(importlib.import_module(module), fn)(**job["kwargs"])
+        value = resolve(job["target"])(**job["kwargs"])
     except Exception as e:  # noqa: BLE001 - reported to the parent as one line
         msg = " ".join(str(e).split())
         print(f"{_ERROR_MARK}{type(e).__name__}: {msg[:1500]}", flush=True)

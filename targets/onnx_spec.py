@@ -6,6 +6,10 @@ already ONNX, so the keys are declare's and edge.Step's (`name`, `head`,
 plus what only a file needs (which ports are states, which input is which).
 A key not in SPEC_KEYS is refused, with the known ones listed: a typo must
 not be silently ignored. docs/bring-your-own-model.md documents each key.
+The facts both routes state (name, head, chunk and shift, max_duration_s)
+are checked by edge.declaration's own checks, with its messages (`check_facts`
+here; chunk and shift once the file has said its chunk), and "inputs" are
+read into edge.declare's roles, `Const` and `Counter` (`input_roles`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,45 @@ def check_keys(spec: dict) -> None:
         raise UserError(f"unknown spec key(s) {', '.join(repr(k) for k in unknown)}"
                         + (f" ({'; '.join(hints)})" if hints else "")
                         + f"; the keys are: {', '.join(SPEC_KEYS)}")
+
+
+ROLES = ("const", "counter")
+
+
+def check_facts(spec: dict) -> None:
+    """name, head and max_duration_s as edge.declare checks them."""
+    from edge.declaration import check_facts as declared_facts
+
+    declared_facts(spec.get("name", "thirdparty"), spec.get("head", "ctc"), spec.get("max_duration_s"))
+
+
+def check_chunk(chunk: int, spec: dict) -> None:
+    """The file's chunk and the spec's shift, as edge.declare checks them."""
+    from edge.declaration import check_chunk as declared_chunk
+
+    declared_chunk(chunk, spec.get("shift"))
+
+
+def input_roles(spec: dict) -> dict:
+    """The spec's "inputs" as edge.declare's roles: {"role": "const",
+    "value": v} is Const(v); {"role": "counter", "step": s, "max": m,
+    "start": a} is Counter(name, s, m, a)."""
+    from edge.roles import Const, Counter
+
+    roles = {}
+    for name, role in (spec.get("inputs") or {}).items():
+        kind = role.get("role") if isinstance(role, dict) else None
+        if kind == "const":
+            roles[name] = Const(role.get("value"))
+        elif kind == "counter":
+            try:
+                step, top = int(role["step"]), int(role["max"])
+            except (KeyError, TypeError, ValueError):
+                raise UserError(f"counter {name!r} needs integer \"step\" and \"max\"") from None
+            roles[name] = Counter(name, step, top, start=role.get("start", 0))
+        else:
+            raise UserError(f"input {name!r}: role {kind!r} is not one of {ROLES}")
+    return roles
 
 
 _RAW_ARGS = ("sample_rate", "left_pad", "sample_scale")

@@ -47,20 +47,14 @@ OPTIMIZATION_LEVEL = "extended"
 QUANTIZE_JOB = "targets.quantize:quantize_job"  # run in a child process (targets.isolated)
 
 
-def convert(onnx_path, graph: GraphSpec, signature, precision: str, out_dir, **_options) -> list[Path]:
-    """The formats table's converter signature (runtime_py/formats.py): `to_ort`."""
-    return [to_ort(onnx_path, out_dir, precision, graph, signature)]
+def convert(onnx_path, graph: GraphSpec, signature, precision: str, out_dir, *, int8=None,
+            **_options) -> list[Path]:
+    """The one converter signature (targets/backends/base.py): `to_ort`, int8 by the backend's recipe."""
+    return [to_ort(onnx_path, out_dir, precision, graph, signature, recipe=int8)]
 
 
 def _ort():
     return require("onnxruntime", "runtime")
-
-
-def _level(ort, name: str):
-    return {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[name]
 
 
 # Serialising to ORT format walks containers keyed by pointers, so the bytes of
@@ -107,10 +101,11 @@ def _save_ort(onnx_path: Path, ort_path: Path, level: str = OPTIMIZATION_LEVEL) 
 
 
 def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", graph: GraphSpec | None = None,
-           signature=None) -> Path:
-    """Write `<out_dir>/<graph>.<precision>.ort` from `<graph>.onnx`. int8 with
-    the graph's spec and signature: targets.quantize's recipe (calibrated
-    static Conv + dynamic MatMul); without them: dynamic int8 only."""
+           signature=None, recipe=None) -> Path:
+    """Write `<out_dir>/<graph>.<precision>.ort` from `<graph>.onnx`. int8 by
+    `recipe` (an Int8Recipe with a quantise step; default targets.quantize's:
+    with the graph's spec and signature calibrated static Conv + dynamic
+    MatMul, without them dynamic int8 only)."""
     if precision not in PRECISIONS:
         raise ValueError(f"ORT precision {precision!r} must be one of {PRECISIONS}")
     onnx_path = Path(onnx_path)
@@ -120,24 +115,26 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", 
     with tempfile.TemporaryDirectory(prefix="edge-ort-") as tmp:
         src = onnx_path
         if precision == "int8":
-            src = _quantize_isolated(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature)
+            src = _quantize_isolated(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature,
+                                     getattr(recipe, "quantize", None))
         _save_ort(src, target)
     return target
 
 
-def _quantize_isolated(onnx_path: Path, out_path: Path, graph: GraphSpec | None, signature) -> Path:
-    """targets.quantize's recipe in a child process: ONNX Runtime's quantiser
+def _quantize_isolated(onnx_path: Path, out_path: Path, graph: GraphSpec | None, signature, step=None) -> Path:
+    """A recipe's quantise `step` (default targets.quantize's) in a child process: ONNX Runtime's quantiser
     is native code that has crashed on graphs we did not write, and a crash
     must end in an error line, not take the build down (targets/isolated.py)."""
     from edge.errors import UserError
 
-    from .isolated import run_isolated
+    from .isolated import function_path, run_isolated
 
     try:
         run_isolated(f"ONNX Runtime int8 quantisation of {onnx_path.name}", QUANTIZE_JOB,
                      onnx_path=str(onnx_path.resolve()), out_path=str(Path(out_path).resolve()),
                      signature=signature.to_json() if signature is not None and graph is not None else None,
-                     graph=graph.name if graph is not None else None)
+                     graph=graph.name if graph is not None else None,
+                     recipe=function_path(step) if step is not None else None)
     except UserError as e:  # a converter's failure: the build reports it as one (not converted, or the error)
         raise RuntimeError(str(e)) from None
     return Path(out_path)

@@ -17,12 +17,14 @@ every call); static Conv + dynamic MatMul 1.81x. Relative output error over
 60 held-out chunks: 0.016 dynamic, 0.019 this recipe, 0.027 static QDQ on
 both.
 
-Calibration data: the encoder is rolled out in fp32 over a speech stream
-(targets.golden.parity_stream with CALIBRATION_SEED: the shipped sample
-utterances with other gains, noise and gaps than the parity stream, seed 0)
-with its states carried by the StateLoop, so every calibration feed holds the
-states the graph really sees at that point of a stream. Other graphs
-(decoder, joiner) get the inputs the parity check draws for them.
+Calibration data: targets/calibration.py, the one calibration source of every
+int8 recipe (speech the parity check is not judged on, the encoder's states
+carried by the fp32 graph through the one state loop).
+
+An int8 recipe is an object (targets.backends.Int8Recipe: its quantise step,
+its op count and the record read back from the file); the "ort" backend's is
+this module's `quantize` and `recipe_record` (targets/backends/ort.py). A new
+recipe is one module defining another Int8Recipe and handing it to a backend.
 """
 
 from __future__ import annotations
@@ -32,62 +34,17 @@ import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from runtime_py.signature import GraphSpec, Signature
+from .calibration import CALIBRATION_CHUNKS, CALIBRATION_SEED, CALIBRATION_SOURCE, calibration_feeds  # noqa: F401
 from .common import require
 from .ort_ops import op_counts
 
 RECIPE = "conv-static+matmul-dynamic"
 STATIC_OP_TYPES = ("Conv",)
-CALIBRATION_CHUNKS = 32  # 10 s of the Zipformer's 320 ms chunks; enough for MinMax to settle on speech levels
-CALIBRATION_SEED = 1  # the parity stream uses seed 0: calibration is not the data the guard is checked on
-CALIBRATION_SOURCE = (f"{CALIBRATION_CHUNKS} chunks of speech features (edge/checkpoints/samples, stream seed "
-                      f"{CALIBRATION_SEED}), states carried by the fp32 graph; MinMax ranges")
 
 # Op types in an .ort/.onnx file by how they were quantised.
 STATIC_MARKERS = ("QLinear", "QuantizeLinear")
 DYNAMIC_MARKERS = ("DynamicQuantize", "MatMulInteger", "ConvInteger")
-
-
-def _ort_session(path: Path):
-    ort = require("onnxruntime", "runtime")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1  # deterministic ranges: the build must give the same bytes twice
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def calibration_feeds(onnx_path: Path | str, graph: GraphSpec, signature: Signature,
-                      n: int = CALIBRATION_CHUNKS) -> list[dict]:
-    """Complete feeds (inputs and states) for calibrating one graph."""
-    from runtime_py.stateloop import StateLoop
-
-    from .golden import parity_stream
-    from .parity import graph_chunks
-
-    specs = {t.name: t for t in graph.all_inputs()}
-
-    def typed(feeds: dict) -> dict:
-        return {k: np.asarray(v, dtype=specs[k].dtype) for k, v in feeds.items()}
-
-    if graph.name != "encoder" or not graph.states:
-        speech = parity_stream(signature, n, seed=CALIBRATION_SEED) if graph.name == "encoder" else []
-        return [typed(f) for f in graph_chunks(signature, graph, speech, n, seed=CALIBRATION_SEED)]
-    sess = _ort_session(Path(onnx_path))
-    out_names = graph.output_names
-
-    def run(feeds):
-        return dict(zip(out_names, sess.run(out_names, typed(feeds))))
-
-    loop = StateLoop(graph, run)
-    x = graph.inputs[0].name
-    feeds = []
-    for chunk in parity_stream(signature, n, seed=CALIBRATION_SEED):
-        feeds.append(typed({x: chunk, **loop.states}))
-        loop.step({x: chunk})
-    return feeds
 
 
 def _has_weighted(onnx_path: Path, op_types) -> bool:
@@ -209,10 +166,16 @@ def quantize(onnx_path: Path | str, out_path: Path | str, graph: GraphSpec | Non
         return quantize_int8(staged, out_path)
 
 
-def quantize_job(onnx_path: str, out_path: str, signature: str | None, graph: str | None) -> str:
-    """`quantize` with JSON-able arguments, for targets.isolated's child."""
+def quantize_job(onnx_path: str, out_path: str, signature: str | None, graph: str | None,
+                 recipe: str | None = None) -> str:
+    """A recipe's quantise step (`recipe`: targets.isolated.function_path of
+    it; default this module's `quantize`) with JSON-able arguments, for
+    targets.isolated's child."""
+    from .isolated import resolve
+
     sig = Signature.from_json(signature) if signature else None
-    return str(quantize(onnx_path, out_path, sig.graph(graph) if sig and graph else None, sig))
+    step = resolve(recipe) if recipe else quantize
+    return str(step(onnx_path, out_path, sig.graph(graph) if sig and graph else None, sig))
 
 
 def quantized_ops(path: Path | str) -> dict[str, dict[str, int]]:

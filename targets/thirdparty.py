@@ -33,10 +33,9 @@ from runtime_py.signature import ONNX_ELEM_TYPES, GraphSpec, Signature, Signatur
 
 from .onnx_layout import contract_shape, resolve_layout, source_shape
 from .onnx_prepare import make_static, probe_rewritten
-from .onnx_spec import check_keys, frontend_from_spec
+from .onnx_spec import check_chunk, check_facts, check_keys, frontend_from_spec, input_roles
 
 _DTYPES = {code: name for name, code in ONNX_ELEM_TYPES.items()}
-ROLES = ("const", "counter")
 
 
 def load_spec(path: Path | str | None, state_flags: list[str] | None = None) -> dict:
@@ -115,23 +114,21 @@ def _fold_roles(proto, spec: dict) -> tuple[dict, dict]:
     import numpy as np
     from onnx import helper, numpy_helper
 
-    consts, counters = {}, {}
+    from edge.roles import Const
 
-    for name, role in (spec.get("inputs") or {}).items():
-        kind = role.get("role") if isinstance(role, dict) else None
+    consts, counters = {}, {}
+    for name, role in input_roles(spec).items():
         value = next((v for v in proto.graph.input if v.name == name), None)
         if value is None:
             raise UserError(f"\"inputs\" names {name!r}, which is not an input of the model")
-        if kind not in ROLES:
-            raise UserError(f"input {name!r}: role {kind!r} is not one of {ROLES}")
         elem = value.type.tensor_type.elem_type
         np_type = onnx.helper.tensor_dtype_to_np_dtype(elem)
         dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
-        if kind == "const":
+        if isinstance(role, Const):
             try:
-                arr = np.asarray(role.get("value"), dtype=np_type).reshape([d or 1 for d in dims])
+                arr = np.asarray(role.value, dtype=np_type).reshape([d or 1 for d in dims])
             except (TypeError, ValueError) as e:
-                raise UserError(f"input {name!r}: \"value\" {role.get('value')!r} does not fit its "
+                raise UserError(f"input {name!r}: \"value\" {role.value!r} does not fit its "
                                 f"{np_type.__name__} of shape {[d or '?' for d in dims]}: {e}") from None
             consts[name] = {"value": arr.tolist(), "dtype": str(arr.dtype), "shape": list(arr.shape)}
             proto.graph.input.remove(value)
@@ -140,10 +137,7 @@ def _fold_roles(proto, spec: dict) -> tuple[dict, dict]:
         if elem != onnx.TensorProto.INT64 or len(dims) > 1:
             raise UserError(f"counter {name!r} must be an int64 of rank 0 or 1, the file has "
                             f"{onnx.helper.tensor_dtype_to_string(elem)} of rank {len(dims)}")
-        try:
-            step, top = int(role["step"]), int(role["max"])
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"counter {name!r} needs integer \"step\" and \"max\"") from None
+        step, top = role.step, role.max  # a Counter, as edge.declare's (same batch axis: none for a scalar, else 0)
         nxt = f"{name}__advanced"
         proto.graph.initializer.extend([numpy_helper.from_array(np.asarray(step, np.int64), f"{name}__step"),
                                         numpy_helper.from_array(np.asarray(top, np.int64), f"{name}__max")])
@@ -153,7 +147,7 @@ def _fold_roles(proto, spec: dict) -> tuple[dict, dict]:
         out.CopyFrom(value)
         out.name = nxt
         spec["states"][name] = nxt
-        spec.setdefault("initial", {}).setdefault(name, float(role.get("start", 0)))
+        spec.setdefault("initial", {}).setdefault(name, float(role.start))
         spec.setdefault("batch_axis", {}).setdefault(name, None if not dims else 0)
         counters[name] = {"step": step, "max": top, "output": nxt}
     return consts, counters
@@ -175,6 +169,7 @@ def spec_tokens(spec: dict) -> list[str]:
 def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signature]:
     """Rewrite a foreign stateful ONNX to our contract; return (path, signature)."""
     check_keys(spec)
+    check_facts(spec)  # name, head, max_duration_s: edge.declare's checks
     src = Path(src)
     if not src.exists():
         raise UserError(f"ONNX model {src} does not exist")
@@ -205,8 +200,6 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
                         "\"inputs\" as {\"role\": \"const\", \"value\": ...} or {\"role\": \"counter\", "
                         "\"step\": N, \"max\": M}")
     head = spec.get("head", "ctc")
-    if head not in ("ctc", "none", "transducer"):
-        raise UserError(f"third-party head {head!r} must be 'ctc', 'none' or 'transducer'")
     if head == "transducer" and not (spec.get("decoder") and spec.get("joiner")):
         raise UserError("head 'transducer' needs the other two graphs: \"decoder\": \"decoder.onnx\", "
                         "\"joiner\": \"joiner.onnx\" in the spec (paths relative to the encoder's folder)")
@@ -221,6 +214,7 @@ def normalise(src: Path | str, spec: dict, out: Path | str) -> tuple[Path, Signa
     layout = resolve_layout(spec.get("layout"), len(ins[x_name][0]), x_name)
     src_x_shape = source_shape(layout, ins[x_name][0], spec.get("chunk"), x_name)
     x_shape = contract_shape(layout, src_x_shape)
+    check_chunk(x_shape[1], spec)  # as edge.declare checks chunk and shift
     in_shapes = {x_name: x_shape}
     given, axes = spec.get("state_shapes", {}), spec.get("batch_axis", {})
     in_shapes.update({i: _fix(ins[i][0], i, None, given.get(i), axes.get(i, _default_axis(len(ins[i][0]))))

@@ -129,7 +129,7 @@ def test_interrupted_build_keeps_previous_bundle(tmp_path, monkeypatch):
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr("targets.build.assemble.convert_graphs", interrupted)
+    monkeypatch.setattr("targets.build.artifacts.convert_graphs", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build_bundle("lstm", "rpi", out, model=tiny("lstm", seed=1), backends=ORT_PAIRS)
     assert (out / "manifest.json").read_bytes() == before

@@ -1,8 +1,11 @@
-"""The one table of formats (runtime_py/formats.py): the real rows resolve, the
-tools read them, and a new backend is one module plus one row."""
+"""The client's table of formats (runtime_py/formats.py) and the build's
+backend objects (targets/backends/): the real rows resolve, the tools read
+them, and a new backend is one module (here: this test's `FAKE` and `_FAKE_ROW`)
+registered without touching any other file."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -11,24 +14,29 @@ import pytest
 
 from runtime_py import formats
 from runtime_py.formats import FORMATS, Format
+from runtime_py.runners import ort_runner
+from targets.backends import BACKENDS, Backend
 
 
-def test_every_row_names_functions_that_exist():
-    for f in FORMATS.values():
-        for dotted in filter(None, (f.converter, f.runner, f.quantized_count, f.inspect)):
-            assert callable(formats.load(dotted)), f"{f.backend}: {dotted}"
-        assert f.suffix.startswith(".") and f.precisions and set(f.precisions) <= set(formats.PRECISIONS)
-        # a format that does not run here says why, and how its files are checked instead (edge-build needs both)
-        assert f.runs_here or (f.not_here and f.inspect), f.backend
+def test_every_backend_has_a_client_row_and_what_the_build_needs():
+    assert list(BACKENDS) == list(FORMATS)  # one client row per build backend, in the same order
+    for b in BACKENDS.values():
+        f = b.client
+        assert callable(b.convert) and f.suffix.startswith(".") and b.precisions
+        assert set(b.precisions) <= set(formats.PRECISIONS), b.name
+        if f.runs_here:
+            assert callable(f.runner), b.name
+        else:  # a format that does not run here says why, and how its files are checked instead
+            assert f.not_here and callable(b.inspect), b.name
+        assert "int8" not in b.precisions or b.int8 is not None, f"{b.name} builds int8 but cannot check it"
 
 
-def test_converter_modules_agree_with_the_table():
-    """targets/ort.py and targets/tflite.py still keep their own PRECISIONS (their owners read the
-    table next): until then they must say the same."""
+def test_each_precision_list_is_written_once():
+    """A converter module's PRECISIONS is the backend object's: one tuple, not two that must agree."""
     from targets import coreml, ort, tflite
-    assert tuple(ort.PRECISIONS) == FORMATS["ort"].precisions
-    assert tuple(tflite.PRECISIONS) == FORMATS["tflite"].precisions
-    assert tuple(coreml.PRECISIONS) == FORMATS["coreml"].precisions
+    assert BACKENDS["ort"].precisions is ort.PRECISIONS
+    assert BACKENDS["tflite"].precisions is tflite.PRECISIONS
+    assert BACKENDS["coreml"].precisions is coreml.PRECISIONS
 
 
 def test_preference_order_is_exact_fp32_first():
@@ -49,23 +57,42 @@ def test_demo_and_build_arguments_come_from_the_table(monkeypatch, capsys):
         backend_choice("coreml")  # in the table, but not runnable here
     with pytest.raises(Exception, match="unknown backend 'fake'"):
         parse_quant(get_target("rpi"), "fake:fp32")
-    monkeypatch.setitem(FORMATS, "fake", _FAKE)
+    _register_fake(monkeypatch)
     assert backend_choice("fake:fp32") == ("fake", "fp32")
-    assert "fake     .fake" in list_targets()
+    assert "fake     .fake       fp32" in list_targets()
+    assert parse_quant(get_target("rpi"), "fake:fp32") == (("fake", "fp32"),)
 
 
-# -- a new backend: one module (here: the functions below) plus one row ----------------------------
+# -- a new backend: one module (here: what follows), registered -----------------------------------
 
 def fake_convert(onnx_path, graph, signature, precision, out_dir, **options) -> list[Path]:
     """The one converter signature: the exported ONNX graph under a new suffix (ONNX Runtime reads
     the file by its content, so the row can reuse the ort runner)."""
-    assert set(options) == {"work", "torch_model", "calibration"}  # what edge-build passes every converter
+    assert set(options) == {"work", "torch_model", "int8"}  # what edge-build passes every converter
     return [Path(shutil.copy(onnx_path, Path(out_dir) / f"{graph.name}.{precision}.fake"))]
 
 
-_FAKE = Format("fake", ".fake", ("fp32",), "runtime", "tests.test_formats:fake_convert", (("onnxruntime", "runtime"),),
-               runner="runtime_py.backends:ort_runner", runtime_module="onnxruntime",
-               preference=(("fp32", -1),))  # ranked above ort fp32: the session must pick it
+# what a client needs: ranked above ort fp32, so the session must pick it
+_FAKE_ROW = Format("fake", ".fake", "runtime", runner=ort_runner, runtime_module="onnxruntime",
+                   preference=(("fp32", -1),))
+def fake_side_files(folder: Path) -> list[str]:
+    """A file next to the artifacts, once per build (as ORT's required_operators.config)."""
+    (Path(folder) / "fake.list").write_text("".join(f"{p.name}\n" for p in sorted(Path(folder).glob("*.fake"))))
+    return ["fake.list"]
+
+
+# what edge-build needs
+FAKE = Backend("fake", ("fp32",), fake_convert, build_needs=(("onnxruntime", "runtime"),), side_files=fake_side_files)
+
+
+def _register_fake(monkeypatch):
+    """What the module of a new backend does: its client row and its build object (monkeypatch: undone after)."""
+    monkeypatch.setitem(FORMATS, "fake", _FAKE_ROW)
+    monkeypatch.setitem(BACKENDS, "fake", FAKE)
+    # the rpi target lists it (a target names the backends it offers)
+    from targets.build import plan
+    monkeypatch.setitem(plan.TARGETS, "rpi", dataclasses.replace(plan.TARGETS["rpi"],
+                                                                  backends=plan.TARGETS["rpi"].backends + ("fake",)))
 
 
 def test_a_registered_row_builds_verifies_and_runs(tmp_path, monkeypatch):
@@ -77,13 +104,15 @@ def test_a_registered_row_builds_verifies_and_runs(tmp_path, monkeypatch):
     from targets.verify import verify
     from tests.test_build import tiny
 
-    monkeypatch.setitem(FORMATS, "fake", _FAKE)
+    _register_fake(monkeypatch)
     out = build_bundle("lstm", "rpi", tmp_path / "b", model=tiny("lstm"), backends=[("fake", "fp32")],
                        parity_chunks=8)
     b = Bundle(out)
     (art,) = b.artifacts
     assert (art.path, art.backend, art.precision) == ("encoder.fp32.fake", "fake", "fp32")
     assert art.parity["passed"] and art.parity["max_abs_diff"] <= art.parity["tolerance"]
+    assert "fake.list" in [f["path"] for f in b.files]  # its side file, listed in the manifest
+    assert b.path("fake.list").read_text() == "encoder.fp32.fake\n"
     lines = []
     assert verify(out, out=lines.append) == 0, lines
     assert any("fake fp32 golden" in ln and "[✓]" in ln for ln in lines)

@@ -159,3 +159,38 @@ def test_checker_finds_a_cycle_and_an_upward_import():
     assert cycles(graph) == [["a", "b", "c"]]
     assert not _allowed("runtime_py", "edge") and not _allowed("edge", "targets")
     assert not _allowed("demo", "edge") and _allowed("demo", "runtime_py") and _allowed("targets", "edge")
+
+
+# -- dependencies named in strings ("package.module:function", loaded later or in a child process) ---------
+
+_DOTTED = __import__("re").compile(r"^((?:runtime_py|edge|targets|demo)(?:\.\w+)*):(\w+)$")
+
+
+def dotted_names() -> list[tuple[str, str, str, int]]:
+    """(module, named module, function, line) for every string constant that names a project function."""
+    found = []
+    for name, path in project_modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and _DOTTED.match(node.value):
+                target, fn = _DOTTED.match(node.value).groups()
+                found.append((name, target, fn, node.lineno))
+    return found
+
+
+def test_no_string_hides_an_upward_dependency():
+    """A "module:function" string is an import the checks above cannot see: it must name a function that
+    exists, in a layer the module may import (edge-build's converters were named so, from runtime_py). The
+    strings left name what a child process runs (targets/isolated.py)."""
+    known = project_modules()
+    seen, bad = 0, []
+    for src, target, fn, line in dotted_names():
+        seen += 1
+        where = f"{known[src].relative_to(ROOT).as_posix()}:{line} names {target}:{fn}"
+        if target not in known:
+            bad.append(f"{where}, which is not a module of the project")
+        elif not _allowed(src.split(".")[0], target.split(".")[0]):
+            bad.append(f"{where}, against runtime_py < edge < targets < CLIs")
+        elif f"def {fn}(" not in known[target].read_text(encoding="utf-8"):
+            bad.append(f"{where}, which defines no such function")
+    assert seen >= 2, "the checker missed the known ones (targets.ort's quantise job, targets.onnx_prepare's probe)"
+    assert not bad, "\n".join(bad)

@@ -16,15 +16,15 @@ pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 
 
 def test_android_without_tflite_says_so_everywhere(tmp_path, capsys, monkeypatch):
-    from targets.build import assemble
+    from targets.build import artifacts
 
-    real = assemble.convert_graphs
+    real = artifacts.convert_graphs
 
     def refuse_tflite(backend, *args, **kw):  # onnx2tf refusing the graph, as it does the Zipformer's
         if backend == "tflite":
             raise ConversionError("onnx2tf: Dimensions must be equal (test)")
         return real(backend, *args, **kw)
-    monkeypatch.setattr(assemble, "convert_graphs", refuse_tflite)
+    monkeypatch.setattr(artifacts, "convert_graphs", refuse_tflite)
     factory = tmp_path / "vad_factory.py"
     factory.write_text("import sys\nsys.path.insert(0, %r)\nfrom byom_models import declare_vad\n\n"
                        "def build():\n    return declare_vad()\n" % str(Path(__file__).parent))

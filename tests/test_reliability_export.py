@@ -293,7 +293,7 @@ def test_sigterm_during_build_leaves_no_partial_folder(tmp_path):
     import time
 
     out = tmp_path / "b"
-    code = ("import sys, time; sys.argv=['edge-build']; import targets.build as b, targets.build.assemble as a\n"
+    code = ("import sys, time; sys.argv=['edge-build']; import targets.build as b, targets.build.artifacts as a\n"
             "def slow(*a, **k):\n    time.sleep(60)\n"
             "a.convert_graphs = slow\n"
             f"sys.exit(b.main(['--target', 'rpi', '--family', 'lstm', '--quant', 'ort:fp32', '-o', {str(out)!r},"

@@ -289,17 +289,15 @@ def test_declared_decoder_start_is_sherpas_and_a_wrong_start_is_caught(zipformer
     import dataclasses
 
     from runtime_py.decoding import agreement
-    from targets.bench import pipeline
+    from targets.sherpa import contract
     from tests.bundle_fixtures import speechlike
 
     out, model = zipformer_dir
     assert model.signature().decoder_start == (-1, 0)
-    monkeypatch.setattr(pipeline, "_sherpa_start", lambda decoder: None)
+    monkeypatch.setattr(contract, "sherpa_start", lambda decoder: None)
     ours = S.OurTransducerClient(out)
     assert ours.signature.decoder_start == (-1, 0)  # read back from the files sherpa loads
-    wrong = S.OurTransducerClient(out)
-    wrong.pipe = pipeline.Pipeline(dataclasses.replace(ours.signature, decoder_start=(0, 0)), wrong.pipe.raw_runs,
-                                   search="sherpa")
+    wrong = S.OurTransducerClient(out, signature=dataclasses.replace(ours.signature, decoder_start=(0, 0)))
     rec = S.sherpa_recognizer(out)
     # quiet audio: random weights then emit few symbols early, so the start context decides the first ones
     want, right, bad = [], [], []

@@ -182,14 +182,14 @@ def test_calibration_feeds_carry_the_loop_states(tmp_path):
     (checked against an independent StateLoop rollout of the same file)."""
     from runtime_py.backends import open_runner
     from runtime_py.stateloop import StateLoop, initial_states
-    from targets.tflite.quantize import calibration_feeds
+    from targets.calibration import rollout_feeds
 
     model = build("lstm")
     sig = model.signature()
     g = sig.graph("encoder")
     onnx_path = export_onnx(model, tmp_path / "onnx")["encoder"]
     chunks = random_chunks(g, sig, 5, seed=2)
-    feeds = calibration_feeds(onnx_path, g, chunks)
+    feeds = rollout_feeds(onnx_path, g, chunks)
     assert len(feeds) == 5 and all(set(f) == {t.name for t in g.all_inputs()} for f in feeds)
     loop = StateLoop(g, open_runner(onnx_path, g, "onnx"))
     for k, (f, c) in enumerate(zip(feeds, chunks)):

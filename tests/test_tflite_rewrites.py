@@ -5,6 +5,8 @@ rewritten graph computes exactly what the original computes in ONNX Runtime
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -198,7 +200,7 @@ def test_onnx2tf_drops_an_ambiguous_transpose_and_the_rewrite_fixes_it(tmp_path,
 
 def test_a_converters_route_report_reaches_the_manifest_record(tmp_path, monkeypatch):
     """The build's plumbing, without a real conversion: what the tflite
-    adapter reports (targets.build.convert.Made) comes back per graph from
+    adapter reports (targets.backends.Made) comes back per graph from
     convert_graphs and is written as the artifact's `conversion`."""
     from byom_models import declare_vad
     from targets.build import convert as conv
@@ -211,7 +213,7 @@ def test_a_converters_route_report_reaches_the_manifest_record(tmp_path, monkeyp
         dst.write_bytes(b"tflite")
         return conv.Made([dst], {"route": route})
 
-    monkeypatch.setattr(conv, "tflite", fake_tflite)
+    monkeypatch.setitem(conv.BACKENDS, "tflite", dataclasses.replace(conv.BACKENDS["tflite"], convert=fake_tflite))
     sig = declare_vad().signature()
     files = conv.convert_graphs("tflite", "fp32", sig, {"encoder": tmp_path / "encoder.onnx"}, tmp_path)
     assert files.reports == {"encoder": {"route": route}}

@@ -86,6 +86,25 @@ def test_thirdparty_errors_are_clear(foreign_onnx, tmp_path):
         normalise(bad, {"states": {"a": "b"}}, tmp_path / "y.onnx")
 
 
+def _declared_error(**facts) -> str:
+    """The message edge.declare gives for the same facts (a toy encoder: the facts are checked first)."""
+    from edge.declaration import Step, declare
+
+    with pytest.raises(UserError) as e:
+        declare(facts.pop("name", "m"), encoder=Step(lambda x, s: (x, s)), **{"chunk": CHUNK, **facts})
+    return str(e.value)
+
+
+@pytest.mark.parametrize("facts", [{"head": "rnnt"}, {"shift": CHUNK + 2}, {"max_duration_s": -1},
+                                   {"name": "my model"}])
+def test_a_spec_and_edge_declare_refuse_the_same_facts_with_the_same_message(foreign_onnx, tmp_path, facts):
+    """Both routes declare the same things under the same names, checked by one function (edge/declaration.py)."""
+    want = _declared_error(**facts)
+    with pytest.raises(UserError) as got:
+        normalise(foreign_onnx, {"states": {"hidden_in": "hidden_out"}, "chunk": CHUNK, **facts}, tmp_path / "x.onnx")
+    assert str(got.value) == want and str(facts.popitem()[1]) in want
+
+
 class ForeignRoles(nn.Module):
     """A foreign graph with inputs that are neither features nor states: a
     constant sample rate, a frame offset the caller advances, a cache whose

@@ -139,8 +139,3 @@ def get_family(name: str) -> Family:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise KeyError(f"unknown family {name!r}.{hint} Registered: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
-
-
-def family_names() -> list[str]:
-    return sorted(REGISTRY)
-

@@ -16,17 +16,19 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import stats
+from . import stats, timing
 from .artifacts import PARITY_CHUNKS, _first_line, prepare_artifacts
 from .columns import COLUMNS, DEFAULT_BACKENDS, BenchError, parse_backends, parse_threads
 from .configs import make_config
 from .flops import int8_matmul_ceiling, matmul_peak_gflops, onnx_macs, torch_step_flops
 from .machine import machine_info, run_child
 from .sherpa_columns import prepare_sherpa
+from .streams import batching_cost
 from .workload import workload
 
 # Round-robin rounds. One pass of 60 s of audio takes ~0.1 s on the fast
@@ -91,9 +93,11 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
               providers=None, progress=print, model_factory: str | None = None, streams: int = 0) -> dict:
     """Benchmark one model; returns {"machine", "workload", "models", "rows", "paired", "targets", "pi"}.
     `model` (in memory) wins over `checkpoint`, else the shipped model (or an
-    untrained one when none is shipped). Writes `json_path`/`png_path` if given."""
+    untrained one when none is shipped). Writes `json_path`/`png_path` if given.
+    The steps: the model's figures (FLOPs, the int8 ceiling), every column's
+    files, a loaded configuration per (column, threads), the timed rounds
+    (timing.py), cold starts in fresh processes, the result."""
     from .report import write_json
-    from .streams import batching_cost
 
     say = progress or (lambda msg: None)
     labels = parse_backends(backends)
@@ -105,158 +109,35 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
     family = signature.family
     machine = machine_info()
     audio, audio_s = workload(signature, seconds)
-    fe = signature.frontend
     say(f"[bench] {family} ({source}{'' if trained else ', UNTRAINED'}): {audio_s:.1f}s of audio in chunks of "
         f"{signature.chunk_frames} frames; columns {', '.join(labels)}; threads {thread_list}; repeats {repeats}")
 
     work = Path(tempfile.mkdtemp(prefix="edge-bench-"))
     try:
-        ckpt, macs, torch_flops, ceiling = None, {}, {}, None
-        if model is not None:  # FLOPs and the int8 ceiling need the model's ONNX export (torch, onnx)
-            from edge.checkpoint import save_checkpoint
-            from edge.export import export_onnx
-
-            if not hasattr(model, "info"):  # a declared model is re-made by its factory, not a checkpoint
-                ckpt = save_checkpoint(model, work / "model.pt")
-            onnx_paths = export_onnx(model, work / "onnx")
-            macs = {g: onnx_macs(p) for g, p in onnx_paths.items()}
-            torch_flops = {g.name: torch_step_flops(model, g) for g in signature.graphs}
-            if any(COLUMNS[lb].precision.startswith("int8") for lb in labels):
-                say("[bench] int8 ceiling: the encoder's weight matmuls alone, fp32 vs int8 ...")
-                try:
-                    ceiling = int8_matmul_ceiling(onnx_paths["encoder"])
-                except Exception as e:  # noqa: BLE001 - a diagnostic, not a row
-                    ceiling = {"error": _first_line(e)}
-        artifacts = prepare_artifacts(labels, signature, work, model=model, bundle=bundle,
-                                      parity_chunks=parity_chunks, say=say)
-        artifacts.update(prepare_sherpa(labels, model, signature, work, say=say))
-        if ckpt is not None:
-            artifacts["pytorch"] = {"files": {"checkpoint": ckpt}, "size_bytes": ckpt.stat().st_size}
-        elif model is not None:
-            artifacts["pytorch"] = {"files": {"factory": model_factory or "in-memory"},
-                                    "size_bytes": sum(p.numel() * p.element_size() for p in model.parameters())}
+        ckpt, macs, torch_flops, ceiling = _model_figures(model, signature, labels, work, say)
+        artifacts = _artifacts(labels, model, signature, work, bundle, parity_chunks, ckpt, model_factory, say)
         from targets.sherpa.client import sherpa_tail_padding
         tail = sherpa_tail_padding(len(audio), signature) if signature.decoder == "transducer" else 0
         np.save(work / "audio.npy", audio)
-
-        configs, rows = {}, {}
-        for t in thread_list:
-            for lb in labels:
-                row = rows[(lb, t)] = _empty_row(family, lb, t)
-                art = artifacts.get(lb) or {"error": "no PyTorch model (a torch-free run on a bundle)"}
-                if "error" in art:
-                    row.update(status="failed", error=art["error"])
-                    continue
-                row.update(size_bytes=art.get("size_bytes"), parity=art.get("parity_passed"))
-                try:
-                    with warnings.catch_warnings(record=True) as caught:  # e.g. a missing execution provider
-                        warnings.simplefilter("always")
-                        spec = _spec(lb, t, signature, art, work, ckpt, model_factory, providers, tail)
-                        configs[(lb, t)] = make_config(spec, signature, model=model)
-                    for message in dict.fromkeys(str(w.message) for w in caught if COLUMNS[lb].kind == "artifact"):
-                        say(f"[bench] notice: {lb}: {message}")
-                    row["provider"] = configs[(lb, t)].provider
-                except Exception as e:  # noqa: BLE001
-                    row.update(status="failed", error=f"load failed: {_first_line(e)}")
-
+        run = _Run(family, signature, work, ckpt, model_factory, providers, tail)
+        configs, rows = _configs(run, labels, thread_list, artifacts, model, say)
         peak = matmul_peak_gflops() if peak_matmul and model is not None else None
-        order = list(configs)
-        say(f"[bench] warm-up pass x {len(order)} configurations ...")
-        passes = {k: [] for k in order}
-        for k in order:
-            try:
-                configs[k].run(audio)
-            except Exception as e:  # noqa: BLE001
-                rows[k].update(status="failed", error=f"run failed: {_first_line(e)}")
-        order = [k for k in order if rows[k]["status"] == "ok"]
-        for r in range(repeats):
-            rot = order[r % len(order):] + order[:r % len(order)] if order else []
-            for k in rot:
-                passes[k].append(stats.pass_stats(configs[k].run(audio), audio_s))
-            say(f"[bench] round {r + 1}/{repeats} done")
-
-        for k in order:
-            row, st = rows[k], passes[k]
-            med = {q: float(np.median([s[q] for s in st])) for q in ("p50", "p90", "p99", "mean", "total",
-                                                                      "frontend", "e2e")}
-            calls = dict(configs[k].calls)
-            flops = 2 * sum(macs.get(g, 0) * n for g, n in calls.items()) if row["kind"] != "sherpa" else 0
-            row.update(chunks=st[-1]["chunks"], audio_s=audio_s, compute_s=med["total"], rtf=med["total"] / audio_s,
-                       e2e_s=med["e2e"], e2e_rtf=med["e2e"] / audio_s, frontend_ms=med["frontend"] * 1e3,
-                       p50_ms=med["p50"] * 1e3, p90_ms=med["p90"] * 1e3, p99_ms=med["p99"] * 1e3,
-                       mean_ms=med["mean"] * 1e3, calls=calls, flops_per_pass=flops if macs and flops else None,
-                       gflops=flops / med["total"] / 1e9 if macs and flops else None)
-            if peak and row["gflops"]:
-                row["peak_fraction"] = row["gflops"] / (peak * k[1])
-        for (lb, t), row in rows.items():
-            ref = rows.get(("pytorch", t))
-            if row["status"] == "ok" and ref and ref["status"] == "ok" and ref["p50_ms"]:
-                row["speedup_vs_pytorch"] = ref["p50_ms"] / row["p50_ms"]
-                row["speedup_rtf_vs_pytorch"] = ref["rtf"] / row["rtf"]
-                row["speedup_vs_pytorch_paired"] = stats.paired_speedup(passes[(lb, t)], passes[("pytorch", t)])
-        both_ok = lambda a, b, t: ((a, t) in passes and (b, t) in passes  # noqa: E731
-                                   and rows[(a, t)]["status"] == rows[(b, t)]["status"] == "ok")
-        paired = [dict(family=family, threads=t, faster=a, than=b,
-                       **stats.paired_speedup(passes[(a, t)], passes[(b, t)]))
-                  for t in thread_list for a, b in stats.PAIRS if both_ok(a, b, t)]
-
+        passes = timing.rounds(configs, rows, audio, audio_s, repeats, say)
+        paired = timing.summarise(rows, passes, configs, macs, peak, audio_s, family, thread_list)
         if subprocesses:
-            for (lb, t), row in rows.items():
-                if row["status"] != "ok" or (lb == "pytorch" and ckpt is None and not model_factory):
-                    continue  # an in-memory declared model cannot be re-made in a fresh process
-                say(f"[bench] cold start + peak memory: {lb} x{t} (fresh process) ...")
-                try:
-                    spec = _spec(lb, t, signature, artifacts[lb], work, ckpt, model_factory, providers, tail)
-                    res = run_child(spec, work)
-                    row.update({k: res[k] for k in ("cold_start_ms", "load_ms", "first_chunk_ms", "import_ms",
-                                                    "peak_rss_mb", "baseline_rss_mb", "torch_imported")})
-                    if lb != "pytorch" and res["torch_imported"]:
-                        row["error"] = "the child imported torch: memory figure includes it"
-                except Exception as e:  # noqa: BLE001
-                    row["error"] = f"subprocess: {_first_line(e)}"
-
+            _cold_starts(run, rows, artifacts, say)
         machine["loadavg_end"] = list(os.getloadavg())
-        t1 = thread_list[0]
-        by_label = {lb: rows[(lb, t1)] for lb in labels}
-        model_info = {
-            "family": family, "source": source, "trained": trained,
-            "chunk_frames": signature.chunk_frames, "shift_frames": signature.shift_frames,
-            "chunk_ms": signature.shift_frames * fe.frame_shift / fe.sample_rate * 1e3,
-            "parameters": int(sum(p.numel() for p in model.parameters())) if model is not None else None,
-            "decoding": "CTC greedy (argmax)" if signature.decoder == "ctc"
-                        else "transducer greedy (decoder/joiner graph calls on the same backend)",
-            "macs_per_call": macs, "torch_flops_per_call": torch_flops, "int8_matmul_ceiling": ceiling,
-            "encoder_flops_per_audio_s": 2 * macs.get("encoder", 0) * (
-                by_label[labels[0]]["chunks"] or 0) / audio_s if macs else None,
-            "flop_count_method": "analytic from the fp32 ONNX graphs (MatMul/Gemm/Conv/LSTM/GRU, 2 FLOPs per MAC)"
-                                 "; torch_flops_per_call: FlopCounterMode on the PyTorch step" if macs else
-                                 "not counted: torch-free run on a bundle (FLOPs come from the model's ONNX export)",
-        }
-        ref = next((r for r in rows.values() if r["status"] == "ok" and r.get("flops_per_pass")), None)
-        model_info["flops_per_audio_s"] = ref["flops_per_pass"] / audio_s if ref else None
-        result = {
-            "machine": machine,
-            "peak_matmul_gflops_1thread": peak,
-            "workload": {"seconds_requested": seconds, "audio_s": audio_s, "chunks": by_label[labels[0]]["chunks"],
-                         "repeats": repeats, "threads": thread_list, "backends": labels,
-                         "source": "targets.golden.parity_audio (speech, seeded gain and noise)",
-                         "includes": "per chunk: encoder step + state loop + greedy decoding"
-                                     + (" (decoder/joiner graph calls)" if signature.decoder != "ctc"
-                                        else " (CTC argmax)") + "; e2e adds the fbank over the audio",
-                         "bundle": str(bundle) if bundle else "built by targets.build.build_bundle (rpi)"},
-            "models": {family: model_info},
-            "rows": [rows[(lb, t)] for t in thread_list for lb in labels],
-            "paired": paired,
-            "targets": stats.project_targets({lb: rows[(lb, t1)] for lb in labels},
-                                             {lb: passes[(lb, t1)] for lb in labels if (lb, t1) in passes}),
-        }
-        result["pi"] = stats.pi_estimates(result["rows"], peak)
+        model_info = _model_info(family, source, trained, signature, model, macs, torch_flops, ceiling, rows,
+                                 labels, thread_list[0], audio_s)
+        result = _result(machine, peak, seconds, audio_s, repeats, thread_list, labels, signature, bundle, family,
+                         model_info, rows, paired, passes)
         if streams:
             say(f"[bench] {streams} streams on one model, batched vs one stream alone...")
             result["batching"] = {family: batching_cost(model, audio, streams, rounds=max(3, min(repeats, 7)),
                                                         threads=thread_list[0]) if model is not None else
                                   {"streams": streams, "error": "needs the PyTorch model (this run is torch-free)"}}
         # each round's figures (first thread count), so every paired ratio can be re-derived from the JSON
+        t1 = thread_list[0]
         result["rounds"] = {lb: [{q: p[q] for q in ("p50", "total", "e2e")} for p in passes[(lb, t1)]]
                             for lb in labels if (lb, t1) in passes}
     finally:
@@ -266,6 +147,145 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
     if png_path:
         from .plot import plot
         plot(result, png_path)
+    return result
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every configuration of one run shares (a column's child process gets it as its spec)."""
+    family: str
+    signature: object
+    work: Path
+    ckpt: Path | None
+    model_factory: str | None
+    providers: object
+    tail: int
+
+    def spec(self, label: str, t: int, art: dict) -> dict:
+        return _spec(label, t, self.signature, art, self.work, self.ckpt, self.model_factory, self.providers,
+                     self.tail)
+
+
+def _model_figures(model, signature, labels, work: Path, say):
+    """(checkpoint, MACs per graph call, PyTorch FLOPs per call, the int8
+    ceiling): they need the model's ONNX export (torch, onnx); a torch-free
+    run on a bundle has none of them."""
+    ckpt, macs, torch_flops, ceiling = None, {}, {}, None
+    if model is None:
+        return ckpt, macs, torch_flops, ceiling
+    from edge.checkpoint import save_checkpoint
+    from edge.export import export_onnx
+
+    if not hasattr(model, "info"):  # a declared model is re-made by its factory, not a checkpoint
+        ckpt = save_checkpoint(model, work / "model.pt")
+    onnx_paths = export_onnx(model, work / "onnx")
+    macs = {g: onnx_macs(p) for g, p in onnx_paths.items()}
+    torch_flops = {g.name: torch_step_flops(model, g) for g in signature.graphs}
+    if any(COLUMNS[lb].precision.startswith("int8") for lb in labels):
+        say("[bench] int8 ceiling: the encoder's weight matmuls alone, fp32 vs int8 ...")
+        try:
+            ceiling = int8_matmul_ceiling(onnx_paths["encoder"])
+        except Exception as e:  # noqa: BLE001 - a diagnostic, not a row
+            ceiling = {"error": _first_line(e)}
+    return ckpt, macs, torch_flops, ceiling
+
+
+def _artifacts(labels, model, signature, work: Path, bundle, parity_chunks: int, ckpt, model_factory, say) -> dict:
+    """label -> the files a column runs (or why it has none)."""
+    artifacts = prepare_artifacts(labels, signature, work, model=model, bundle=bundle,
+                                  parity_chunks=parity_chunks, say=say)
+    artifacts.update(prepare_sherpa(labels, model, signature, work, say=say))
+    if ckpt is not None:
+        artifacts["pytorch"] = {"files": {"checkpoint": ckpt}, "size_bytes": ckpt.stat().st_size}
+    elif model is not None:
+        artifacts["pytorch"] = {"files": {"factory": model_factory or "in-memory"},
+                                "size_bytes": sum(p.numel() * p.element_size() for p in model.parameters())}
+    return artifacts
+
+
+def _configs(run: _Run, labels, thread_list, artifacts: dict, model, say) -> tuple[dict, dict]:
+    """(configs, rows): a loaded configuration per (label, threads) that
+    loads, and a row for every one (a failed one says why)."""
+    configs, rows = {}, {}
+    for t in thread_list:
+        for lb in labels:
+            row = rows[(lb, t)] = _empty_row(run.family, lb, t)
+            art = artifacts.get(lb) or {"error": "no PyTorch model (a torch-free run on a bundle)"}
+            if "error" in art:
+                row.update(status="failed", error=art["error"])
+                continue
+            row.update(size_bytes=art.get("size_bytes"), parity=art.get("parity_passed"))
+            try:
+                with warnings.catch_warnings(record=True) as caught:  # e.g. a missing execution provider
+                    warnings.simplefilter("always")
+                    configs[(lb, t)] = make_config(run.spec(lb, t, art), run.signature, model=model)
+                for message in dict.fromkeys(str(w.message) for w in caught if COLUMNS[lb].kind == "artifact"):
+                    say(f"[bench] notice: {lb}: {message}")
+                row["provider"] = configs[(lb, t)].provider
+            except Exception as e:  # noqa: BLE001
+                row.update(status="failed", error=f"load failed: {_first_line(e)}")
+    return configs, rows
+
+
+def _cold_starts(run: _Run, rows: dict, artifacts: dict, say) -> None:
+    """Cold start and peak memory of every working row, each in a fresh process."""
+    for (lb, t), row in rows.items():
+        if row["status"] != "ok" or (lb == "pytorch" and run.ckpt is None and not run.model_factory):
+            continue  # an in-memory declared model cannot be re-made in a fresh process
+        say(f"[bench] cold start + peak memory: {lb} x{t} (fresh process) ...")
+        try:
+            res = run_child(run.spec(lb, t, artifacts[lb]), run.work)
+            row.update({k: res[k] for k in ("cold_start_ms", "load_ms", "first_chunk_ms", "import_ms",
+                                            "peak_rss_mb", "baseline_rss_mb", "torch_imported")})
+            if lb != "pytorch" and res["torch_imported"]:
+                row["error"] = "the child imported torch: memory figure includes it"
+        except Exception as e:  # noqa: BLE001
+            row["error"] = f"subprocess: {_first_line(e)}"
+
+
+def _model_info(family, source, trained, signature, model, macs, torch_flops, ceiling, rows, labels, t1,
+                audio_s) -> dict:
+    fe = signature.frontend
+    by_label = {lb: rows[(lb, t1)] for lb in labels}
+    info = {
+        "family": family, "source": source, "trained": trained,
+        "chunk_frames": signature.chunk_frames, "shift_frames": signature.shift_frames,
+        "chunk_ms": signature.shift_frames * fe.frame_shift / fe.sample_rate * 1e3,
+        "parameters": int(sum(p.numel() for p in model.parameters())) if model is not None else None,
+        "decoding": "CTC greedy (argmax)" if signature.decoder == "ctc"
+                    else "transducer greedy (decoder/joiner graph calls on the same backend)",
+        "macs_per_call": macs, "torch_flops_per_call": torch_flops, "int8_matmul_ceiling": ceiling,
+        "encoder_flops_per_audio_s": 2 * macs.get("encoder", 0) * (
+            by_label[labels[0]]["chunks"] or 0) / audio_s if macs else None,
+        "flop_count_method": "analytic from the fp32 ONNX graphs (MatMul/Gemm/Conv/LSTM/GRU, 2 FLOPs per MAC)"
+                             "; torch_flops_per_call: FlopCounterMode on the PyTorch step" if macs else
+                             "not counted: torch-free run on a bundle (FLOPs come from the model's ONNX export)",
+    }
+    ref = next((r for r in rows.values() if r["status"] == "ok" and r.get("flops_per_pass")), None)
+    info["flops_per_audio_s"] = ref["flops_per_pass"] / audio_s if ref else None
+    return info
+
+
+def _result(machine, peak, seconds, audio_s, repeats, thread_list, labels, signature, bundle, family, model_info,
+            rows, paired, passes) -> dict:
+    t1 = thread_list[0]
+    result = {
+        "machine": machine,
+        "peak_matmul_gflops_1thread": peak,
+        "workload": {"seconds_requested": seconds, "audio_s": audio_s, "chunks": rows[(labels[0], t1)]["chunks"],
+                     "repeats": repeats, "threads": thread_list, "backends": labels,
+                     "source": "targets.golden.parity_audio (speech, seeded gain and noise)",
+                     "includes": "per chunk: encoder step + state loop + greedy decoding"
+                                 + (" (decoder/joiner graph calls)" if signature.decoder != "ctc"
+                                    else " (CTC argmax)") + "; e2e adds the fbank over the audio",
+                     "bundle": str(bundle) if bundle else "built by targets.build.build_bundle (rpi)"},
+        "models": {family: model_info},
+        "rows": [rows[(lb, t)] for t in thread_list for lb in labels],
+        "paired": paired,
+        "targets": stats.project_targets({lb: rows[(lb, t1)] for lb in labels},
+                                         {lb: passes[(lb, t1)] for lb in labels if (lb, t1) in passes}),
+    }
+    result["pi"] = stats.pi_estimates(result["rows"], peak)
     return result
 
 

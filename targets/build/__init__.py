@@ -2,10 +2,13 @@
 
 One module per question:
   plan.py      which targets exist, what each builds (--quant), --list
-  source.py    what a bundle is built from (model / third-party ONNX) and its tokens
-  convert.py   conversion dispatch through the formats table (runtime_py/formats.py)
+  source.py    what a bundle is built from (model / third-party ONNX), its graphs and tokens
+  artifacts.py convert and check every (backend, precision), against the parity plan
+  convert.py   conversion dispatch through the backend objects (targets/backends/)
   records.py   the int8 check and the one-line parity description
-  assemble.py  the build itself: convert, roll out, prove, golden files, manifest
+  prove.py     the streaming proofs (targets/proofs.py)
+  write.py     golden files, tokens, manifest (runtime_py/manifest.py's fields), card
+  assemble.py  the build itself: the steps above, in order
   cli.py       the edge-build command line
 
 `targets.build.build_bundle` and `targets.build.main` are the entry points.

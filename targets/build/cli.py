@@ -24,21 +24,20 @@ import time
 from pathlib import Path
 
 from edge.errors import UserError, fail, missing_extra
-from runtime_py import formats
-
+from ..backends import BACKENDS, all_precisions
 from ..proofs import STREAM_BUDGET_S
 from .assemble import AUDIO_SUFFIX, PARITY_CHUNKS, build_bundle
 from .plan import DEFAULT_FAMILY, TARGETS, get_target, list_targets, parse_quant, takes_audio
 
 def build_parser() -> argparse.ArgumentParser:
-    from edge.cliutil import add_model, add_verbose, make_parser
+    from edge.cliutil import add_model, add_verbose, family_names, make_parser
 
     p = make_parser("edge-build", __doc__)
     p.add_argument("--list", action="store_true", help="print targets, their files and options, and exit")
     add_verbose(p)
     g = p.add_argument_group("what to build")
     g.add_argument("--target", help=" | ".join(TARGETS))
-    g.add_argument("--family", help=f"a built-in demo model: lstm, conformer, transducer (default: {DEFAULT_FAMILY})")
+    g.add_argument("--family", help=f"a built-in demo model: {', '.join(family_names())} (default: {DEFAULT_FAMILY})")
     add_model(g)
     g.add_argument("--checkpoint", type=Path, help="checkpoint .pt (default: the shipped demo model)")
     g.add_argument("--onnx", type=Path, help="third-party streaming ONNX model with explicit state ports")
@@ -47,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--state", action="append", default=[], metavar="IN=OUT",
                    help="a state port pair of the --onnx model (repeatable)")
     g.add_argument("--quant", help="precisions to build, e.g. fp32,int8 or tflite:fp16 (default: the target's set); "
-                   f"backends {', '.join(formats.backends())}, precisions {', '.join(formats.all_precisions())}")
+                   f"backends {', '.join(BACKENDS)}, precisions {', '.join(all_precisions())}")
     kind = g.add_mutually_exclusive_group()
     kind.add_argument("--audio-in", dest="audio_in", action="store_true", default=None,
                       help="put the frontend (kaldi fbank) in the encoder graph: the app feeds PCM samples, not "
@@ -101,7 +100,7 @@ def _main(argv) -> int:
     if args.proof_budget is not None and not args.proof_budget > 0:
         return fail("--proof-budget must be a positive number of seconds")
     try:  # a mistyped target, precision or family is reported before torch is imported (2 s)
-        steps = len(parse_quant(get_target(args.target), args.quant))
+        pairs = parse_quant(get_target(args.target), args.quant)  # --quant is read here, once
     except UserError as e:
         return fail(str(e))
     from edge.cliutil import family_error
@@ -160,11 +159,12 @@ def _main(argv) -> int:
     try:
         from ..progress import StepProgress
 
-        progress = StepProgress(steps=steps)
+        progress = StepProgress(steps=len(pairs))
         try:
             out = build_bundle(None if model is not None else family, args.target, out_dir, model=model,
                                checkpoint=args.checkpoint, name=name, onnx_model=args.onnx, spec=spec,
-                               quant=args.quant, keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
+                               backends=pairs if args.quant else None,  # named pairs: a failure is an error
+                               keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
                                progress=progress, stream_budget_s=args.proof_budget, audio_in=audio_in)
         finally:
             progress.close()

@@ -2,9 +2,10 @@
 they build, `--quant` parsing, the dependency check before any work, and the
 `edge-build --list` text.
 
-Backends, suffixes, precisions and install extras come from the one formats
-table (runtime_py/formats.py); this module adds only which backends each
-device target uses and which of their pairs it builds by default.
+Precisions and build needs come from the backend objects (targets/backends/),
+suffixes and install extras from the client's formats table
+(runtime_py/formats.py); this module adds only which backends each device
+target uses and which of their pairs it builds by default.
 """
 
 from __future__ import annotations
@@ -12,20 +13,19 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from edge.cliutil import unknown
+from edge.cliutil import DEFAULT_FAMILY, unknown  # noqa: F401 - DEFAULT_FAMILY: the one default, re-exported
 from edge.errors import UserError
 from runtime_py import formats
 
 from ..appdeps import runtime_name
-
-DEFAULT_FAMILY = "conformer"
+from ..backends import BACKENDS, get_backend
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
     description: str
-    backends: tuple[str, ...]  # formats-table names; every precision each one builds may be asked for
+    backends: tuple[str, ...]  # targets.backends names; every precision each one builds may be asked for
     default: tuple[tuple[str, str], ...]  # (backend, precision) built by default
     runtime: str
     # the encoder takes PCM by default (docs/audio-in.md "Which kind a target gets"): a phone app then needs no
@@ -34,7 +34,7 @@ class Target:
 
     @property
     def allowed(self) -> tuple[tuple[str, str], ...]:
-        return tuple((b, p) for b in self.backends for p in formats.get_format(b).precisions)
+        return tuple((b, p) for b in self.backends for p in get_backend(b).precisions)
 
 
 TARGETS = {
@@ -93,8 +93,8 @@ def parse_quant(target: Target, quant: str | None) -> tuple[tuple[str, str], ...
             # no "did you mean": int4 is not a typo of int8, and a silent int8 is not what was asked
             raise UserError(f"--quant {item!r}: unknown precision {precision!r}. Known: {', '.join(known)}"
                             + f" (target {target.name}: " + ", ".join(f"{b}:{p}" for b, p in allowed) + ")")
-        if backend and backend not in formats.FORMATS:
-            raise UserError(f"--quant {item!r}: " + unknown("backend", backend, formats.FORMATS))
+        if backend and backend not in BACKENDS:
+            raise UserError(f"--quant {item!r}: " + unknown("backend", backend, BACKENDS))
         if ":" in item:
             pair = tuple(item.split(":", 1))
             if pair not in allowed:
@@ -116,8 +116,9 @@ def check_backends(pairs) -> None:
     from targets.common import ensure_installed
 
     for backend in dict.fromkeys(b for b, _ in pairs):
-        fmt = formats.FORMATS.get(backend)
-        for module, extra in fmt.build_needs if fmt else ():
+        if backend not in BACKENDS:
+            raise UserError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+        for module, extra in BACKENDS[backend].build_needs:
             try:
                 ensure_installed(module, extra)
             except UserError as e:
@@ -133,10 +134,11 @@ def list_targets() -> str:
         lines.append("         --quant: " + ", ".join(f"{b}:{p}" for b, p in t.allowed))
         lines.append(f"         run with: {t.runtime}")
     lines.append("formats (pip install -e '.[EXTRA]'):")
-    for f in formats.FORMATS.values():
-        build = ",".join(dict.fromkeys(extra for _, extra in f.build_needs)) or "-"
+    for b in BACKENDS.values():
+        f = b.client
+        build = ",".join(dict.fromkeys(extra for _, extra in b.build_needs)) or "-"
         run = f"run: [{f.extra}]" if f.runs_here else "run: not on this host"
-        lines.append(f"  {f.backend:8s} {f.suffix:11s} {'/'.join(f.precisions):15s} build: [{build}], {run}")
+        lines.append(f"  {b.name:8s} {f.suffix:11s} {'/'.join(b.precisions):15s} build: [{build}], {run}")
     lines.append("audio in: " + ", ".join(t.name for t in TARGETS.values() if t.audio_in) + " build an encoder that "
                  "takes PCM (the fbank frontend in the graph; folder dist/<name>-<family>-audio-<target>) unless "
                  "--features-in; " + ", ".join(t.name for t in TARGETS.values() if not t.audio_in) + ": fbank frames "

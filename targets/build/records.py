@@ -5,21 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime_py import formats
+from ..backends import Backend
 
 
-def check_quantised(backend: str, files: dict[str, Path], records: dict) -> None:
+def check_quantised(backend: Backend, files: dict[str, Path], records: dict) -> None:
     """An int8 file in which nothing was quantised is an fp32 file under an
-    int8 name: report it as such and fail it, whatever its parity."""
-    count = formats.get_format(backend).quantized_count
-    if count is None:
+    int8 name: report it as such and fail it, whatever its parity. The
+    backend's Int8Recipe counts, and reads its record back from the file."""
+    check = backend.int8
+    if check is None:
         return
     for g, p in files.items():
-        n = formats.load(count)(p)
+        n = check.count(p)
         records[g]["quantized_ops"] = n
-        if backend in ("ort", "onnx"):  # the recipe (targets/quantize.py), read back from the file
-            from ..quantize import recipe_record
-            records[g]["int8_recipe"] = recipe_record(p)
+        if check.record is not None:
+            records[g]["int8_recipe"] = check.record(p)
         if n == 0:
             records[g]["passed"] = False
             records[g]["why"] = (f"no weight of graph {g!r} was quantised (no MatMul/Gemm/Conv/LSTM with "

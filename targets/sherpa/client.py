@@ -1,13 +1,13 @@
 """Running a sherpa-form export: sherpa-onnx's recognizer with the options
-the files need, and our client (runtime_py, through the bench's Pipeline:
-the one state loop) on the very same files.
+the files need, and our client (runtime_py's Model and Stream: the one state
+loop) on the very same files.
 
 Chunking: sherpa-onnx's IsReady is `processed + T < frames_ready` (strict),
 so it runs a chunk only once one more feature frame exists: it gets one
 frame shift of zeros more tail padding than our client (`sherpa_tail_padding`)
 and both run exactly the same chunks. Greedy search: sherpa emits at most
 one symbol per encoder frame (SHERPA_MAX_SYMBOLS) and starts the decoder
-context at [-1, ..., blank]; the client follows both (Pipeline search="sherpa").
+context at [-1, ..., blank]; the client follows both (contract.sherpa_start).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from runtime_py.decoding import tokens_to_text
 from runtime_py.recognizer import TAIL_PADDING_S, tail_padding_samples
 from runtime_py.signature import Signature
 
+from . import contract
 from .contract import SHERPA_MAX_SYMBOLS
 from .export import FILES, INPUT_RANGE_KEY, INT8_FILES, SherpaExportError
 
@@ -106,22 +107,32 @@ def decode_sherpa(recognizer, samples: np.ndarray, sig: Signature, tokens: list[
 
 class OurTransducerClient:
     """Our torch-free client on a sherpa export: runtime_py's runners, state
-    loop, frontend and greedy search, driven by the bench's Pipeline."""
+    loop, frontend and greedy search, with sherpa-onnx's two rules (at most
+    SHERPA_MAX_SYMBOLS per frame, the decoder context from [-1, ..., blank]).
+    `signature`: decode with another one than the files say (a test of the
+    declared decoder start)."""
 
-    def __init__(self, model_dir: Path | str, threads: int = 1, precision: str = "fp32"):
+    def __init__(self, model_dir: Path | str, threads: int = 1, precision: str = "fp32",
+                 signature: Signature | None = None):
         from runtime_py.backends import open_runner
-        from targets.bench.pipeline import Pipeline
+        from runtime_py.stream import Model
 
         self.signature, self.tokens, self.input_range = read_sherpa_dir(model_dir)
+        self.signature = signature or self.signature
         f = files(model_dir, precision)
-        self.pipe = Pipeline(self.signature, {g.name: open_runner(f[g.name], g, "onnx", threads)
-                                              for g in self.signature.graphs}, search="sherpa")
+        self.model = Model(self.signature, {g.name: open_runner(f[g.name], g, "onnx", threads)
+                                            for g in self.signature.graphs},
+                           batch=False, max_symbols_per_frame=SHERPA_MAX_SYMBOLS)
 
     def decode(self, samples: np.ndarray) -> list[int]:
-        """Token ids of one utterance (float samples in [-1, 1])."""
-        from targets.bench.pipeline import client_pass
-
-        return client_pass(self.pipe, np.asarray(samples, dtype=np.float32))["tokens"]
+        """Token ids of one utterance (float samples in [-1, 1]), from a fresh stream."""
+        stream = self.model.create_stream()
+        contract.sherpa_start(stream.decoder)
+        stream.accept_waveform(self.signature.frontend.sample_rate, np.asarray(samples, dtype=np.float32))
+        stream.input_finished()  # the client's tail padding (runtime_py.stream's one rule)
+        while stream.is_ready():
+            self.model.decode_streams([stream])
+        return list(stream.tokens)
 
     def text(self, ids: list[int]) -> str:
         return tokens_to_text(ids, self.tokens)

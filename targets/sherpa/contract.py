@@ -19,3 +19,13 @@ INT8_FILES = {"encoder": "encoder.int8.onnx", "decoder": "decoder.onnx", "joiner
 
 class SherpaExportError(ValueError):
     pass
+
+
+def sherpa_start(decoder) -> None:
+    """sherpa-onnx starts a transducer's decoder context at [-1, ..., blank]
+    whatever the model declares: our client on sherpa's files (client.py) and
+    the bench's sherpa columns (targets/bench/pipeline.py) start there too."""
+    if not hasattr(decoder, "context_size"):  # a CTC decoder has no context
+        return
+    decoder.start = [-1] * (decoder.context_size - 1) + [decoder.blank_id]
+    decoder.reset()

@@ -15,7 +15,7 @@ One module per concern:
                in ONNX Runtime; the route goes into the manifest;
 - io_names.py  output layouts and the signature's names, proven against ONNX;
 - quantize.py  converter settings per precision (fp32, fp16, int8: dynamic
-               range; full-integer as an option) and calibration feeds;
+               range; full-integer as an option, calibrated by targets/calibration.py);
 - fp16.py      vectors and small constants back to float32 in fp16 files.
 """
 

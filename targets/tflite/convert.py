@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from runtime_py.signature import GraphSpec
+from ..calibration import rollout_feeds
 from ..common import ensure_installed
 from ..conversion_errors import dynamic_shape_note
 from .base import PRECISIONS, TfliteConversionError
 from .guard import run_guarded
-from .quantize import calibration_feeds
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -32,14 +32,11 @@ class _PathDict(dict):
 
 
 def onnx_to_tflite(onnx_path: Path | str, graph: GraphSpec, out_dir: Path | str,
-                   precisions=PRECISIONS, calibration: list[dict] | None = None) -> dict[str, Path]:
-    """Convert `<graph>.onnx` to `<out_dir>/<graph>.<precision>.tflite`.
-
-    `calibration` is accepted for API symmetry with full-integer schemes but
-    not needed: int8 here is dynamic-range quantisation (quantize.py says why,
-    with the full-integer figures).
+                   precisions=PRECISIONS) -> dict[str, Path]:
+    """Convert `<graph>.onnx` to `<out_dir>/<graph>.<precision>.tflite`; int8
+    is dynamic-range quantisation, which needs no calibration (quantize.py
+    says why, with the full-integer figures).
     Returns {precision: path}; the conversion time is in `.timings`."""
-    del calibration  # dynamic-range int8 needs none
     return convert_graph(onnx_path, graph, out_dir, precisions)
 
 
@@ -61,7 +58,7 @@ def convert_graph(onnx_path: Path | str, graph: GraphSpec, out_dir: Path | str, 
         job["tmp"] = tmp
         if full_integer and "int8" in precisions:
             job["full_integer"] = full_integer
-            job["calibration"] = _write_calibration(Path(tmp), calibration_feeds(onnx_path, graph, calibration))
+            job["calibration"] = _write_calibration(Path(tmp), rollout_feeds(onnx_path, graph, calibration))
         t0 = time.perf_counter()
         rc, out = run_guarded([sys.executable, "-m", "targets.tflite.worker", json.dumps(job)], cwd=tmp,
                               env=_worker_env(), what=f"onnx2tf conversion of graph {graph.name!r}")

@@ -1,5 +1,4 @@
-"""The TFLite converter's settings per precision, and the calibration data a
-full-integer int8 conversion needs.
+"""The TFLite converter's settings per precision.
 
 - fp32: plain;
 - fp16: weight matrices stored in float16 (dequantised on CPU, native on GPU);
@@ -12,8 +11,9 @@ full-integer int8 conversion needs.
   ranges from a representative dataset. Inputs, outputs and states stay
   float32 (the converter adds QUANTIZE/DEQUANTIZE at the boundary), so a
   client does not change. The representative dataset carries real states:
-  `calibration_feeds` rolls the ONNX graph over speech feature chunks and
-  records every step's inputs with the states the loop had at that step.
+  targets/calibration.py (the one calibration source of every int8 recipe)
+  rolls the ONNX graph over speech feature chunks and records every step's
+  inputs with the states the loop had at that step.
   Measured on the shipped conformer (100 calibration chunks of real speech;
   every op converts, "strict" and "fallback" give the same file): test WER
   14.1 % against 4.0 % for fp32 and dynamic-range int8 (100 test-split
@@ -24,29 +24,6 @@ full-integer int8 conversion needs.
 """
 
 from __future__ import annotations
-
-import numpy as np
-
-from runtime_py.signature import GraphSpec
-from runtime_py.stateloop import initial_states
-
-
-def calibration_feeds(onnx_path, graph: GraphSpec, chunks: list[dict]) -> list[dict]:
-    """Per chunk, the graph's complete feeds (inputs and the states carried
-    by the loop up to that chunk), from an onnxruntime rollout."""
-    from runtime_py.backends import open_runner
-
-    run = open_runner(onnx_path, graph, "onnx", threads=1)
-    states = initial_states(graph)
-    feeds = []
-    for chunk in chunks:
-        step = {**{k: np.asarray(v) for k, v in chunk.items()}, **states}
-        feeds.append(step)
-        out = run(step)
-        states = {s.name: np.asarray(out[s.next_name], dtype=np.dtype(s.dtype)).reshape(s.shape)
-                  for s in graph.states}
-    return feeds
-
 
 def _representative(feeds: list[dict], names: list[str]):
     """The converter's representative_dataset, by input name: the calibrator
