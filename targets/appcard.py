@@ -70,6 +70,7 @@ def bundle_files(manifest: dict, artifacts: list[dict]) -> set[str]:
         return held | {e["path"] for e in manifest["files"]}
     golden = manifest.get("golden") or {}
     paths = [golden.get(k) for k in ("audio", "features", "transcript")]
+    paths += [*(golden.get("cut") or {}).values()]
     paths += [*(golden.get("inputs") or {}).values(), *(golden.get("outputs") or {}).values()]
     held |= {p for p in paths if isinstance(p, str)}
     if manifest.get("tokens"):
@@ -208,7 +209,7 @@ def endpointing_section(sig: Signature) -> list[str]:
             + " The VAD only decides when an utterance ends: every sample goes to the model.", "",
             f"At an endpoint, and when the user stops the microphone: {zeros} For 2 s of audio ({2 * rate} samples) "
             f"that is {two_s} samples ({two_s / rate:.2f} s). Without them the last word never reaches the output "
-            "(`golden/tail/` is an utterance cut right after its last word to test this). Then take the text and "
+            "(`golden/cut.wav` is the golden utterance cut right after its last word, to test this). Then take the text and "
             f"reset: every state whose reset scope is `utterance` goes back to its initial value ({resets}), and the "
             "decoder to its start.", ""]
 

@@ -117,6 +117,16 @@ def _snippets(sig: Signature, target: str, artifacts: list[dict], tools: dict | 
 PRECISION_NOTES = FIXED_NOTES
 
 
+def _cut_lines(cut: dict | None, sig: Signature) -> list[str]:
+    """The clip without trailing silence: the app's test of its tail padding."""
+    if not cut or sig.decoder == "none":
+        return []
+    return ["", f"`{cut['audio']}` is the same utterance cut right after its last word (no trailing silence); "
+            f"`{cut['transcript']}` is its text with the zeros of Endpointing and stop appended. Feed it, call the "
+            "stop path (`finish()`), and compare: an app that skips or shortens the zeros loses the last word(s) "
+            "here, while the silence at the end of `golden/audio.wav` would hide it."]
+
+
 def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] | None = None) -> str:
     sig = Signature.from_dict(manifest["signature"])
     model = manifest["model"]
@@ -190,7 +200,8 @@ def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] 
               f"{manifest['golden']['chunks']} encoder chunks are in `golden/encoder_inputs.npz` and PyTorch's "
               "outputs (states carried) in `golden/encoder_outputs.npz`"
               + ("; the text is `golden/transcript.txt`. " if sig.decoder != "none" else ". ") +
-              "Your integration is right when your outputs match within the tolerance of the file's precision.", "",
+              "Your integration is right when your outputs match within the tolerance of the file's precision.",
+              *_cut_lines(manifest["golden"].get("cut"), sig), "",
               "## Tool versions", "",
               _table(["tool", "version"], [[k, v] for k, v in sorted(manifest["tools"].items())]), ""]
     return "\n".join(parts)

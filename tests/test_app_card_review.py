@@ -193,3 +193,26 @@ def test_tail_padding_prose_rounds_the_stream_not_the_zeros(bundles):
     stream = _section(card, "## Streaming").split("\n\n")[1]  # its paragraph (the state tables follow)
     right = plan.chunk_frames - plan.shift_frames
     assert ("right context" in stream) == (right > 0), stream
+
+
+def test_golden_cut_clip_has_no_trailing_silence(bundles):
+    """golden/cut.wav: the golden utterance up to its last loud frame, with
+    the reference's text of it (tail padding applied), so an app's test of
+    the stop path fails when it skips the zeros."""
+    from runtime_py.audio import read_wav
+    from targets.golden import cut_after_speech
+
+    for b in bundles.values():
+        m = json.loads((b / "manifest.json").read_text())
+        cut = m["golden"]["cut"]
+        audio, rate = read_wav(b / m["golden"]["audio"])
+        clip, _ = read_wav(b / cut["audio"])
+        assert 0 < len(clip) < len(audio) and np.array_equal(clip, audio[: len(clip)])
+        last = clip[-rate // 100:].astype(np.float64)
+        assert 10 * np.log10((last ** 2).mean() + 1e-12) > vad.DEFAULT_THRESHOLD_DB  # ends inside speech
+        assert (b / cut["transcript"]).is_file() and {cut["audio"], cut["transcript"]} <= {
+            f["path"] for f in m["files"]}
+        assert cut["audio"] in (b / "README.md").read_text()
+    x = np.zeros(16000, np.float32)
+    x[3000:5000] = 0.1  # 2000 loud samples, then silence
+    assert len(cut_after_speech(x, 16000)) == 5120  # rounded up to the end of its 10 ms frame (32 x 160)

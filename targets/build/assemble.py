@@ -202,6 +202,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
                {f"{k}_{i:04d}": v for i, o in enumerate(outputs) for k, v in o.items()})
         text = tokens_to_text(stream.tokens, tokens)
         bw.write_text("golden/transcript.txt", text + "\n")
+        gold.write_cut(bw, audio, signature, Model(signature, reference, batch=False).create_stream(), tokens)
         for rel in ("golden/audio.wav", "golden/features.npy", "golden/encoder_inputs.npz",
                     "golden/encoder_outputs.npz"):
             bw.add_file(rel)
@@ -217,7 +218,8 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
             "golden": {"audio": "golden/audio.wav", "utterance": gname, "features": "golden/features.npy",
                        "inputs": {"encoder": "golden/encoder_inputs.npz"},
                        "outputs": {"encoder": "golden/encoder_outputs.npz"},
-                       "transcript": "golden/transcript.txt", "chunks": len(chunks)},
+                       "transcript": "golden/transcript.txt", "chunks": len(chunks),
+                       "cut": {"audio": gold.CUT_AUDIO, "transcript": gold.CUT_TRANSCRIPT}},
             "proofs": proofs,
             "not_converted": not_converted,
             "parity_stream": {"chunks": parity_chunks, "reference_tokens": len(ref_tokens),
