@@ -72,8 +72,8 @@ def endpoint_sentences(e: dict) -> list[str]:
             f"({e['MAX_UTT_S']} s) after it began; with no utterance open, {e['MAX_IDLE']} frames ({e['MAX_IDLE_S']} s) "
             "of silence end in a reset anyway, so the states never run unbounded.",
             f"So background noise between {e['OFF_DB']} and {e['ON_DB']} dBFS (e.g. -45 dBFS) never ends an "
-            f"utterance: only the {e['MAX_UTT_S']} s cut does; in such a room raise both thresholds above the noise floor or use "
-            "your own VAD."]
+            f"utterance: only the {e['MAX_UTT_S']} s cut does; in such a room raise both thresholds above the noise "
+            "floor or use your own VAD."]
 
 
 def tail_sentences(v: dict) -> list[str]:
