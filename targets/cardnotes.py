@@ -29,8 +29,9 @@ def _ort_int8(arts: list[dict]) -> str:
     if not recs:
         return "int8 (the recipe of these files is not recorded in manifest.json); I/O and states stay float32."
     methods = sorted({r["method"] for r in recs.values()})
-    ops = "; ".join(f"{g}: " + ", ".join(f"{op.split('.')[-1]} x{n} ({kind})" for kind, by_op in r["ops_quantised"].items()
-                                         for op, n in by_op.items()) for g, r in sorted(recs.items()))
+    ops = "; ".join(f"{g}: " + ", ".join(f"{op.split('.')[-1]} x{n} ({kind})"
+                                         for kind, by_op in r["ops_quantised"].items() for op, n in by_op.items())
+                    for g, r in sorted(recs.items()))
     calib = sorted({str(r["calibration"]) for r in recs.values() if r.get("calibration")})
     return ("; ".join(methods) + ". Ops quantised (manifest.json `int8_recipe`): " + ops + ". Activation ranges: "
             + (f"calibrated on {', '.join(calib)}" if calib else "none calibrated (every quantised op is dynamic: "

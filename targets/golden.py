@@ -121,5 +121,6 @@ def parity_audio(signature: Signature, n_chunks: int, seed: int = 0) -> np.ndarr
     return np.clip(np.concatenate(pieces), -1, 1)
 
 
-__all__ = ["CUT_AUDIO", "CUT_TRANSCRIPT", "cut_after_speech", "write_cut", "sample_utterances", "synthetic_signal", "golden_audio", "with_tail", "feature_chunks",
+__all__ = ["CUT_AUDIO", "CUT_TRANSCRIPT", "cut_after_speech", "write_cut",
+           "sample_utterances", "synthetic_signal", "golden_audio", "with_tail", "feature_chunks",
            "parity_stream", "parity_audio"]
