@@ -134,9 +134,9 @@ def platform_lines(target_name: str, files: dict[str, dict[str, str]], artifacts
                  "`OrtSession.Result.get(name)`, a `java.util.Optional`, API 24); **Kotlin 1.7 or newer** (the code "
                  "uses the non-null `maxBy`); the `RECORD_AUDIO` permission in the manifest, granted at run time."]
         if "tflite" in files:
-            lines.append("For LiteRT, in `build.gradle.kts`: `android { androidResources { noCompress += \"tflite\" } }` "
+            lines += ["", "For LiteRT, in `build.gradle.kts`: `android { androidResources { noCompress += \"tflite\" } }` "
                          "(Android Gradle Plugin 8): `.tflite` assets must be stored uncompressed in the APK, or "
-                         "`mapped()` below cannot memory-map them (`openFd` fails on a compressed asset).")
+                         "`mapped()` below cannot memory-map them (`openFd` fails on a compressed asset)."]
         return lines + [""]
     if target_name == "ios":
         from .coreml import DEPLOYMENT_TARGET, SPEC_VERSIONS

@@ -88,7 +88,7 @@ def ship_reason(backend: str, precision: str, arts: list[dict], chosen: dict[str
     mine = sum(a["bytes"] for a in arts if a["path"] in chosen.values())
     others = {p: n for p in sorted({a["precision"] for a in arts if a["backend"] == backend} - {precision})
               if (n := _bytes(arts, backend, p, graphs)) is not None}
-    sizes = f"{mine:,} bytes" + ("; " + ", ".join(f"{p} {n:,}" for p, n in others.items()) if others else "")
+    sizes = f"{precision} {mine:,} bytes" + ("; " + ", ".join(f"{p} {n:,}" for p, n in others.items()) if others else "")
     smaller = [p for p, n in others.items() if n < mine]
     if precision == "int8":
         why = ("its weights stay int8 in memory and its matrix products run in int8 on a phone CPU"

@@ -108,7 +108,7 @@ def test_default_precision_reason_uses_the_real_sizes():
             for p, n in (("fp16", 3096512), ("int8", 3171208), ("fp32", 5798372))]
     text = ship_reason("tflite", "int8", arts, {"encoder": "encoder.int8.tflite"})
     assert "smallest" not in text.replace("not because of the file size", "")
-    assert "fp16 is smaller here" in text and "3,171,208 bytes" in text and "fp16 3,096,512" in text
+    assert "fp16 is smaller here" in text and "int8 3,171,208 bytes" in text and "fp16 3,096,512" in text
     arts[0]["bytes"] = 4000000
     assert "also the smallest file" in ship_reason("tflite", "int8", arts, {"encoder": "encoder.int8.tflite"})
 
