@@ -236,7 +236,9 @@ def load_bundle(root: Path | str, verify: bool = True) -> Bundle:
 
 GOLDEN = {"audio": "golden/audio.wav", "features": "golden/features.npy",
           "inputs": {"encoder": "golden/encoder_inputs.npz"}, "outputs": {"encoder": "golden/encoder_outputs.npz"},
-          "transcript": "golden/transcript.txt"}  # the golden files' places in a bundle
+          "transcript": "golden/transcript.txt",
+          # the utterance cut after its last word, for an app's test of the tail padding (targets/golden.py)
+          "cut": {"audio": "golden/cut.wav", "transcript": "golden/cut_transcript.txt"}}  # the golden files' places
 TOKENS = "tokens.txt"
 UNTRAINED = "UNTRAINED: seeded random weights; outputs are meaningless"
 

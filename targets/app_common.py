@@ -55,6 +55,45 @@ def endpoint_numbers(rate: int) -> dict:
             "MAX_IDLE": frames(vad.DEFAULT_MAX_IDLE_S * 1000), "MAX_IDLE_S": f"{vad.DEFAULT_MAX_IDLE_S:g}"}
 
 
+def endpoint_sentences(e: dict) -> list[str]:
+    """The Endpointer of the generated code, sentence by sentence, in the
+    order its `step` decides (the card's prose and the code's comment are
+    both these sentences, so they cannot say different things)."""
+    return [f"Energy per {e['FRAME_MS']} ms frame ({e['FRAME']} samples): 10 log10 of the mean square of the float "
+            "samples, in dBFS (0 dBFS is a full-scale square wave). The thresholds are fixed: no noise adaptation.",
+            f"While speech is off, a frame above {e['ON_DB']} dBFS is loud and one at or below it is silence; "
+            f"{e['MIN_SPEECH']} loud frames in a row ({e['MIN_SPEECH_MS']} ms) switch speech on (a shorter loud run "
+            "counts as silence).",
+            f"While speech is on, only a frame below {e['OFF_DB']} dBFS ({e['HYST']} dB hysteresis) is quiet; "
+            f"{e['MIN_SILENCE']} quiet frames in a row ({e['MIN_SILENCE_MS']} ms) switch speech off, and a frame "
+            f"between {e['OFF_DB']} and {e['ON_DB']} dBFS keeps it on.",
+            f"An utterance ends when {e['TRAILING']} frames ({e['TRAILING_MS']} ms) of silence have passed since "
+            f"speech went off (the {e['MIN_SILENCE']} quiet frames count), or is cut at {e['MAX_UTT']} frames "
+            f"({e['MAX_UTT_S']} s) after it began; with no utterance open, {e['MAX_IDLE']} frames ({e['MAX_IDLE_S']} s) "
+            "of silence end in a reset anyway, so the states never run unbounded.",
+            f"So background noise between {e['OFF_DB']} and {e['ON_DB']} dBFS (e.g. -45 dBFS) never ends an "
+            f"utterance: only the {e['MAX_UTT_S']} s cut does; in such a room raise both thresholds above the noise "
+            "floor or use your own VAD."]
+
+
+def tail_sentences(v: dict) -> list[str]:
+    """The tailPadding rule of the generated code, in words."""
+    return [f"Zeros after an utterance of n samples (the toolchain's runtime_py.stream.signature_tail_padding): "
+            f"start from {v['MIN_PAD']} ({v['MIN_PAD_S']} s) and add {v['HOP']} until the last real frame is in a "
+            f"complete encoder step of {v['C']} frames; then the utterance and its zeros together fill a whole "
+            f"number of calls of {v['N']} samples: the steps that covers plus the {v['WARMUP']} call(s) the in-graph "
+            "frontend lags behind. The whole stream is rounded up to whole calls, not the zeros: n + zeros is a "
+            f"multiple of {v['N']}."]
+
+
+def comment(sentences: list[str], indent: str = "", width: int = 116) -> str:
+    """A /** ... */ doc comment holding the sentences, wrapped."""
+    import textwrap
+
+    lines = textwrap.wrap(" ".join(sentences), width - len(indent) - 3)
+    return "\n".join([f"{indent}/** {lines[0]}", *[f"{indent} *  {x}" for x in lines[1:]]]) + " */"
+
+
 def loop_numbers(sig: Signature, plan: AudioInPlan) -> dict:
     enc = sig.graph("encoder")
     x, out = enc.inputs[0], enc.outputs[0]
@@ -74,6 +113,9 @@ def loop_numbers(sig: Signature, plan: AudioInPlan) -> dict:
     v["FRAMES_OF_SWIFT"] = (f"m < {fe.frame_length} ? 0 : 1 + (m - {fe.frame_length}) / {fe.frame_shift}"
                             if fe.snip_edges else f"(m + {fe.frame_shift // 2}) / {fe.frame_shift}")
     v.update(endpoint_numbers(rate))
+    v["ENDPOINT_DOC"] = comment(endpoint_sentences(v))
+    v["TAIL_DOC"] = comment(tail_sentences(v), indent="    ")
+    v["TAIL_DOC_KT"] = comment(tail_sentences(v), indent="        ")
     if sig.decoder == "transducer":
         dg, jg = sig.graph("decoder"), sig.graph("joiner")
         y, dec_out = dg.inputs[0], dg.outputs[0]
@@ -93,4 +135,5 @@ def loop_numbers(sig: Signature, plan: AudioInPlan) -> dict:
     return v
 
 
-__all__ = ["endpoint_numbers", "fill", "loop_numbers", "shape_literal"]
+__all__ = ["comment", "endpoint_numbers", "endpoint_sentences", "fill", "loop_numbers", "shape_literal",
+           "tail_sentences"]

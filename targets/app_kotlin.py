@@ -39,8 +39,8 @@ fun shapeOf(spec: JSONObject): LongArray = spec.getJSONArray("shape").let { a ->
 fun sizeOf(spec: JSONObject): Int = shapeOf(spec).fold(1L) { a, b -> a * b }.toInt()
 fun argmax(v: FloatArray): Int = v.indices.maxBy { v[it] }
 
-/** The encoder with its states: OrtEncoder or LiteRtEncoder below. */
-interface Encoder : AutoCloseable {
+/** The encoder with its states: OrtEncoder or LiteRtEncoder below (named as in the Swift, where `Encoder` is taken). */
+interface SpeechEncoder : AutoCloseable {
     /** One call: @@N@@ samples in [-1, 1] (`@@X@@` @@XSHAPE@@). Returns `@@OUT@@` @@OUTSHAPE@@ as
      *  [@@FRAMES@@][@@DIM@@]; every `<state>_next` output becomes the next call's `<state>`.
      *  The states, allocated from manifest.json at run time: @@STATES@@. */
@@ -62,11 +62,7 @@ fun readTokens(text: String): Map<Int, String> = text.lines().filter { it.isNotB
 fun toText(ids: List<Int>, symbols: Map<Int, String>): String =
     ids.joinToString("") { symbols.getValue(it) }.replace('\\u2581', ' ').split(' ').filter { it.isNotEmpty() }.joinToString(" ")
 
-/** The project's endpointing (runtime_py/vad.py, edge-demo's defaults) on 10 ms frames of @@FRAME@@ samples:
- *  a frame is loud above @@ON_DB@@ dBFS and quiet below @@OFF_DB@@ dBFS (@@HYST@@ dB hysteresis; 0 dBFS = a full-scale
- *  square wave); @@MIN_SPEECH@@ loud frames switch speech on, @@MIN_SILENCE@@ quiet frames switch it off. An utterance
- *  ends after @@TRAILING@@ frames (@@TRAILING_MS@@ ms) without speech, or is cut at @@MAX_UTT@@ frames (@@MAX_UTT_S@@ s); with no
- *  utterance open, @@MAX_IDLE@@ frames (@@MAX_IDLE_S@@ s) end in a reset anyway, so the states never run unbounded. */
+@@ENDPOINT_DOC@@
 class Endpointer {
     enum class Event { NONE, UTTERANCE, IDLE }
     private val rest = FloatArray(@@FRAME@@)
@@ -114,7 +110,7 @@ class Endpointer {
 
 /** Microphone PCM in, text out. The encoder takes @@N@@ samples (@@CALL_MS@@ ms) per call; after each reset the first
  *  @@WARMUP@@ call(s) only fill the in-graph frontend's history (their output means nothing). */
-class Recognizer(private val encoder: Encoder, private val search: Search, private val symbols: Map<Int, String>) {
+class Recognizer(private val encoder: SpeechEncoder, private val search: Search, private val symbols: Map<Int, String>) {
     private val call = FloatArray(@@N@@)
     private var filled = 0
     private var calls = 0      // since the last reset
@@ -157,10 +153,7 @@ class Recognizer(private val encoder: Encoder, private val search: Search, priva
     }
 
     companion object {
-        /** Zeros after an utterance of n samples (runtime_py.stream.signature_tail_padding): at least @@MIN_PAD@@
-         *  (@@MIN_PAD_S@@ s), more until the last real frame is in a complete chunk of @@C@@ frames (the encoder's
-         *  right context and the frame window reach past the last sample), rounded up to whole calls, plus the
-         *  @@WARMUP@@ call(s) the in-graph frontend lags behind. */
+@@TAIL_DOC_KT@@
         fun tailPadding(n: Long): Int {
             fun frames(m: Long): Long = @@FRAMES_OF@@  // kaldi's frame count, snip_edges=@@SNIP@@
             fun steps(f: Long): Long = if (f >= @@C@@) (f - @@C@@) / @@S@@ + 1 else 0L
@@ -189,7 +182,7 @@ class CtcGreedy(private val blank: Int = @@BLANK@@) : Search {
 """
 
 TRANSDUCER = """
-/** Transducer greedy search (runtime_py.decoding.TransducerGreedy): the decoder takes the last @@CONTEXT@@ token ids,
+/** Transducer greedy search (the toolchain's runtime_py.decoding.TransducerGreedy): the decoder takes the last @@CONTEXT@@ token ids,
  *  starting from `start` (@@START_DOC@@); for each encoder frame the joiner scores it against the decoder output;
  *  emit the argmax while it is not the blank (id @@BLANK@@), at most @@MAX_SYMBOLS@@ per frame, re-running the decoder after each. */
 class TransducerGreedy(
@@ -232,8 +225,8 @@ def kotlin_blocks(sig: Signature, plan: AudioInPlan, files: dict[str, dict[str, 
                  f'val encoder = OrtEncoder(env, manifest, assets.open("{f["encoder"]}").readBytes())']
         if sig.decoder == "transducer":
             w["ORT_TRANSDUCER"] = fill(ORT_TRANSDUCER, w)
-            open_ += [f'val decoder = env.createSession(assets.open("{f["decoder"]}").readBytes())',
-                      f'val joiner = env.createSession(assets.open("{f["joiner"]}").readBytes())',
+            open_ += [f'val decoder = env.createSession(assets.open("{f["decoder"]}").readBytes(), sessionOptions())',
+                      f'val joiner = env.createSession(assets.open("{f["joiner"]}").readBytes(), sessionOptions())',
                       "val search = TransducerGreedy(ortDecoder(env, decoder), ortJoiner(env, joiner))"]
         else:
             w["ORT_TRANSDUCER"] = ""
@@ -247,8 +240,8 @@ def kotlin_blocks(sig: Signature, plan: AudioInPlan, files: dict[str, dict[str, 
         open_ = [f'val encoder = LiteRtEncoder(manifest, mapped(assets, "{f["encoder"]}"))']
         if sig.decoder == "transducer":
             w["LITERT_TRANSDUCER"] = fill(LITERT_TRANSDUCER, w)
-            open_ += [f'val search = TransducerGreedy(liteRtDecoder(Interpreter(mapped(assets, "{f["decoder"]}"))),',
-                      f'    liteRtJoiner(Interpreter(mapped(assets, "{f["joiner"]}"))))']
+            open_ += [f'val search = TransducerGreedy(liteRtDecoder(interpreter(mapped(assets, "{f["decoder"]}"))),',
+                      f'    liteRtJoiner(interpreter(mapped(assets, "{f["joiner"]}"))))']
         else:
             w["LITERT_TRANSDUCER"] = ""
             open_ += ["val search = CtcGreedy()"]

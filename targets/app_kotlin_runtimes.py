@@ -14,10 +14,12 @@ import java.nio.LongBuffer
 
 /** The encoder on ONNX Runtime: states allocated from manifest.json and fed by name; each `<state>_next` output
  *  is copied into a tensor we own, so a call's Result can be closed at once. */
-class OrtEncoder(private val env: OrtEnvironment, manifest: JSONObject, model: ByteArray) : Encoder {
-    private val session = env.createSession(model, OrtSession.SessionOptions().apply {
-        setIntraOpNumThreads(1)  // the files were verified on the CPU provider (README: parity table)
-    })
+/** The options of every session (encoder, decoder, joiner): one intra-op thread, as the files were verified on
+ *  the CPU provider (README: parity table); the default would take every core for each small call. */
+fun sessionOptions(): OrtSession.SessionOptions = OrtSession.SessionOptions().apply { setIntraOpNumThreads(1) }
+
+class OrtEncoder(private val env: OrtEnvironment, manifest: JSONObject, model: ByteArray) : SpeechEncoder {
+    private val session = env.createSession(model, sessionOptions())
     private val specs = objects(graph(manifest, "encoder").getJSONArray("states"))
     private var states: Map<String, OnnxTensor> = specs.associate { it.getString("name") to initial(it) }
 
@@ -126,12 +128,14 @@ fun filled(s: JSONObject): ByteBuffer = when (s.getString("dtype")) {
     "int64" -> direct(8 * sizeOf(s)).apply { repeat(sizeOf(s)) { putLong(s.getLong("initial")) } }
     else -> error("state dtype ${s.getString("dtype")}")
 }
+/** Every graph's interpreter (encoder, decoder, joiner): one thread, as the files were verified (README: parity table). */
+fun interpreter(model: ByteBuffer): Interpreter = Interpreter(model, Interpreter.Options().setNumThreads(1))
 fun floats(b: ByteBuffer): FloatArray = FloatArray(b.capacity() / 4).also { b.rewind(); b.asFloatBuffer().get(it) }
 
 /** The encoder through `runSignature` (inputs and outputs by name, signature "@@SIGNATURE@@"). Each state has two
  *  buffers, swapped after every call: one is read as `<state>`, the other receives `<state>_next`. */
-class LiteRtEncoder(manifest: JSONObject, model: ByteBuffer) : Encoder {
-    private val interpreter = Interpreter(model, Interpreter.Options().setNumThreads(1))
+class LiteRtEncoder(manifest: JSONObject, model: ByteBuffer) : SpeechEncoder {
+    private val interpreter = interpreter(model)
     private val specs = objects(graph(manifest, "encoder").getJSONArray("states"))
     private var states = specs.associate { it.getString("name") to filled(it) }
     private var next = specs.associate { it.getString("name") to filled(it) }

@@ -41,8 +41,9 @@ func encoderStates(_ manifest: [String: Any]) -> [StateSpec] {
 func loadJSON(_ url: URL) throws -> [String: Any] { try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any] }
 func argmax(_ v: [Float]) -> Int { v.indices.max { v[$0] < v[$1] }! }
 
-/** The encoder with its states: OrtEncoder or CoreMLEncoder below. */
-protocol Encoder {
+/** The encoder with its states: OrtEncoder or CoreMLEncoder below. (Not `Encoder`: that name would shadow
+ *  Swift.Encoder, which every Encodable in the app target refers to.) */
+protocol SpeechEncoder {
     /** One call: @@N@@ samples in [-1, 1] (`@@X@@` @@XSHAPE@@). Returns `@@OUT@@` @@OUTSHAPE@@ as
      *  [@@FRAMES@@][@@DIM@@]; every `<state>_next` output becomes the next call's `<state>`.
      *  The states, allocated from manifest.json at run time: @@STATES@@. */
@@ -72,11 +73,7 @@ func toText(_ ids: [Int], _ symbols: [Int: String]) -> String {
         .split(separator: " ").joined(separator: " ")
 }
 
-/** The project's endpointing (runtime_py/vad.py, edge-demo's defaults) on 10 ms frames of @@FRAME@@ samples:
- *  a frame is loud above @@ON_DB@@ dBFS and quiet below @@OFF_DB@@ dBFS (@@HYST@@ dB hysteresis); @@MIN_SPEECH@@ loud frames
- *  switch speech on, @@MIN_SILENCE@@ quiet frames switch it off. An utterance ends after @@TRAILING@@ frames (@@TRAILING_MS@@ ms)
- *  without speech, or is cut at @@MAX_UTT@@ frames (@@MAX_UTT_S@@ s); with no utterance open, @@MAX_IDLE@@ frames (@@MAX_IDLE_S@@ s)
- *  end in a reset anyway. */
+@@ENDPOINT_DOC@@
 final class Endpointer {
     enum Event { case none, utterance, idle }
     private var frame = [Float](); private var speech = false
@@ -121,11 +118,11 @@ final class Endpointer {
 /** Microphone PCM in, text out. The encoder takes @@N@@ samples (@@CALL_MS@@ ms) per call; after each reset the first
  *  @@WARMUP@@ call(s) only fill the in-graph frontend's history (their output means nothing). */
 final class Recognizer {
-    private let encoder: Encoder, search: Search, symbols: [Int: String]
+    private let encoder: SpeechEncoder, search: Search, symbols: [Int: String]
     private var call = [Float](), calls = 0, samples = 0
     private let endpointer = Endpointer()
 
-    init(encoder: Encoder, search: Search, symbols: [Int: String]) {
+    init(encoder: SpeechEncoder, search: Search, symbols: [Int: String]) {
         self.encoder = encoder; self.search = search; self.symbols = symbols
     }
 
@@ -164,9 +161,7 @@ final class Recognizer {
         samples += pcm.count
     }
 
-    /** Zeros after an utterance of n samples (runtime_py.stream.signature_tail_padding): at least @@MIN_PAD@@
-     *  (@@MIN_PAD_S@@ s), more until the last real frame is in a complete chunk of @@C@@ frames, rounded up to whole
-     *  calls, plus the @@WARMUP@@ call(s) the in-graph frontend lags behind. */
+@@TAIL_DOC@@
     static func tailPadding(_ n: Int) -> Int {
         func frames(_ m: Int) -> Int { @@FRAMES_OF_SWIFT@@ }  // kaldi's frame count, snip_edges=@@SNIP@@
         func steps(_ f: Int) -> Int { f >= @@C@@ ? (f - @@C@@) / @@S@@ + 1 : 0 }
@@ -182,7 +177,9 @@ final class Microphone {
     private let engine = AVAudioEngine()
     private let queue = DispatchQueue(label: "speech")
 
-    func start(_ recognizer: Recognizer, onPartial: @escaping (String) -> Void, onFinal: @escaping (String) -> Void) throws {
+    /** `onError` gets what the model throws (the loop stops feeding nothing silently: every call's error arrives). */
+    func start(_ recognizer: Recognizer, onPartial: @escaping (String) -> Void, onFinal: @escaping (String) -> Void,
+               onError: @escaping (Error) -> Void) throws {
         try AVAudioSession.sharedInstance().setCategory(.record, mode: .measurement)
         try AVAudioSession.sharedInstance().setActive(true)
         let input = engine.inputNode
@@ -199,18 +196,22 @@ final class Microphone {
             }
             let pcm = Array(UnsafeBufferPointer(start: out.floatChannelData![0], count: Int(out.frameLength)))
             self.queue.async {
-                if let text = try? recognizer.accept(pcm) { onFinal(text) }  // an utterance ended (endpoint)
-                onPartial(recognizer.partial())
+                do {
+                    if let text = try recognizer.accept(pcm) { onFinal(text) }  // an utterance ended (endpoint)
+                    onPartial(recognizer.partial())
+                } catch { onError(error) }
             }
         }
         try engine.start()
     }
 
     /** Stop: the zeros flush the last words. */
-    func stop(_ recognizer: Recognizer, onFinal: @escaping (String) -> Void) {
+    func stop(_ recognizer: Recognizer, onFinal: @escaping (String) -> Void, onError: @escaping (Error) -> Void) {
         engine.inputNode.removeTap(onBus: 0)
         engine.stop()
-        queue.async { if let text = try? recognizer.finish() { onFinal(text) } }
+        queue.async {
+            do { onFinal(try recognizer.finish()) } catch { onError(error) }
+        }
     }
 }
 ```"""
@@ -232,7 +233,7 @@ final class CtcGreedy: Search {
 """
 
 TRANSDUCER = """
-/** Transducer greedy search (runtime_py.decoding.TransducerGreedy): the decoder takes the last @@CONTEXT@@ token ids,
+/** Transducer greedy search (the toolchain's runtime_py.decoding.TransducerGreedy): the decoder takes the last @@CONTEXT@@ token ids,
  *  starting from `start` (@@START_DOC@@); for each encoder frame the joiner scores it against the decoder output;
  *  emit the argmax while it is not the blank (id @@BLANK@@), at most @@MAX_SYMBOLS@@ per frame, re-running the decoder. */
 final class TransducerGreedy: Search {
@@ -278,13 +279,14 @@ def swift_blocks(sig: Signature, plan: AudioInPlan, files: dict[str, dict[str, s
     if "ort" in files:
         f = files["ort"]
         lib = appdeps.library("ios", "ort")
-        w = dict(v, POD=f"`{appdeps.pod_line(lib, tools)}`", SPM=f"{lib.spm}, version {lib.version(tools)}")
+        w = dict(v, POD=f"`{appdeps.pod_line(lib, tools)}`", SPM=f"{lib.spm}, version {lib.version(tools)}",
+                 IMPORT=appdeps.swift_imports(lib))
         open_ = ["let env = try ORTEnv(loggingLevel: ORTLoggingLevel.warning)",
                  f'let encoder = try OrtEncoder(env: env, manifest: manifest, modelPath: path("{f["encoder"]}"))']
         if sig.decoder == "transducer":
             w["ORT_TRANSDUCER"] = fill(ORT_TRANSDUCER, w)
-            open_ += [f'let decoder = try ORTSession(env: env, modelPath: path("{f["decoder"]}"), sessionOptions: nil)',
-                      f'let joiner = try ORTSession(env: env, modelPath: path("{f["joiner"]}"), sessionOptions: nil)',
+            open_ += [f'let decoder = try ORTSession(env: env, modelPath: path("{f["decoder"]}"), sessionOptions: sessionOptions())',
+                      f'let joiner = try ORTSession(env: env, modelPath: path("{f["joiner"]}"), sessionOptions: sessionOptions())',
                       "let search = try TransducerGreedy(decoder: ortDecoder(decoder), joiner: ortJoiner(joiner))"]
         else:
             w["ORT_TRANSDUCER"] = ""

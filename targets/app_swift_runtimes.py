@@ -8,7 +8,15 @@ from __future__ import annotations
 
 ORT = """\
 // onnxruntime-objc: @@POD@@ (Podfile), or Swift Package Manager @@SPM@@
-import onnxruntime_objc
+@@IMPORT@@
+
+/** The options of every session (encoder, decoder, joiner): one intra-op thread, as the files were verified on
+ *  the CPU provider (README: parity table); the default would take every core for each small call. */
+func sessionOptions() throws -> ORTSessionOptions {
+    let options = try ORTSessionOptions()
+    try options.setIntraOpNumThreads(1)
+    return options
+}
 
 func ortValue(_ values: [Float], _ shape: [Int]) throws -> ORTValue {
     let data = values.withUnsafeBufferPointer { NSMutableData(bytes: $0.baseAddress, length: $0.count * 4) }
@@ -25,15 +33,13 @@ func floats(_ value: ORTValue) throws -> [Float] {
 
 /** The encoder on ONNX Runtime: states allocated from manifest.json and fed by name; each `<state>_next`
  *  output is the next call's `<state>`. */
-final class OrtEncoder: Encoder {
+final class OrtEncoder: SpeechEncoder {
     private let session: ORTSession
     private let specs: [StateSpec]
     private var states: [String: ORTValue] = [:]
 
     init(env: ORTEnv, manifest: [String: Any], modelPath: String) throws {
-        let options = try ORTSessionOptions()
-        try options.setIntraOpNumThreads(1)  // the files were verified on the CPU provider (README: parity table)
-        session = try ORTSession(env: env, modelPath: modelPath, sessionOptions: options)
+        session = try ORTSession(env: env, modelPath: modelPath, sessionOptions: sessionOptions())
         specs = encoderStates(manifest)
         for s in specs { states[s.name] = try OrtEncoder.initial(s) }
     }
@@ -105,7 +111,7 @@ func compiled(_ name: String) throws -> MLModel {
 
 /** The encoder on Core ML: states from manifest.json, fed by name; each `<state>_next` output is the next
  *  call's `<state>`. */
-final class CoreMLEncoder: Encoder {
+final class CoreMLEncoder: SpeechEncoder {
     private let model: MLModel
     private let specs: [StateSpec]
     private var states: [String: MLMultiArray] = [:]
@@ -138,17 +144,18 @@ final class CoreMLEncoder: Encoder {
 @@USE@@"""
 
 USE = """\
-/** Use, once microphone permission is granted (AVAudioApplication.requestRecordPermission); the files are in
- *  the app bundle. Keep the returned pair alive; to stop: `microphone.stop(recognizer, onFinal: onFinal)`. */
-func startTranscribing(onPartial: @escaping (String) -> Void,
-                       onFinal: @escaping (String) -> Void) throws -> (Microphone, Recognizer) {
+/** Use, once microphone permission is granted (AVAudioSession.sharedInstance().requestRecordPermission, iOS 16;
+ *  AVAudioApplication's from iOS 17); the files are in the app bundle. Keep the returned pair alive; to stop:
+ *  `microphone.stop(recognizer, onFinal: onFinal, onError: onError)`. */
+func startTranscribing(onPartial: @escaping (String) -> Void, onFinal: @escaping (String) -> Void,
+                       onError: @escaping (Error) -> Void) throws -> (Microphone, Recognizer) {
     func path(_ name: String) -> String { Bundle.main.path(forResource: name, ofType: nil)! }
     let manifest = try loadJSON(URL(fileURLWithPath: path("manifest.json")))
     let symbols = try readTokens(String(contentsOfFile: path("tokens.txt"), encoding: .utf8))
 @@OPEN@@
     let recognizer = Recognizer(encoder: encoder, search: search, symbols: symbols)
     let microphone = Microphone()
-    try microphone.start(recognizer, onPartial: onPartial, onFinal: onFinal)
+    try microphone.start(recognizer, onPartial: onPartial, onFinal: onFinal, onError: onError)
     return (microphone, recognizer)
 }
 ```"""

@@ -13,7 +13,8 @@ from runtime_py.signature import Signature
 from runtime_py.stream import TAIL_PADDING_S, signature_tail_padding
 
 from . import appdeps
-from .app_common import endpoint_numbers
+from .app_common import endpoint_numbers, endpoint_sentences, loop_numbers, tail_sentences
+from .cardnotes import ship_reason
 
 # Which precision of a format an app ships, best first: int8 on a phone CPU (the smallest and fastest file,
 # docs/int8.md "Which to pick"), fp16 for Core ML (the Neural Engine computes in fp16); fp32 when those fail.
@@ -69,6 +70,7 @@ def bundle_files(manifest: dict, artifacts: list[dict]) -> set[str]:
         return held | {e["path"] for e in manifest["files"]}
     golden = manifest.get("golden") or {}
     paths = [golden.get(k) for k in ("audio", "features", "transcript")]
+    paths += [*(golden.get("cut") or {}).values()]
     paths += [*(golden.get("inputs") or {}).values(), *(golden.get("outputs") or {}).values()]
     held |= {p for p in paths if isinstance(p, str)}
     if manifest.get("tokens"):
@@ -95,10 +97,8 @@ def ship_section(manifest: dict, artifacts: list[dict], target_name: str, target
     others = [b for b in target_order if b in files and b != backend]
     out += [f"Default for {target_name}: **{words}, {precision}**, the first of this target's formats "
             f"({', '.join(BACKEND_WORDS[b] for b in target_order if b in files)}) whose files passed their parity check on this "
-            f"host; {precision} because " + ("it is the smallest file and the fastest on a phone CPU at the same tokens "
-                                              "(docs/int8.md)." if precision == "int8" else
-                                              "the Neural Engine computes in fp16." if precision == "fp16" else
-                                              "the smaller precisions did not pass parity.") + " Put these in the app:",
+            f"host; " + ship_reason(backend, precision, [a for a in artifacts if a["backend"] == backend],
+                                    chosen) + " Put these in the app:",
             "", "| file | why |", "|---|---|"]
     for graph, path in chosen.items():
         out.append(f"| `{path}` | the {graph} graph ({by_path[path]['bytes']} bytes)"
@@ -124,7 +124,29 @@ def ship_section(manifest: dict, artifacts: list[dict], target_name: str, target
                    + (" (spec-checked only: Core ML cannot run on Linux; run the golden check on a Mac or device "
                       "first)" if any(not _verified(by_path[p]) for p in files[b].values()) else "")
                    + "; its loop is below too.")
-    return out + [""]
+    return out + ["", *platform_lines(target_name, files, artifacts)]
+
+
+def platform_lines(target_name: str, files: dict[str, dict[str, str]], artifacts: list[dict]) -> list[str]:
+    """What the app's project needs for the code below, whichever runtime it ships."""
+    if target_name == "android":
+        lines = ["Android project: **minSdk 24** (the LiteRT 2.x libraries require it, and the ONNX Runtime code reads "
+                 "`OrtSession.Result.get(name)`, a `java.util.Optional`, API 24); **Kotlin 1.7 or newer** (the code "
+                 "uses the non-null `maxBy`); the `RECORD_AUDIO` permission in the manifest, granted at run time."]
+        if "tflite" in files:
+            lines += ["", "For LiteRT, in `build.gradle.kts`: `android { androidResources { noCompress += \"tflite\" } }` "
+                         "(Android Gradle Plugin 8): `.tflite` assets must be stored uncompressed in the APK, or "
+                         "`mapped()` below cannot memory-map them (`openFd` fails on a compressed asset)."]
+        return lines + [""]
+    if target_name == "ios":
+        from .coreml import DEPLOYMENT_TARGET, SPEC_VERSIONS
+
+        version = DEPLOYMENT_TARGET.removeprefix("iOS")
+        return [f"iOS project: **iOS {version} or newer** (the `.mlpackage` files are ML programs for "
+                f"{DEPLOYMENT_TARGET}, Core ML specification {SPEC_VERSIONS[DEPLOYMENT_TARGET]}; the Swift below uses "
+                f"no newer API: microphone permission through `AVAudioSession.requestRecordPermission`, not iOS "
+                f"17's `AVAudioApplication`); `NSMicrophoneUsageDescription` in Info.plist.", ""]
+    return []
 
 
 def _pi_files(sig: Signature, artifacts: list[dict], held: set[str]) -> list[str]:
@@ -159,12 +181,13 @@ def libraries_section(manifest: dict, artifacts: list[dict], target_name: str) -
             "Python releases, against PyTorch (the parity column above). The Kotlin and Swift below are generated "
             "from `manifest.json`'s signature and checked against it by the project's tests (every name, shape, "
             "state and number); they were not compiled or run here (no Android or iOS toolchain). The same state "
-            "loop in JavaScript (`examples/js/`, onnxruntime-node, the API of onnxruntime-react-native) runs in the "
-            "project's test suite on bundles like this one.", ""]
+            "loop in JavaScript (`examples/js/` in the toolchain's repository, onnxruntime-node, the API of "
+            "onnxruntime-react-native) runs in the toolchain's test suite on bundles like this one.", ""]
 
 
 def endpointing_section(sig: Signature) -> list[str]:
-    """What the project's client does, in numbers, and what an app does at stop."""
+    """What the project's client does, in numbers (the same sentences as the
+    code's comments: targets/app_common.py), and what an app does at stop."""
     rate = sig.frontend.sample_rate
     e = endpoint_numbers(rate)
     plan = AudioInPlan.of(sig)
@@ -174,28 +197,21 @@ def endpointing_section(sig: Signature) -> list[str]:
         for s in g.states:
             by_scope.setdefault(s.reset, []).append(f"`{s.name}`")
     resets = "; ".join(f"scope `{k}`: {', '.join(v)}" for k, v in sorted(by_scope.items())) or "no states"
-    why = (f"the last real frames land in a complete encoder chunk (window {sig.frontend.frame_length if not plan else plan.frontend.frame_length} "
-           f"samples, right context {sig.right_context if not plan else plan.chunk_frames - plan.shift_frames} frames)")
     if plan:
-        zeros = (f"at least {TAIL_PADDING_S:g} s ({int(round(TAIL_PADDING_S * rate))} samples), more until {why}, "
-                 f"rounded up to whole calls of {plan.samples_per_call} samples, plus {plan.warmup_calls} call(s) "
-                 "because the in-graph frontend lags that far behind the audio")
+        zeros = " ".join(tail_sentences(loop_numbers(sig, plan)))
     else:
-        zeros = f"at least {TAIL_PADDING_S:g} s ({int(round(TAIL_PADDING_S * rate))} samples), more until {why}"
+        zeros = (f"Zeros after an utterance: at least {TAIL_PADDING_S:g} s ({int(round(TAIL_PADDING_S * rate))} "
+                 f"samples), more until the last real frame lands in a complete encoder chunk (window "
+                 f"{sig.frontend.frame_length} samples, right context {sig.right_context} frames).")
     return ["## Endpointing and stop", "",
-            f"What the project's client ships (`runtime_py/vad.py`, `edge-demo`'s defaults; `Endpointer` in the code "
-            f"below): an energy VAD on {e['FRAME_MS']} ms frames ({e['FRAME']} samples). A frame is loud above "
-            f"**{e['ON_DB']} dBFS** (mean square of the float samples; 0 dBFS is a full-scale square wave, clear "
-            f"speech at a phone microphone sits around -30 to -10) and quiet below {e['OFF_DB']} dBFS ({e['HYST']} dB "
-            f"hysteresis); {e['MIN_SPEECH_MS']} ms of loud frames start speech, {e['MIN_SILENCE_MS']} ms of quiet "
-            f"frames end it. An utterance ends after **{e['TRAILING_MS']} ms of trailing silence** (`edge-demo "
-            f"--endpoint-ms`), is cut at {e['MAX_UTT_S']} s, and {e['MAX_IDLE_S']} s of silence with no utterance "
-            "open resets the states anyway (so they never run unbounded). The VAD only decides when an utterance "
-            "ends: every sample goes to the model.", "",
-            f"At an endpoint, and when the user stops the microphone: append zeros, {zeros} (for 2 s of audio: "
-            f"{two_s} samples, {two_s / rate:.2f} s). Without them the last word never reaches the output. Then "
-            f"take the text and reset: every state whose reset scope is `utterance` goes back to its initial value "
-            f"({resets}), and the decoder to its start.", ""]
+            "What the toolchain's own client does (`runtime_py/vad.py` in the toolchain's repository, the defaults "
+            "of its `edge-demo`), and what `Endpointer` in the code below does: " + " ".join(endpoint_sentences(e))
+            + " The VAD only decides when an utterance ends: every sample goes to the model.", "",
+            f"At an endpoint, and when the user stops the microphone: {zeros} For 2 s of audio ({2 * rate} samples) "
+            f"that is {two_s} samples ({two_s / rate:.2f} s). Without them the last word never reaches the output "
+            "(`golden/cut.wav` is the golden utterance cut right after its last word, to test this). Then take the text and "
+            f"reset: every state whose reset scope is `utterance` goes back to its initial value ({resets}), and the "
+            "decoder to its start.", ""]
 
 
 __all__ = ["default_backend", "endpointing_section", "files_by_backend", "libraries_section", "ship_section"]

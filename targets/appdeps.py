@@ -30,7 +30,8 @@ class Library:
     gradle: str | None = None  # group:artifact
     pod: str | None = None  # CocoaPods pod name
     spm: str | None = None  # Swift package (repository) and product
-    swift_import: str | None = None
+    swift_import: str | None = None  # the module CocoaPods (or the OS) gives
+    spm_import: str | None = None  # the module the Swift package gives, when it differs
 
     def version(self, tools: dict | None) -> str | None:
         if self.tool is None:
@@ -44,7 +45,7 @@ LIBRARIES = {
     ("android", "tflite"): Library("LiteRT", "Interpreter", "ai-edge-litert", gradle="com.google.ai.edge.litert:litert"),
     ("ios", "ort"): Library("onnxruntime-objc", "ORTSession", "onnxruntime", pod="onnxruntime-objc",
                             spm="github.com/microsoft/onnxruntime-swift-package-manager, product onnxruntime",
-                            swift_import="onnxruntime_objc"),
+                            swift_import="onnxruntime_objc", spm_import="OnnxRuntimeBindings"),
     ("ios", "coreml"): Library("Core ML", "MLModel", None, swift_import="CoreML"),
 }
 LIBRARIES[("android", "onnx")] = LIBRARIES[("android", "ort")]
@@ -62,6 +63,17 @@ def gradle_line(lib: Library, tools: dict | None) -> str:
 
 def pod_line(lib: Library, tools: dict | None) -> str:
     return f"pod '{lib.pod}', '{lib.version(tools)}'"
+
+
+def swift_imports(lib: Library) -> str:
+    """The import lines of a library: the Swift package's module is not the
+    pod's (onnxruntime-objc: `onnxruntime_objc` from CocoaPods,
+    `OnnxRuntimeBindings` from Swift Package Manager), so the code imports
+    whichever the app has."""
+    if not lib.spm_import or lib.spm_import == lib.swift_import:
+        return f"import {lib.swift_import}"
+    return (f"#if canImport({lib.swift_import})\nimport {lib.swift_import}  // CocoaPods\n#else\n"
+            f"import {lib.spm_import}  // Swift Package Manager\n#endif")
 
 
 def runtime_name(target: str, backend: str) -> str | None:
@@ -90,11 +102,14 @@ def coordinates(target: str, backends, tools: dict | None) -> list[str]:
         if lib.pod:
             how.append(f"CocoaPods `{pod_line(lib, tools)}`")
         if lib.spm:
-            how.append(f"or Swift Package Manager {lib.spm}, version {v}")
+            how.append(f"or Swift Package Manager {lib.spm}, version {v}"
+                       + (f" (its module is `{lib.spm_import}`, not `{lib.swift_import}`: the Swift below imports "
+                          "whichever the app has)" if lib.spm_import and lib.spm_import != lib.swift_import else ""))
         out.append(f"- {lib.name}: " + ", ".join(how) + f". {v} is the release of the Python `{lib.tool}` this "
                    "bundle's files were checked with (manifest.json `tools`); after changing it, re-run the golden "
                    "check below.")
     return out
 
 
-__all__ = ["LIBRARIES", "PINNED", "Library", "coordinates", "gradle_line", "library", "pod_line", "runtime_name"]
+__all__ = ["LIBRARIES", "PINNED", "Library", "coordinates", "gradle_line", "library", "pod_line", "runtime_name",
+           "swift_imports"]

@@ -20,22 +20,28 @@ def _frontend(plan: AudioInPlan, sig: Signature) -> str:
             f"{fe.remove_dc_offset}, dither {fe.dither}, snip_edges={fe.snip_edges}, mel range {fe.low_freq} Hz to "
             f"{fe.high_freq} Hz (a value <= 0 counts down from Nyquist, kaldi's convention), float samples scaled by "
             f"{fe.sample_scale:g} (record: `signature.extra.audio_in`). Its features equal kaldi-native-fbank's "
-            "with these options up to float32 (docs/audio-in.md).")
+            "with these options up to float32 (`docs/audio-in.md` in the toolchain's repository).")
 
 
 def _streaming(plan: AudioInPlan, sig: Signature) -> str:
     ms = 1000 * plan.samples_per_call / plan.frontend.sample_rate
+    right = plan.chunk_frames - plan.shift_frames
+    reach = [f"the last {plan.lag_frames} frame(s) a call could start need samples of the next call (a window of "
+             f"{plan.frontend.frame_length} samples, a hop of {plan.frontend.frame_shift})"] if plan.lag_frames else []
+    if right:
+        reach.append(f"an encoder step of {plan.chunk_frames} frames reads {right} frames of right context past "
+                     f"the {plan.shift_frames} it consumes")
+    why = " and ".join(reach) or "the graph keeps that much history"
     return (f"Feed {plan.samples_per_call} samples in [-1, 1] per encoder call ({ms:.0f} ms), input "
             f"`[1, {plan.samples_per_call}, 1]`, with every state carried (`audio_samples`, `audio_frames` and "
             f"`audio_calls` are the frontend's history). After each reset decode nothing from the first "
-            f"{plan.warmup_calls} call(s): a frame's window and a chunk's right context reach past the call, so the "
-            f"graph completes its first encoder step on call {plan.warmup_calls + 1}. At the end of an "
-            f"utterance append at least 0.3 s of zeros, in whole calls, plus {plan.warmup_calls} call(s) "
-            "(runtime_py.stream.signature_tail_padding; examples/js/transcribe.mjs does the same).")
+            f"{plan.warmup_calls} call(s): {why}, so the graph completes its first encoder step on call "
+            f"{plan.warmup_calls + 1}. At the end of an utterance append zeros so that the utterance and its zeros "
+            f"fill whole calls (the rule is under Endpointing and stop).")
 
 
-FEATURES = ("The encoder takes audio: there is no feature code to write. `examples/js/transcribe.mjs` is the whole "
-            "loop from a WAV's PCM to text.")
+FEATURES = ("The encoder takes audio: there is no feature code to write. The code above is the whole loop from PCM "
+            "to text (so is `examples/js/transcribe.mjs` in the toolchain's repository, on a WAV file).")
 
 
 def _replace_paragraph(card: str, heading: str, text: str) -> str:

@@ -59,9 +59,9 @@ def scope_section(model: dict, sig: Signature, tokens: list[str] | None) -> list
            "this is a command-word recogniser, not dictation."]
     if is_shipped(model):
         out += ["", "It is one of the project's demo models, trained on synthetic speech (espeak-ng: English "
-                "accents and voice variants, 1-6 words per utterance, added noise; `edge/data/corpus.py`) to show "
-                "the export, bundle and client working end to end on real audio. Accuracy figures: "
-                "`docs/accuracy.md`."]
+                "accents and voice variants, 1-6 words per utterance, added noise; `edge/data/corpus.py` in the "
+                "toolchain's repository) to show the export, bundle and client working end to end on real audio. "
+                "Accuracy figures: `docs/accuracy.md` in the toolchain's repository."]
     rate = sig.frontend.sample_rate
     return out + ["", f"Audio must be {rate // 1000} kHz wideband speech (the client resamples other rates); "
                   "narrowband audio (8 kHz telephone audio, even resampled up) costs accuracy.", ""]

@@ -245,6 +245,42 @@ def _ops(block, acc: list) -> None:
             _ops(inner, acc)
 
 
+def compute_dtypes(spec) -> dict:
+    """Which ops of the ML program compute in float16 and which in float32,
+    read from each op's output dtype (consts and casts compute nothing): the
+    float32 ones split into the in-graph frontend's (FRONTEND_OP_PREFIX
+    names, which `_fp16_op` keeps) and the rest by op type (the log of a
+    log-softmax, which `_fp16_op` keeps, and whatever coremltools itself
+    keeps, e.g. its lstm). The card describes an .mlpackage from this."""
+    from coremltools.proto import MIL_pb2
+
+    from runtime_py.audio_in import FRONTEND_OP_PREFIX
+
+    f16, f32 = MIL_pb2.DataType.Value("FLOAT16"), MIL_pb2.DataType.Value("FLOAT32")
+    out: dict = {"float16_ops": 0, "float32_frontend_ops": 0, "float32_other_ops": {}}
+
+    def walk(block):
+        for op in block.operations:
+            for inner in op.blocks:
+                walk(inner)
+            if op.type in ("const", "cast"):
+                continue
+            dtypes = {o.type.tensorType.dataType for o in op.outputs}
+            names = [o.name for o in op.outputs] + [a.name for v in op.inputs.values() for a in v.arguments if a.name]
+            if f16 in dtypes:
+                out["float16_ops"] += 1
+            elif f32 in dtypes and any(n.startswith(FRONTEND_OP_PREFIX) for n in names):
+                out["float32_frontend_ops"] += 1
+            elif f32 in dtypes:
+                out["float32_other_ops"][op.type] = out["float32_other_ops"].get(op.type, 0) + 1
+
+    for fn in spec.mlProgram.functions.values():
+        for block in fn.block_specializations.values():
+            walk(block)
+    out["float32_other_ops"] = dict(sorted(out["float32_other_ops"].items()))
+    return out
+
+
 def inspect_mlpackage(path: Path | str, graph: GraphSpec) -> dict:
     """Check an .mlpackage's spec against the graph's signature, without
     running it. Returns a report; raises CoremlSpecError on a mismatch."""
@@ -301,7 +337,8 @@ def inspect_mlpackage(path: Path | str, graph: GraphSpec) -> dict:
                    if v == spec.specificationVersion), f"spec {spec.specificationVersion}")
     checks = {"inputs": got_in, "outputs": got_out, "ml_program": True,
               "specification_version": spec.specificationVersion, "deployment_target": target,
-              "metadata": sorted(user), "author": meta.author, "op_count": len(ops)}
+              "metadata": sorted(user), "author": meta.author, "op_count": len(ops),
+              "compute": compute_dtypes(spec)}
     scalars = [t.name for t in list(graph.all_inputs()) + list(graph.all_outputs()) if not t.shape]
     if scalars:
         checks["rank0_as_shape_1"] = scalars  # the app feeds and reads these as [1] arrays

@@ -15,6 +15,7 @@ import numpy as np
 from edge.assets import sample_wavs
 from runtime_py.audio import read_wav
 from runtime_py.frontend import compute_features
+from runtime_py.manifest import GOLDEN
 from runtime_py.signature import Signature
 from runtime_py.stream import TAIL_PADDING_S, feature_chunks, signature_tail_padding
 
@@ -61,6 +62,43 @@ def with_tail(audio: np.ndarray, rate: int, signature: Signature | None = None) 
 
 
 
+def cut_after_speech(audio: np.ndarray, rate: int) -> np.ndarray:
+    """The audio up to the end of its last loud 10 ms frame (above the
+    endpointer's speech threshold, runtime_py.vad): an utterance cut right
+    after its last word, with no trailing silence. An app that forgets the
+    tail padding loses that word on this clip (golden/cut.wav), where the
+    silence at the end of golden/audio.wav would hide the mistake."""
+    from runtime_py import vad
+
+    frame = int(round(rate * vad.DEFAULT_FRAME_MS / 1000))
+    n = len(audio) // frame
+    if n == 0:
+        return audio
+    frames = audio[: n * frame].astype(np.float64).reshape(n, frame)
+    db = 10 * np.log10((frames ** 2).mean(axis=1) + 1e-12)
+    loud = np.flatnonzero(db > vad.DEFAULT_THRESHOLD_DB)
+    return audio[: (loud[-1] + 1) * frame] if loud.size else audio
+
+
+CUT_AUDIO, CUT_TRANSCRIPT = GOLDEN["cut"]["audio"], GOLDEN["cut"]["transcript"]
+
+
+def write_cut(bw, audio: np.ndarray, signature: Signature, stream, tokens: list[str]) -> None:
+    """golden/cut.wav (the golden audio cut after its last word, 16-bit like
+    golden/audio.wav) and the reference's text of it with the client's tail
+    padding (`stream`: a fresh reference stream), into the BundleWriter `bw`."""
+    from runtime_py.audio import read_wav, write_wav
+    from runtime_py.decoding import tokens_to_text
+
+    rate = signature.frontend.sample_rate
+    write_wav(bw.path(CUT_AUDIO), cut_after_speech(audio, rate), rate)
+    bw.add_file(CUT_AUDIO)
+    cut, _ = read_wav(bw.path(CUT_AUDIO))  # what the file holds
+    for chunk in feature_chunks(compute_features(with_tail(cut, rate, signature), signature.frontend), signature):
+        stream.step(chunk)
+    bw.write_text(CUT_TRANSCRIPT, tokens_to_text(stream.tokens, tokens) + "\n")
+
+
 def parity_stream(signature: Signature, n_chunks: int, seed: int = 0) -> list[np.ndarray]:
     """At least n_chunks encoder chunks of speech features."""
     feats = compute_features(parity_audio(signature, n_chunks, seed), signature.frontend)
@@ -84,5 +122,6 @@ def parity_audio(signature: Signature, n_chunks: int, seed: int = 0) -> np.ndarr
     return np.clip(np.concatenate(pieces), -1, 1)
 
 
-__all__ = ["sample_utterances", "synthetic_signal", "golden_audio", "with_tail", "feature_chunks",
+__all__ = ["CUT_AUDIO", "CUT_TRANSCRIPT", "cut_after_speech", "write_cut",
+           "sample_utterances", "synthetic_signal", "golden_audio", "with_tail", "feature_chunks",
            "parity_stream", "parity_audio"]

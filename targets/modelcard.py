@@ -8,7 +8,7 @@ from runtime_py.signature import Signature
 from . import appcard, cardkinds
 from .loads import instead, not_converted_text, runtime_line
 from .snippets import fbank_blocks, kotlin_litert, kotlin_ort
-from .tflite import FP16_KEEP_FP32_VALUES
+from .cardnotes import FIXED_NOTES, precision_note
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -112,23 +112,19 @@ def _snippets(sig: Signature, target: str, artifacts: list[dict], tools: dict | 
     return "\n\n".join(parts)
 
 
-# What each (backend, precision) file holds, for the app developer choosing one.
-PRECISION_NOTES = {
-    ("onnx", "fp32"): "float32 weights and compute.",
-    ("ort", "fp32"): "float32 weights and compute; graph pre-optimised offline.",
-    ("ort", "int8"): "Conv: static int8 (per-channel weights, activation ranges calibrated on speech); "
-                     "MatMul/Gemm/LSTM: dynamic int8 (per-tensor weights, activations quantised per call); "
-                     "I/O and states stay float32. The recipe and the ops quantised are in manifest.json.",
-    ("tflite", "fp32"): "float32 weights and compute.",
-    ("tflite", "fp16"): "weight matrices stored float16 and dequantised at load (CPU computes float32; "
-                        "GPU delegates may compute in fp16); vectors (biases, norms, CMVN) and tensors of at most "
-                        f"{FP16_KEEP_FP32_VALUES} values (e.g. depthwise kernels) kept float32.",
-    ("tflite", "int8"): "dynamic range: int8 weights for tensors of 1024+ values, float activations; "
-                        "I/O and states stay float32.",
-    ("coreml", "fp32"): "ML program, float32 compute.",
-    ("coreml", "fp16"): "ML program, fp16 compute except the log-softmax (kept fp32 so small "
-                        "probabilities do not underflow to log 0); I/O and states float32.",
-}
+# What each (backend, precision) file holds (targets/cardnotes.py: from the files' own records);
+# the notes that do not depend on the file, for callers that name one.
+PRECISION_NOTES = FIXED_NOTES
+
+
+def _cut_lines(cut: dict | None, sig: Signature) -> list[str]:
+    """The clip without trailing silence: the app's test of its tail padding."""
+    if not cut or sig.decoder == "none":
+        return []
+    return ["", f"`{cut['audio']}` is the same utterance cut right after its last word (no trailing silence); "
+            f"`{cut['transcript']}` is its text with the zeros of Endpointing and stop appended. Feed it, call the "
+            "stop path (`finish()`), and compare: an app that skips or shortens the zeros loses the last word(s) "
+            "here, while the silence at the end of `golden/audio.wav` would hide it."]
 
 
 def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] | None = None) -> str:
@@ -152,10 +148,10 @@ def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] 
               _table(["file", "graph", "backend", "precision", "bytes", "parity vs PyTorch"],
                      [[f"`{a['path']}`", a["graph"], a["backend"], a["precision"], a["bytes"],
                        _parity_cell(a["parity"])] for a in sorted(artifacts, key=lambda a: a["path"])]),
-              "", *[f"- {b} {p}: {PRECISION_NOTES[(b, p)]}"
-                    for b, p in sorted({(a["backend"], a["precision"]) for a in artifacts})
-                    if (b, p) in PRECISION_NOTES],
-              "", "sha256 of every file is in `manifest.json`; `edge-verify .` re-checks them and re-runs the golden "
+              "", *[f"- {b} {p}: {note}" for b, p in sorted({(a["backend"], a["precision"]) for a in artifacts})
+                    if (note := precision_note(b, p, [a for a in artifacts
+                                                      if a["backend"] == b and a["precision"] == p]))],
+              "", "sha256 of every file is in `manifest.json`; the toolchain's `edge-verify .` re-checks them and re-runs the golden "
               "check on every artifact this host can execute.", ""]
     parts += appcard.libraries_section(manifest, artifacts, target.name)
     unverified = [a["path"] for a in artifacts if a["parity"].get("verified") is False]
@@ -168,7 +164,8 @@ def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] 
                   "bundle has no such file:", "", "```", nc["reason"], "```", ""]
     stream = manifest.get("proofs", {}).get("stream")
     if stream:
-        parts += ["**How long it can stream.** " + _stream_sentence(stream), ""]
+        parts += ["**How long it can stream** (checked by the toolchain when it built this bundle). "
+                  + _stream_sentence(stream), ""]
     parts += [*cardkinds.frontend_section(sig), "## Streaming", "", cardkinds.streaming_sentence(sig), ""]
     for g in sig.graphs:
         parts += [f"### Graph `{g.name}`", "",
@@ -203,7 +200,8 @@ def model_card(manifest: dict, artifacts: list[dict], target, tokens: list[str] 
               f"{manifest['golden']['chunks']} encoder chunks are in `golden/encoder_inputs.npz` and PyTorch's "
               "outputs (states carried) in `golden/encoder_outputs.npz`"
               + ("; the text is `golden/transcript.txt`. " if sig.decoder != "none" else ". ") +
-              "Your integration is right when your outputs match within the tolerance of the file's precision.", "",
+              "Your integration is right when your outputs match within the tolerance of the file's precision.",
+              *_cut_lines(manifest["golden"].get("cut"), sig), "",
               "## Tool versions", "",
               _table(["tool", "version"], [[k, v] for k, v in sorted(manifest["tools"].items())]), ""]
     return "\n".join(parts)

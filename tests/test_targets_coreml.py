@@ -43,6 +43,17 @@ def test_conformer_encoder_spec(conformer_fp16):
     assert "cast" in info["ops"]  # fp16 compute: casts between fp32 I/O and fp16 body
 
 
+def test_fp16_census_counts_what_stays_float32(conformer_fp16):
+    """The card's Core ML fp16 line is read from this census: a features-in
+    conformer has no frontend ops, keeps its CTC log-softmax's log in float32
+    (targets/coreml._fp16_op) and computes the rest in float16."""
+    model, sig, path = conformer_fp16
+    compute = C.inspect_mlpackage(path, sig.graph("encoder"))["spec_checks"]["compute"]
+    assert compute["float16_ops"] > 50, compute  # the attention, feed-forward and convolution blocks
+    assert compute["float32_frontend_ops"] == 0
+    assert compute["float32_other_ops"].get("log", 0) >= 1, compute
+
+
 def test_transducer_decoder_int64_input_is_int32(tmp_path):
     model = build("transducer")
     sig = model.signature()

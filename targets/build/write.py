@@ -37,6 +37,7 @@ def write_golden(bw, signature, reference, tokens: list[str]) -> tuple[str, int]
            {f"{k}_{i:04d}": v for i, o in enumerate(outputs) for k, v in o.items()})
     text = tokens_to_text(stream.tokens, tokens)
     bw.write_text(GOLDEN["transcript"], text + "\n")
+    gold.write_cut(bw, audio, signature, Model(signature, reference, batch=False).create_stream(), tokens)
     for rel in (GOLDEN["audio"], GOLDEN["features"], GOLDEN["inputs"]["encoder"], GOLDEN["outputs"]["encoder"]):
         bw.add_file(rel)
     return gname, len(chunks)
