@@ -132,6 +132,7 @@ def to_coreml(model, graph: GraphSpec, signature, out_dir: Path | str, precision
         import shutil
         shutil.rmtree(path)
     mlmodel.save(str(path))
+    _deterministic_spec(path)
     _deterministic_manifest(path)
     return path
 
@@ -206,6 +207,25 @@ def _frontend_op(op) -> bool:
     for v in op.inputs.values():
         names += [x.name for x in (v if isinstance(v, (list, tuple)) else [v]) if hasattr(x, "name")]
     return any(n.startswith(FRONTEND_OP_PREFIX) for n in names)
+
+
+SPEC_FILE = "Data/com.apple.CoreML/model.mlmodel"
+CONVERSION_DATE_KEY = "com.github.apple.coremltools.conversion_date"
+
+
+def _deterministic_spec(package: Path) -> None:
+    """Rewrite the model spec with protobuf's deterministic serialisation,
+    without coremltools' conversion date: it writes the user-defined
+    metadata map in hash order, which changes from one Python process to the
+    next, and stamps the day of the build ("...conversion_date":
+    "2026-12-05"), so two builds of the same model gave different bytes."""
+    from coremltools.proto import Model_pb2
+
+    path = package / SPEC_FILE
+    spec = Model_pb2.Model()
+    spec.ParseFromString(path.read_bytes())
+    spec.description.metadata.userDefined.pop(CONVERSION_DATE_KEY, None)
+    path.write_bytes(spec.SerializeToString(deterministic=True))
 
 
 def _deterministic_manifest(package: Path) -> None:

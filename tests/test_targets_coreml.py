@@ -86,6 +86,15 @@ def test_metadata_and_reproducible_bytes(conformer_fp16, tmp_path):
     assert C.mlpackage_sha256(again) == C.mlpackage_sha256(path)
     manifest = json.loads((path / "Manifest.json").read_text())
     assert manifest["rootModelIdentifier"] in manifest["itemInfoEntries"]
+    # across processes too: the spec is in protobuf's deterministic form (maps sorted by key), which
+    # coremltools' own save is not (its metadata map came out in hash order, different per process)
+    from coremltools.proto import Model_pb2
+    raw = (path / C.SPEC_FILE).read_bytes()
+    parsed = Model_pb2.Model()
+    parsed.ParseFromString(raw)
+    assert len(parsed.description.metadata.userDefined) >= 3
+    assert C.CONVERSION_DATE_KEY not in parsed.description.metadata.userDefined  # no build date in a bundle
+    assert raw == parsed.SerializeToString(deterministic=True)
 
 
 def test_a_rank0_counter_is_a_shape_1_array(tmp_path):
