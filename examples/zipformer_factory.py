@@ -118,7 +118,7 @@ def declare(m: AsrModel, head: str, tokens: list, trained: bool):
 
 def build_small():
     """About 3 M parameters: what the test suite builds. It loads the demo checkpoint trained on our
-    corpus (edge/checkpoints/zipformer, 46 word tokens) when that is there; else random weights."""
+    corpus (edge/checkpoints/zipformer: 46 words and blank) when that is there; else random weights."""
     return build(SMALL, shipped=True)
 
 
