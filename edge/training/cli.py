@@ -15,8 +15,8 @@ DESCRIPTION = """Train a streaming family on the synthetic corpus (how: edge/tra
 
     edge-train --family conformer --corpus data/corpus -o runs/conformer.pt   (then: --checkpoint runs/conformer.pt)
     edge-train --family lstm -o lstm.pt --epochs 4 --max-minutes 30 --threads 2
-    edge-train --model examples/zipformer_factory.py:trainable_small -o zf/best.pt --state zf/state.pt \
-        --save-minutes 10 --stop-minutes 180   (run it again: it continues from zf/state.pt)"""
+    edge-train --model examples/zipformer_factory.py:trainable_small -o zf/best.pt --state zf/state.pt
+        (a resumable run: the same command again continues it from zf/state.pt)"""
 
 DEFAULTS = {  # per family: peak learning rate and batch size used for the shipped checkpoints
     "lstm": dict(lr=1.5e-3, batch_frames=6000),
