@@ -72,7 +72,7 @@ def save_state(run, path: Path | str) -> None:
 def read_state(path: Path | str) -> dict:
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=False)  # our own file: it holds RNG states
+    return torch.load(path, map_location="cpu", weights_only=True)  # primitives and tensors only: runs no code
 
 
 def resumed_args(args, state: dict):
