@@ -128,6 +128,7 @@ class Trainer:
             resume.load_state(self, state)
             log(f"[train] resumed {args.state} at step {self.step} (epoch {self.epoch} batch {self.next_batch}, "
                 f"{self.minutes_before:.1f} training minutes before)")
+        self.progress0 = self.step / self.schedule.total_steps
         self.saver = Saver(getattr(args, "state", None), getattr(args, "save_minutes", 0) or 0)
         self.curve = Curve(getattr(args, "curve", None), self.step if state is not None else None)
 
@@ -237,7 +238,8 @@ class Trainer:
 
     def _log_progress(self, bi: int, n_batches: int, mean_loss: float, rate: float) -> None:
         el = time.monotonic() - self.t_start
-        eta = el / max(self.schedule.progress(self.step), 1e-9) - el
+        p, p0 = self.schedule.progress(self.step), self.progress0  # p0: where a resumed run started
+        eta = el * (1 - p) / max(p - p0, 1e-9)
         lr = self.schedule.lr_at(self.step)
         self.curve.row(step=self.step, epoch=round(self.epoch + (bi + 1) / n_batches, 3),
                        train_minutes=round(self.training_minutes(), 2), loss=round(mean_loss, 4), lr=lr,

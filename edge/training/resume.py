@@ -4,8 +4,9 @@ the best validation so far, and every random generator (numpy batching,
 SpecAugment's, torch's global one for dropout, Python's for the model's own
 layer skipping). Written atomically every `--save-minutes` and when the run
 stops; a run started with an existing state file continues it, with the
-arguments it was started with (only --stop-* , --save-minutes, --threads,
---log-every and --state itself are taken from the new command line).
+arguments it was started with (only where it writes: --state, -o, --curve;
+how long: --stop-*, --save-minutes; and on what: --threads, --workers,
+--feature-cache, --log-every, are taken from the new command line).
 
 Also the learning curve (`--curve FILE`, tab-separated, appended): one row
 every --log-every steps (mean loss since the row before, learning rate,
@@ -21,7 +22,10 @@ from pathlib import Path
 import numpy as np
 
 VERSION = 1
-NEW_COMMAND_LINE = ("state", "stop_steps", "stop_minutes", "save_minutes", "threads", "log_every")
+# taken from the command line that continues a run (where it writes, how long and on what it runs);
+# everything else (model, corpus, schedule, seed, ...) is the first start's
+NEW_COMMAND_LINE = ("state", "out", "curve", "stop_steps", "stop_minutes", "save_minutes", "threads", "log_every",
+                    "workers", "feature_cache")
 CURVE_COLUMNS = ("step", "epoch", "train_minutes", "loss", "lr", "utt_per_s", "valid_wer")
 
 
