@@ -122,6 +122,12 @@ def build_small():
     return build(SMALL, shipped=True)
 
 
+def build_small_untrained():
+    """build_small with seeded random weights and 500 placeholder tokens even where the demo
+    checkpoint is shipped: for checks that need a model emitting tokens on most frames."""
+    return build(SMALL)
+
+
 def build_small_ctc():
     return build(SMALL, head="ctc")
 

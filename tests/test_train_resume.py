@@ -126,7 +126,8 @@ def test_zipformer_trains_and_resumes_exactly(corpus8, tmp_path):
 def test_build_small_loads_the_shipped_zipformer_checkpoint(tmp_path, monkeypatch):
     """build_small takes edge/checkpoints/zipformer (as edge-train's save_weights writes it) by
     default, with our tokens (46 words and blank) and the [-1, blank] decoder start it is trained from; without it
-    the weights are random and the bundle says UNTRAINED; ZIPFORMER_CHECKPOINT still wins."""
+    the weights are random and the bundle says UNTRAINED (and build_small_untrained always is);
+    ZIPFORMER_CHECKPOINT still wins."""
     from edge.training.external import save_weights
 
     zf = _factory()
@@ -149,6 +150,8 @@ def test_build_small_loads_the_shipped_zipformer_checkpoint(tmp_path, monkeypatc
     saved = torch.load(tmp_path / "shipped" / "model.pt", weights_only=True)["model"]
     for name in ("encoder_embed.conv.0.weight", "joiner.output_linear.weight", "decoder.embedding.weight"):
         assert any(p.shape == saved[name].shape and torch.equal(p, saved[name]) for p in params), name
+    untrained = zf.build_small_untrained()  # what checks that need tokens on most frames build
+    assert untrained.trained is False and len(untrained.tokens) == 500
     monkeypatch.setenv("ZIPFORMER_CHECKPOINT", str(tmp_path / "none.pt"))  # the override is used, not the demo
     with pytest.raises(FileNotFoundError):
         zf.build_small()
