@@ -80,11 +80,16 @@ def rnnt_loss(logits: torch.Tensor, targets: torch.Tensor, logit_lengths: torch.
     return nll.mean()
 
 
-def decoder_contexts(targets: torch.Tensor, context_size: int, blank: int = 0) -> torch.Tensor:
+def decoder_contexts(targets: torch.Tensor, context_size: int, blank: int = 0,
+                     start: list[int] | None = None) -> torch.Tensor:
     """Decoder inputs for training a stateless transducer: targets [B, U] ->
-    [B, U+1, context_size], row u = the context_size tokens before target u
-    (blank-padded at the start)."""
+    [B, U+1, context_size], row u = the context_size tokens before target u,
+    preceded by `start` (the context decoding starts from; default all blank,
+    icefall's is [-1, blank] where -1 embeds to zeros)."""
     b = targets.shape[0]
-    pad = targets.new_full((b, context_size), blank)
+    start = [blank] * context_size if start is None else list(start)
+    if len(start) != context_size:
+        raise ValueError(f"start context {start} must have context_size={context_size} tokens")
+    pad = torch.tensor(start, dtype=targets.dtype).expand(b, context_size)
     seq = torch.cat([pad, targets.long()], dim=1)  # [B, context + U]
     return seq.unfold(1, context_size, 1)  # [B, U+1, context]

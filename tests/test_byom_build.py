@@ -99,7 +99,7 @@ def _zipformer_factory():
 @needs_zipformer
 def test_zipformer_declares_and_matches_onnx_over_200_chunks(tmp_path):
     from edge.export import check_onnx_parity, export_onnx
-    model = _zipformer_factory().build_small()
+    model = _zipformer_factory().build_small_untrained()
     sig = model.signature()
     enc = sig.graph("encoder")
     assert len(enc.states) == 6 * 6 + 2  # 6 stacks of 1 layer, 6 caches each, + embed cache + processed_lens
@@ -116,7 +116,8 @@ def test_zipformer_declares_and_matches_onnx_over_200_chunks(tmp_path):
 def test_zipformer_factory_builds_a_bundle_that_verifies(tmp_path, capsys):
     from targets.verify import main as verify_main
     out = tmp_path / "zf"
-    rc = build_mod.main(["--target", "rpi", "--model", f"{ROOT / 'examples' / 'zipformer_factory.py'}:build_small",
+    factory = f"{ROOT / 'examples' / 'zipformer_factory.py'}:build_small_untrained"  # random weights, 500 tokens
+    rc = build_mod.main(["--target", "rpi", "--model", factory,
                          "--quant", "ort:fp32", "--parity-chunks", "20", "-o", str(out)])
     assert rc == 0, capsys.readouterr().err
     bundle = Bundle(out)
@@ -127,11 +128,11 @@ def test_zipformer_factory_builds_a_bundle_that_verifies(tmp_path, capsys):
 @needs_zipformer
 def test_zipformer_state_dict_loads_through_the_factory(tmp_path, monkeypatch):
     zf = _zipformer_factory()
-    first = zf.build_small()
+    first = zf.build_small_untrained()
     user_model = first.modules_of("decoder")[0]  # the AsrModel the decoder lambda closes over
     torch.save(user_model.state_dict(), tmp_path / "model.pt")
     monkeypatch.setenv("ZIPFORMER_CHECKPOINT", str(tmp_path / "model.pt"))
-    again = zf.build_small()
+    again = zf.build_small_untrained()  # ZIPFORMER_CHECKPOINT applies to every build
     assert again.trained is True
     a = dict(first.named_parameters())
     b = dict(again.named_parameters())

@@ -1,6 +1,6 @@
 """The ORT int8 recipe (targets/quantize.py) on a small streaming Zipformer2.
 
-The small Zipformer (examples/zipformer_factory.py:build_small, ~3 M
+The small Zipformer (examples/zipformer_factory.py:build_small_untrained, ~3 M
 parameters) has both kinds of weights the recipe treats differently: Conv
 (depthwise and pointwise convolutions, the embed's Conv2d) and MatMul.
 What the recipe guarantees, checked here:
@@ -43,7 +43,7 @@ def small(tmp_path_factory):
     from edge.export import export_onnx
     from edge.factory import load_model
 
-    model = load_model(f"{FACTORY}:build_small")
+    model = load_model(f"{FACTORY}:build_small_untrained")
     sig = model.signature()
     d = tmp_path_factory.mktemp("quant")
     onnx = export_onnx(model, d / "onnx")

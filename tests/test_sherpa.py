@@ -232,7 +232,7 @@ def zipformer_dir(tmp_path_factory):
     from edge.factory import load_model
 
     torch.manual_seed(0)  # the package initialises its layers from torch's global generator
-    model = load_model(f"{ROOT / 'examples' / 'zipformer_factory.py'}:build_small")
+    model = load_model(f"{ROOT / 'examples' / 'zipformer_factory.py'}:build_small_untrained")
     out = tmp_path_factory.mktemp("sherpa-zipformer2")
     S.export_sherpa(model, out, model.tokens, int8=True)
     return out, model

@@ -21,6 +21,8 @@ One module per concern:
 - schedule.py       learning rate (warm-up, cosine) and the run's progress;
 - loop.py           the Trainer: set-up in a fixed order, steps, epochs, validation;
 - checkpointing.py  the best checkpoint and its reproducibility metadata;
+- resume.py         a run's whole state (--state), to stop and continue it exactly; the curve (--curve);
+- external.py       your own transducer (--model FILE.py:FUNCTION), e.g. the Zipformer's trainable_small;
 - cli.py            `edge-train`'s arguments and entry point.
 
 PyTorch and the modules that need it are imported inside the functions that

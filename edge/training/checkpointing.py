@@ -3,8 +3,8 @@ its metadata (the exact command, seed, corpus, hyper-parameters)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import time
 from pathlib import Path
 
 from ..data.corpus import write_tokens
@@ -41,20 +41,23 @@ def checkpoint_meta(run, step: int, epoch: float) -> dict:
     from ..families import get_family
 
     args = run.args
-    c = get_family(args.family).config_cls()
+    if run.external:  # your own model: its factory's configuration, no family config to differ from
+        overrides = {"model": args.model, **dataclasses.asdict(run.model.config)}
+    else:
+        c = get_family(args.family).config_cls()
+        overrides = {k: v for k, v in run.overrides.items() if getattr(c, k, None) != v}
     return {
         "trained": True,
         "reproduce": args.reproduce,
         "seed": args.seed,
-        "training_minutes": round((time.monotonic() - run.t_start) / 60
-                                  + (run.init_meta or {}).get("training_minutes", 0.0), 2),
+        "training_minutes": round(run.training_minutes(), 2),
         "init": _init_info(args, run.init_meta),
         "epochs": round(epoch, 3), "steps": step,
         "best_valid_wer": round(run.best["wer"], 3),
         "valid_utterances": len(run.valid), "valid_metric": "streaming WER % (PyTorch step, greedy)",
         "corpus": {"dir": str(run.corpus), **corpus_info(run.corpus)},
         "train_utterances": len(run.lengths),
-        "config_overrides": {k: v for k, v in run.overrides.items() if getattr(c, k, None) != v},
+        "config_overrides": overrides,
         "hyper": _hyper(args),
         "loss": "ctc" if run.sig.decoder == "ctc" else "rnnt (edge.rnnt_loss), mean over batch of -log P(y|x)",
         "features": "runtime_py.frontend.compute_features (kaldi fbank) + 0.3 s tail zeros, cached float16",
@@ -65,5 +68,9 @@ def checkpoint_meta(run, step: int, epoch: float) -> dict:
 def save(run, step: int, epoch: float) -> None:
     from ..checkpoint import save_checkpoint
 
-    save_checkpoint(run.model, run.args.out, run.tokens, checkpoint_meta(run, step, epoch))
+    if run.external:  # {"model": state_dict, "tokens", "meta"}: what the factory loads (external.py)
+        from .external import save_weights
+        save_weights(run.model, run.args.out, run.tokens, checkpoint_meta(run, step, epoch))
+    else:
+        save_checkpoint(run.model, run.args.out, run.tokens, checkpoint_meta(run, step, epoch))
     write_tokens(Path(run.args.out).parent / "tokens.txt")

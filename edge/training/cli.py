@@ -14,7 +14,9 @@ from ..errors import fail
 DESCRIPTION = """Train a streaming family on the synthetic corpus (how: edge/training/__init__.py).
 
     edge-train --family conformer --corpus data/corpus -o runs/conformer.pt   (then: --checkpoint runs/conformer.pt)
-    edge-train --family lstm -o lstm.pt --epochs 4 --max-minutes 30 --threads 2"""
+    edge-train --family lstm -o lstm.pt --epochs 4 --max-minutes 30 --threads 2
+    edge-train --model examples/zipformer_factory.py:trainable_small -o zf/best.pt --state zf/state.pt
+        (a resumable run: the same command again continues it from zf/state.pt)"""
 
 DEFAULTS = {  # per family: peak learning rate and batch size used for the shipped checkpoints
     "lstm": dict(lr=1.5e-3, batch_frames=6000),
@@ -34,10 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0, help="seed of initialisation, batching and augmentation")
     ap.add_argument("--init", default=None, help="continue training from this checkpoint")
     ap.add_argument("--config", default=None, help='JSON dict of family config overrides, e.g. \'{"d_model": 96}\'')
+    ap.add_argument("--model", default=None, metavar="FILE.py:FUNCTION",
+                    help="train your own transducer instead of --family: FUNCTION(tokens) returns an "
+                         "edge.training.external.Trainable (e.g. examples/zipformer_factory.py:trainable_small)")
     run = ap.add_argument_group("length of the run")
     run.add_argument("--epochs", type=int, default=10, help="passes over the training split")
     run.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall time")
     run.add_argument("--train-limit", type=int, default=None, help="first N train utterances only")
+    run.add_argument("--state", default=None, metavar="FILE",
+                     help="resumable run: its whole state (weights, optimiser, data position, random generators) "
+                          "is written here; started again with this file present, the run continues from it with "
+                          "its first command's arguments")
+    run.add_argument("--save-minutes", type=float, default=10, help="with --state: write it every M minutes")
+    run.add_argument("--stop-steps", type=int, default=None,
+                     help="pause after this many steps in all (the schedule is unchanged; --state to continue)")
+    run.add_argument("--stop-minutes", type=float, default=None,
+                     help="pause after this wall time (unlike --max-minutes the schedule is unchanged)")
     opt = ap.add_argument_group("optimiser")
     opt.add_argument("--batch-frames", type=int, default=None,
                      help="padded feature frames per batch (default: per family, 6000)")
@@ -60,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--valid-utts", type=int, default=200, help="valid utterances scored per validation")
     val.add_argument("--valid-minutes", type=float, default=0, help="also validate every M minutes (0: per epoch only)")
     val.add_argument("--log-every", type=int, default=50, help="print the loss every N steps")
+    val.add_argument("--curve", default=None, metavar="FILE.tsv",
+                     help="append the learning curve here (loss every --log-every steps, valid WER per validation)")
     val.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
     val.add_argument("--workers", type=int, default=2, help="processes for feature extraction")
     val.add_argument("--feature-cache", default=None, help="feature cache folder (default: <corpus>/../features)")
@@ -96,12 +112,18 @@ def main(argv=None) -> int:
     for flag, path in (("--init", args.init), ("--teacher", args.teacher)):
         if path and not Path(path).is_file():
             return fail(f"{flag} {path}: no such checkpoint file")
+    if args.state and args.max_minutes:
+        return fail("--max-minutes fits the schedule to one run's wall time; a resumable run (--state) "
+                    "pauses with --stop-minutes instead")
+    if args.model and (args.init or args.config):
+        return fail("--model cannot be combined with --init or --config (its factory sizes it; continue with --state)")
     from ..checkpoint import CheckpointError
+    from ..errors import UserError
     from .loop import train
 
     try:
         train(args, log=lambda *a, **k: print(*a, **{"flush": True, **k}))
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
+    except (CheckpointError, FileNotFoundError, ValueError, UserError) as e:
         return fail(str(e))
     except KeyboardInterrupt:
         return fail("interrupted", 130)

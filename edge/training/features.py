@@ -4,7 +4,8 @@ computed once and cached; their CMVN statistics; transcripts as token ids.
 Features are `runtime_py.frontend.compute_features` (the device frontend) of
 each utterance followed by the client's tail padding (0.3 s of zeros),
 computed once (multiprocessing) and cached as float16 in
-`<corpus>/../features/<corpus name>-<split>.npz`."""
+`<corpus>/../features/<corpus name>-<split>.npz` (`...-<split>-<hash>.npz` for
+a frontend other than the default one)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,16 @@ def _cache_key(corpus: Path, split: str, spec) -> str:
     return h.hexdigest()[:16]
 
 
+def _frontend_suffix(spec) -> str:
+    """"" for the default frontend (the families'); else a short hash of it, so that a model with
+    another frontend (e.g. the Zipformer's) and its teacher each keep their own cache file."""
+    from runtime_py.signature import FrontendSpec
+
+    if spec == FrontendSpec():
+        return ""
+    return "-" + hashlib.sha256(json.dumps(dataclasses.asdict(spec), sort_keys=True).encode()).hexdigest()[:8]
+
+
 def _with_rows(feats: np.ndarray, offsets: np.ndarray, rows: list[dict]) -> dict:
     return {"feats": feats, "offsets": offsets, "texts": [r["text"] for r in rows],
             "speakers": [r["speaker"] for r in rows], "paths": [r["path"] for r in rows]}
@@ -79,7 +90,7 @@ def load_features(corpus: Path | str, split: str, spec, cache_dir: Path | str | 
     cache_dir = Path(cache_dir) if cache_dir else corpus.parent / "features"
     rows = load_split(corpus, split)
     key = _cache_key(corpus, split, spec)
-    cache = cache_dir / f"{corpus.name}-{split}.npz"
+    cache = cache_dir / f"{corpus.name}-{split}{_frontend_suffix(spec)}.npz"
     cached = _read_cache(cache, key, rows)
     if cached is not None:
         return cached

@@ -31,7 +31,8 @@ def _rnnt(model, x, lens, y, ylens, aux):
     out = model.encoder_proj(hidden)
     student = torch.log_softmax(aux(hidden), dim=-1) if aux is not None else None
     out_lens = out_lens.clamp(max=out.shape[1])
-    ctx = decoder_contexts(y[:, : int(ylens.max())], model.config.context_size, model.config.blank_id)
+    ctx = decoder_contexts(y[:, : int(ylens.max())], model.config.context_size, model.config.blank_id,
+                           start=model.signature().start_context())  # the context the decoder will start from
     dec = model.decoder(ctx)  # [B, U+1, J]
     logits = model.joiner(out[:, :, None, :], dec[:, None, :, :])  # [B, T, U+1, V]
     loss = rnnt_loss(logits, y, out_lens, ylens, blank=model.config.blank_id, reduction="mean")
@@ -41,7 +42,7 @@ def _rnnt(model, x, lens, y, ylens, aux):
 def distill_term(distill: dict, x, lens, student, out_lens):
     """KL(teacher || student) per utterance on the frame posteriors, the
     teacher's delayed by distill["delay"] frames, summed over valid frames and
-    averaged over the batch."""
+    averaged over the batch. x: the teacher's input features."""
     import torch
 
     with torch.no_grad():
@@ -55,7 +56,7 @@ def distill_term(distill: dict, x, lens, student, out_lens):
     return (kl * valid).sum() / x.shape[0]
 
 
-def compute_loss(model, x, lens, y, ylens, distill: dict | None = None) -> torch.Tensor:
+def compute_loss(model, x, lens, y, ylens, distill: dict | None = None, teacher_x=None) -> torch.Tensor:
     """-log P(y|x) averaged over the batch (CTC or RNN-T by the model's decoder).
 
     distill (optional): {"teacher": a CTC model with the same output frame rate,
@@ -63,11 +64,14 @@ def compute_loss(model, x, lens, y, ylens, distill: dict | None = None) -> torch
     encoder's hidden size to the vocabulary (a training-only head, not saved)}.
     Adds w * KL(teacher || student) per utterance on the frame posteriors, the
     teacher's delayed by d frames (a causal student cannot fire as early as a
-    chunked teacher). It gets a student past the CTC/RNN-T plateau quickly."""
+    chunked teacher). It gets a student past the CTC/RNN-T plateau quickly.
+    teacher_x: the teacher's features of the same frames when its frontend
+    differs from the student's (None: the teacher reads x)."""
     if model.signature().decoder == "ctc":
         loss, student, out_lens = _ctc(model, x, lens, y, ylens)
     else:
         loss, student, out_lens = _rnnt(model, x, lens, y, ylens, distill["aux"] if distill else None)
     if distill and distill["weight"] > 0:
-        loss = loss + distill["weight"] * distill_term(distill, x, lens, student, out_lens)
+        tx = x if teacher_x is None else teacher_x
+        loss = loss + distill["weight"] * distill_term(distill, tx, lens, student, out_lens)
     return loss
