@@ -155,3 +155,28 @@ def test_build_small_loads_the_shipped_zipformer_checkpoint(tmp_path, monkeypatc
     monkeypatch.setenv("ZIPFORMER_CHECKPOINT", str(tmp_path / "none.pt"))  # the override is used, not the demo
     with pytest.raises(FileNotFoundError):
         zf.build_small()
+
+
+def test_shipped_checkpoints_name_no_machine_path():
+    """A shipped checkpoint's meta (the command that reproduces it, the corpus,
+    the teacher) names paths relative to the repository: an absolute path is
+    the training machine's and means nothing in a clone."""
+    import torch
+
+    shipped = sorted(Path(__file__).resolve().parents[1].glob("edge/checkpoints/*/model.pt"))
+    assert len(shipped) >= 4  # conformer, lstm, transducer, zipformer
+
+    def strings(x):
+        if isinstance(x, str):
+            yield x
+        elif isinstance(x, dict):
+            for v in x.values():
+                yield from strings(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                yield from strings(v)
+
+    for path in shipped:
+        meta = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
+        bad = [s for s in strings(meta) for word in s.split() if word.startswith(("/", "'/")) and len(word) > 1]
+        assert not bad, (path.parent.name, bad[:2])
