@@ -28,9 +28,10 @@ def _ort_int8(arts: list[dict]) -> str:
     recs = {a["graph"]: a["parity"]["int8_recipe"] for a in arts if a["parity"].get("int8_recipe")}
     if not recs:
         return "int8 (the recipe of these files is not recorded in manifest.json); I/O and states stay float32."
-    methods = sorted({r["method"] for r in recs.values()})
+    # a recipe's record names it by "method" (the shipped recipe) or "recipe" (any Int8Recipe's record)
+    methods = sorted({str(r.get("method") or r.get("recipe") or "int8") for r in recs.values()})
     ops = "; ".join(f"{g}: " + ", ".join(f"{op.split('.')[-1]} x{n} ({kind})"
-                                         for kind, by_op in r["ops_quantised"].items() for op, n in by_op.items())
+                                         for kind, by_op in r.get("ops_quantised", {}).items() for op, n in by_op.items())
                     for g, r in sorted(recs.items()))
     calib = sorted({str(r["calibration"]) for r in recs.values() if r.get("calibration")})
     return ("; ".join(methods) + ". Ops quantised (manifest.json `int8_recipe`): " + ops + ". Activation ranges: "
