@@ -25,7 +25,7 @@ def rewritten(sim_path: Path, g: dict, tmp: Path) -> tuple[Path, dict]:
 
     from .rewrite import rewrite
 
-    model, counts = rewrite(onnx.load(str(sim_path)), simplify=_simplify)
+    model, counts = rewrite(onnx.load(str(sim_path)), simplify=simplify)
     report = {"rewrites": counts}
     if not any(counts.values()):
         return sim_path, report
@@ -41,12 +41,14 @@ def rewritten(sim_path: Path, g: dict, tmp: Path) -> tuple[Path, dict]:
     return out, report
 
 
-def _simplify(model):
+def simplify(model, what: str = "rewritten graph"):
+    """onnxsim's simplified `model`; TfliteConversionError when onnxsim
+    cannot validate it (`what` names the graph in the message)."""
     import onnxsim
 
     simplified, ok = onnxsim.simplify(model)
     if not ok:
-        raise TfliteConversionError("onnxsim could not validate the rewritten graph")
+        raise TfliteConversionError(f"onnxsim could not validate the {what}")
     return simplified
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from .base import PRECISIONS, TfliteConversionError
 from .fp16 import _small_constants_back_to_fp32
 from .io_names import _find_permutation, _set_signature
-from .prepare import rewritten, start_feeds
+from .prepare import rewritten, simplify, start_feeds
 from .quantize import tflite_bytes
 
 _TF_DTYPES = {"float32": "float32", "int64": "int64", "int32": "int32", "bool": "bool"}
@@ -34,13 +34,9 @@ _TF_DTYPES = {"float32": "float32", "int64": "int64", "int32": "int32", "bool": 
 
 def _simplify(onnx_file: str, name: str, tmp: Path) -> Path:
     import onnx
-    import onnxsim
 
-    simplified, ok = onnxsim.simplify(onnx.load(onnx_file))
-    if not ok:
-        raise TfliteConversionError("onnxsim could not validate the simplified graph")
     sim_path = tmp / f"{name}.onnx"
-    onnx.save(simplified, str(sim_path))
+    onnx.save(simplify(onnx.load(onnx_file), "simplified graph"), str(sim_path))
     return sim_path
 
 
