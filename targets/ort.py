@@ -49,8 +49,13 @@ QUANTIZE_JOB = "targets.quantize:quantize_job"  # run in a child process (target
 
 def convert(onnx_path, graph: GraphSpec, signature, precision: str, out_dir, *, int8=None,
             **_options) -> list[Path]:
-    """The one converter signature (targets/backends/base.py): `to_ort`, int8 by the backend's recipe."""
-    return [to_ort(onnx_path, out_dir, precision, graph, signature, recipe=int8)]
+    """The one converter signature (targets/backends/base.py): `to_ort`, int8 by the backend's recipe; the
+    graph rewrites that ran (targets/ort_rewrite.py) go into the manifest's record as `route`."""
+    from .backends.base import Made
+
+    route: dict = {}
+    path = to_ort(onnx_path, out_dir, precision, graph, signature, recipe=int8, route=route)
+    return Made([path], {"route": route} if route else None)
 
 
 def _ort():
@@ -101,11 +106,13 @@ def _save_ort(onnx_path: Path, ort_path: Path, level: str = OPTIMIZATION_LEVEL) 
 
 
 def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", graph: GraphSpec | None = None,
-           signature=None, recipe=None) -> Path:
+           signature=None, recipe=None, rewrites=None, route: dict | None = None) -> Path:
     """Write `<out_dir>/<graph>.<precision>.ort` from `<graph>.onnx`. int8 by
     `recipe` (an Int8Recipe with a quantise step; default targets.quantize's:
     with the graph's spec and signature calibrated static Conv + dynamic
-    MatMul, without them dynamic int8 only)."""
+    MatMul, without them dynamic int8 only). `rewrites`: the graph rewrites
+    to try first (targets/ort_rewrite.py; None: its DEFAULT), which need the
+    graph and signature for their check; what ran is added to `route`."""
     if precision not in PRECISIONS:
         raise ValueError(f"ORT precision {precision!r} must be one of {PRECISIONS}")
     onnx_path = Path(onnx_path)
@@ -114,8 +121,18 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", 
     target = out_dir / f"{onnx_path.stem}.{precision}.ort"
     with tempfile.TemporaryDirectory(prefix="edge-ort-") as tmp:
         src = onnx_path
+        if graph is not None and signature is not None:
+            from . import ort_rewrite
+
+            rewritten = Path(tmp) / f"{onnx_path.stem}.rewritten.onnx"
+            record = ort_rewrite.apply_checked(onnx_path, rewritten, graph, signature,
+                                               ort_rewrite.DEFAULT if rewrites is None else rewrites)
+            if record is not None:
+                src = rewritten
+                if route is not None:
+                    route.update(record)
         if precision == "int8":
-            src = _quantize_isolated(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature,
+            src = _quantize_isolated(src, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature,
                                      getattr(recipe, "quantize", None))
         _save_ort(src, target)
     return target

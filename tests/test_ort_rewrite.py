@@ -1,0 +1,126 @@
+"""The .ort route's own graph rewrites (targets/ort_rewrite.py): each computes what it replaces in ONNX
+Runtime, fires only on its pattern, and fires on the graph icefall's Zipformer code exports."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from targets import ort_rewrite
+
+ort = pytest.importorskip("onnxruntime")
+ROOT = Path(__file__).resolve().parent.parent
+SHAPE = [16, 1, 24]
+# values far into both tails of the Swoosh (exp overflow / underflow for a naive form) and around its knee
+X = np.concatenate([np.linspace(-120, 120, 200), np.linspace(-6, 6, 184)]).astype(np.float32).reshape(SHAPE)
+
+
+def _const(name, value):
+    return numpy_helper.from_array(np.asarray(value, np.float32), name)
+
+
+def _swoosh_graph(off=4.0, k=0.08, c=0.035, zeros_shape=SHAPE, extra_output=None) -> onnx.ModelProto:
+    """What torch.onnx exports for icefall's Swoosh (logaddexp(zeros_like(x), x - off) - k * x - c)."""
+    n = helper.make_node
+    nodes = [n("Sub", ["x", "off"], ["y"]), n("Max", ["zero", "y"], ["mx"]), n("Sub", ["zero2", "y"], ["d"]),
+             n("Abs", ["d"], ["a"]), n("Neg", ["a"], ["ng"]), n("Exp", ["ng"], ["e"]), n("Add", ["one", "e"], ["p"]),
+             n("Log", ["p"], ["lg"]), n("Add", ["mx", "lg"], ["s1"]), n("Mul", ["x", "k"], ["kx"]),
+             n("Sub", ["s1", "kx"], ["s2"]), n("Sub", ["s2", "c"], ["out"])]
+    inits = [_const("off", off), _const("zero", np.zeros(zeros_shape)), _const("zero2", np.zeros(zeros_shape)),
+             _const("one", 1.0), _const("k", k), _const("c", c)]
+    outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, SHAPE)]
+    if extra_output:
+        outputs.append(helper.make_tensor_value_info(extra_output, TensorProto.FLOAT, SHAPE))
+    g = helper.make_graph(nodes, "swoosh", [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
+                          outputs, inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _run(model, x=X):
+    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {"x": x})
+
+
+@pytest.mark.parametrize("off,c", [(4.0, 0.035), (1.0, 0.313261687)])  # Swoosh-L, Swoosh-R
+def test_swoosh_rewrite_is_exact_in_ort_and_drops_the_zero_constants(off, c):
+    model = _swoosh_graph(off, c=c)
+    want = _run(model)[0]
+    model, counts = ort_rewrite.rewrite(model, ("swoosh_fewer_nodes",))
+    assert counts == {"swoosh_fewer_nodes": 1}
+    assert len(model.graph.node) == 9
+    assert not any(i.name.startswith("zero") for i in model.graph.initializer)
+    got = _run(model)[0]
+    assert np.isfinite(got).all()
+    # the same function with other rounding: float32 resolution of values up to |110| is ~1e-5
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=2e-5)
+    near = np.abs(X) < 8
+    assert np.max(np.abs(got - want)[near]) < 1e-6  # around the knee, where the activations live
+
+
+@pytest.mark.parametrize("change", ["other_zeros_shape", "nonzero_max", "intermediate_read", "k_is_one"])
+def test_swoosh_rewrite_fires_only_on_its_pattern(change):
+    if change == "other_zeros_shape":  # zeros bigger than x: the Max broadcasts, the output shape is not x's
+        model = _swoosh_graph(zeros_shape=[2] + SHAPE)
+    elif change == "nonzero_max":
+        model = _swoosh_graph()
+        model.graph.initializer[1].CopyFrom(_const("zero", np.full(SHAPE, 0.5)))
+    elif change == "intermediate_read":  # the soft part is also a graph output: it must stay
+        model = _swoosh_graph(extra_output="lg")
+    else:
+        model = _swoosh_graph(k=1.0)
+    before = model.SerializeToString()
+    model, counts = ort_rewrite.rewrite(model, ("swoosh_fewer_nodes",))
+    assert counts == {"swoosh_fewer_nodes": 0}
+    assert model.SerializeToString() == before
+
+
+def test_zero_operand_ops_exact_and_only_where_the_zeros_do_not_broadcast():
+    model = _swoosh_graph()
+    want = _run(model)[0]
+    model, counts = ort_rewrite.rewrite(model, ("zero_operand_ops",))
+    assert counts == {"zero_operand_ops": 3}  # Max -> Relu, Sub(0, y) -> Neg, Abs(Neg(y)) -> Abs(y)
+    ops = [n.op_type for n in model.graph.node]
+    assert "Relu" in ops and "Max" not in ops and "Neg" in ops
+    np.testing.assert_array_equal(_run(model)[0], want)  # the same float operations, bit for bit
+    wide = _swoosh_graph(zeros_shape=[2] + SHAPE)
+    assert ort_rewrite.rewrite(wide, ("zero_operand_ops",))[1] == {"zero_operand_ops": 0}
+
+
+def test_unknown_rewrite_name_is_refused():
+    with pytest.raises(ValueError, match="unknown ORT rewrites"):
+        ort_rewrite.rewrite(_swoosh_graph(), ("no_such_rewrite",))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("zipformer") is None, reason="the PyPI zipformer package is not installed")
+def test_swoosh_rewrite_fires_on_the_zipformer_packages_own_activations(tmp_path):
+    """The package's SwooshL/SwooshR as the model's export traces them (zeros_like) and its *Onnx variants
+    (a scalar zero): every one is matched."""
+    torch = pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("zipformer_factory", ROOT / "examples" / "zipformer_factory.py")
+    factory = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("zipformer_factory", factory)
+    spec.loader.exec_module(factory)  # its stubs let the package import without torchaudio
+    from zipformer.modules import scaling
+
+    class Four(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.acts = torch.nn.ModuleList([scaling.SwooshL(), scaling.SwooshR(), scaling.SwooshLOnnx(),
+                                             scaling.SwooshROnnx()])
+
+        def forward(self, x):
+            return tuple(a(x * (i + 1)) for i, a in enumerate(self.acts))
+
+    path = tmp_path / "swoosh.onnx"
+    torch.onnx.export(Four().eval(), (torch.from_numpy(X),), str(path), opset_version=17, dynamo=False,
+                      input_names=["x"])
+    model = onnx.load(str(path))
+    want = _run(model)
+    model, counts = ort_rewrite.rewrite(model, ("swoosh_fewer_nodes",))
+    assert counts == {"swoosh_fewer_nodes": 4}
+    for a, b in zip(_run(model), want):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-4)  # inputs up to |480|: float32 steps of ~3e-5
