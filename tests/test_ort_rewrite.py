@@ -61,6 +61,20 @@ def test_swoosh_rewrite_is_exact_in_ort_and_drops_the_zero_constants(off, c):
     assert np.max(np.abs(got - want)[near]) < 1e-6  # around the knee, where the activations live
 
 
+def test_swoosh_rewrite_finds_shapes_inference_cannot_know():
+    """x reshaped by a computed shape: ONNX shape inference leaves the Swoosh input's shape unknown, so
+    whether the zeros broadcast is learnt from one ONNX Runtime run of the graph."""
+    model = _swoosh_graph()
+    model.graph.node[0].input[0] = "xr"
+    model.graph.node[9].input[0] = "xr"
+    model.graph.node.insert(0, helper.make_node("Reshape", ["x", "xs"], ["xr"]))
+    model.graph.node.insert(0, helper.make_node("Shape", ["x"], ["xs"]))
+    want = _run(model)[0]
+    model, counts = ort_rewrite.rewrite(model, ("swoosh_fewer_nodes",))
+    assert counts == {"swoosh_fewer_nodes": 1}
+    np.testing.assert_allclose(_run(model)[0], want, rtol=1e-6, atol=2e-5)
+
+
 @pytest.mark.parametrize("change", ["other_zeros_shape", "nonzero_max", "intermediate_read", "k_is_one"])
 def test_swoosh_rewrite_fires_only_on_its_pattern(change):
     if change == "other_zeros_shape":  # zeros bigger than x: the Max broadcasts, the output shape is not x's

@@ -72,7 +72,8 @@ def paired_ratio(base: Path, cand: Path, feeds: list[dict], rounds: int) -> dict
                              round(float(np.median([p[1] for p in per_chunk])) * 1e3, 3)]}
 
 
-def measure(onnx_path: Path, names, precisions, rounds: int, chunks: int, parity_chunks: int, say) -> list[dict]:
+def measure(onnx_path: Path, names, precisions, rounds: int, chunks: int, parity_chunks: int, say,
+            together: bool = True) -> list[dict]:
     import onnx
 
     from edge.export import read_signature
@@ -88,12 +89,14 @@ def measure(onnx_path: Path, names, precisions, rounds: int, chunks: int, parity
     with tempfile.TemporaryDirectory(prefix="edge-rewrites-") as tmp:
         tmp = Path(tmp)
         base = {p: ort_target.to_ort(onnx_path, tmp / "base", p, graph, signature, rewrites=()) for p in precisions}
-        for name in names:
+        runs = [(n,) for n in names] + ([tuple(names)] if together and len(names) > 1 else [])
+        for run in runs:
+            name = "+".join(run)
             say(f"[rewrites] {onnx_path.name}: {name} ...")
-            model, counts = ort_rewrite.rewrite(onnx.load(str(onnx_path)), (name,))
-            row = {"graph": str(onnx_path.name), "rewrite": name, "matches": counts[name]}
+            model, counts = ort_rewrite.rewrite(onnx.load(str(onnx_path)), run)
+            row = {"graph": str(onnx_path.name), "rewrite": name, "matches": sum(counts.values()), "counts": counts}
             rows.append(row)
-            if not counts[name]:
+            if not row["matches"]:
                 continue
             src = tmp / name / onnx_path.name
             src.parent.mkdir(parents=True)
@@ -101,6 +104,10 @@ def measure(onnx_path: Path, names, precisions, rounds: int, chunks: int, parity
             for p in precisions:
                 cand = ort_target.to_ort(src, tmp / name, p, graph, signature, rewrites=())
                 check = ort_rewrite.rollout_check(base[p], cand, graph, signature, parity_chunks)
+                if p != "fp32" and "fp32" in base:  # int8 against fp32: the quantisation error, before and after
+                    check["relative_error_vs_fp32"] = [
+                        ort_rewrite.rollout_check(base["fp32"], f, graph, signature, parity_chunks,
+                                                  relative=True)["relative_error"] for f in (base[p], cand)]
                 row[p] = {"nodes_before": sum(op_counts(base[p]).values()),
                           "nodes_after": sum(op_counts(cand).values()),
                           "bytes_before": base[p].stat().st_size, "bytes_after": cand.stat().st_size,
@@ -112,8 +119,10 @@ def measure(onnx_path: Path, names, precisions, rounds: int, chunks: int, parity
 def _line(row: dict, p: str) -> str:
     r = row[p]
     s = r["speedup"]
+    rel = r["parity"].get("relative_error_vs_fp32")
+    rel = f" (rel. error vs fp32 {rel[0]:.2e} -> {rel[1]:.2e})" if rel else ""
     return (f"  {row['graph']:14s} {row['rewrite']:22s} {p:5s} nodes {r['nodes_before']} -> {r['nodes_after']}  "
-            f"max|diff| {r['parity']['max_abs_diff']:.2e} over {r['parity']['chunks']} chunks  "
+            f"max|diff| {r['parity']['max_abs_diff']:.2e}{rel} over {r['parity']['chunks']} chunks  "
             f"speed-up x{s['median']:.3f} [{s['q25']:.3f}, {s['q75']:.3f}] ({s['rounds']} rounds x "
             f"{s['chunks_per_round']} chunks; {s['ms_per_chunk'][0]:.2f} -> {s['ms_per_chunk'][1]:.2f} ms)")
 
@@ -130,12 +139,13 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=9, help="paired rounds")
     ap.add_argument("--chunks", type=int, default=16, help="chunks per round (states carried)")
     ap.add_argument("--parity-chunks", type=int, default=ort_rewrite.CHECK_CHUNKS)
+    ap.add_argument("--no-together", action="store_true", help="skip the row of all named rewrites at once")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     rows = []
     for path in args.onnx:
         rows += measure(path, [n for n in args.rewrites.split(",") if n], args.precisions.split(","), args.rounds,
-                        args.chunks, args.parity_chunks, lambda m: print(m, flush=True))
+                        args.chunks, args.parity_chunks, lambda m: print(m, flush=True), not args.no_together)
     for row in rows:
         if not row["matches"]:
             print(f"  {row['graph']:14s} {row['rewrite']:22s} no match")
