@@ -34,159 +34,42 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .tflite.rewrite import _drop_unused_initializers, _Graph
+from .ort_graph import Uses, _Graph, drop_dead_nodes, fill_shapes, other, scalar, splice, zero_partners, zeros_for
+from .ort_chains import linear_chains_2d
+from .tflite.rewrite import _drop_unused_initializers
 
 _MAX_CONSTANT_SHIFT = 30.0  # exp(-C) must stay a normal float32 for the moved constant
 
 
-class _Uses:
-    """Who reads each tensor, for the 'read only inside the pattern' checks."""
-
-    def __init__(self, g: _Graph):
-        self.readers: dict[str, list] = {}
-        for n in g.g.node:
-            for i in n.input:
-                self.readers.setdefault(i, []).append(n)
-        self.outputs = {o.name for o in g.g.output}
-
-    def only(self, name: str, *nodes) -> bool:
-        """`name` is read by exactly `nodes` and is no graph output."""
-        return name not in self.outputs and sorted(_key(n) for n in self.readers.get(name, [])) == \
-            sorted(_key(n) for n in nodes)
-
-
-def _fill_shapes(g: _Graph, names: list[str]) -> None:
-    """Shapes ONNX shape inference left unknown (behind a data-started Slice,
-    an Expand of computed sizes), as ONNX Runtime computes them for the
-    graph's fixed input shapes: one run of a copy that returns those values.
-    A chunk graph's shapes do not depend on the values fed."""
-    names = sorted({n for n in names if n and n not in g.shapes})
-    if not names:
-        return
-    try:
-        _probe(g, names)
-    except Exception:  # noqa: BLE001 - a graph that zeros cannot run: its shapes stay unknown, nothing is rewritten
-        return
-
-
-def _probe(g: _Graph, names: list[str]) -> None:
-    import onnxruntime as ort
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(g.model)
-    probe.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.intra_op_num_threads = 1
-    so.log_severity_level = 4  # a failed probe is not the user's error: no ORT log line in the build's output
-    sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    dtypes = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32,
-              "tensor(bool)": np.bool_, "tensor(double)": np.float64}
-    feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], dtypes.get(i.type, np.float32))
-             for i in sess.get_inputs()}
-    for n, v in zip(names, sess.run(names, feeds)):
-        g.shapes[n] = tuple(v.shape)
-
-
-def _zero_partners(g: _Graph, ops) -> list[str]:
-    """The other inputs of binary `ops` nodes that read a constant of zeros: the shapes the rewrites need."""
-    out = []
-    for n in g.g.node:
-        if n.op_type in ops and len(n.input) == 2:
-            for i, j in (n.input[:2], n.input[1::-1]):
-                v = g.consts.get(i)
-                if v is not None and v.dtype.kind == "f" and not v.any() and j not in g.consts:
-                    out.append(j)
-    return out
-
-
-def _scalar(g: _Graph, name: str):
-    v = g.consts.get(name)
-    return float(v.ravel()[0]) if v is not None and v.size == 1 and v.dtype.kind == "f" else None
-
-
-def _zeros_for(g: _Graph, name: str, other: str) -> bool:
-    """`name` is a constant of zeros whose broadcast with `other` keeps `other`'s shape."""
-    v = g.consts.get(name)
-    shape = g.shapes.get(other)
-    if v is None or v.dtype.kind != "f" or v.any() or shape is None:
-        return False
-    try:
-        return tuple(np.broadcast_shapes(v.shape, shape)) == tuple(shape)
-    except ValueError:
-        return False
-
-
-def _other(node, name: str) -> str | None:
-    """The second input of a binary node one of whose inputs is `name`."""
-    a, b = node.input[:2]
-    return b if a == name else a if b == name else None
-
-
-def _key(node) -> str:
-    return node.output[0]  # output names are unique (SSA): a node's identity across protobuf copies
-
-
-def _splice(g: _Graph, edits: list) -> None:
-    """Apply `edits` [(old nodes, new nodes)]: each `old` removed and its `new`
-    put where the last old node was (every input of `new` is computed before
-    the pattern, every reader of its output after it). One pass: protobuf
-    copies nodes on every rebuild, so matching works on names, not objects."""
-    drop = {_key(n) for old, _ in edits for n in old}
-    at = {}
-    order = {_key(n): i for i, n in enumerate(g.g.node)}
-    for old, new in edits:
-        at.setdefault(_key(max(old, key=lambda n: order[_key(n)])), []).extend(new)
-    kept = []
-    for n in g.g.node:
-        if _key(n) not in drop:
-            kept.append(n)
-        kept.extend(at.get(_key(n), []))
-    del g.g.node[:]
-    g.g.node.extend(kept)
-    _drop_dead_nodes(g.g)
-
-
-def _drop_dead_nodes(graph) -> None:
-    """Nodes nothing reads any more (the Constant nodes of a replaced pattern)."""
-    while True:
-        read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-        keep = [n for n in graph.node if any(o in read for o in n.output)]
-        if len(keep) == len(graph.node):
-            return
-        del graph.node[:]
-        graph.node.extend(keep)
-
-
 # -- Swoosh-L/R: 12 nodes -> 9 ------------------------------------------------------------------
 
-def _match_swoosh(g: _Graph, uses: _Uses, last):
+def _match_swoosh(g: _Graph, uses: Uses, last):
     """icefall's exported Swoosh ending in `last` (Sub(Sub(Add(Max(0, y), Log(1 + Exp(-|0 - y|))),
     Mul(x, k)), c) with y = x - off) as (x, off, k, c, nodes), or None."""
     p = g.producer.get
-    if last.op_type != "Sub" or _scalar(g, last.input[1]) is None:
+    if last.op_type != "Sub" or scalar(g, last.input[1]) is None:
         return None
-    c, s2 = _scalar(g, last.input[1]), p(last.input[0])
+    c, s2 = scalar(g, last.input[1]), p(last.input[0])
     if s2 is None or s2.op_type != "Sub":
         return None
     s1, kx = p(s2.input[0]), p(s2.input[1])
     if s1 is None or kx is None or s1.op_type != "Add" or kx.op_type != "Mul":
         return None
-    k_at = [i for i in (0, 1) if _scalar(g, kx.input[i]) is not None]
+    k_at = [i for i in (0, 1) if scalar(g, kx.input[i]) is not None]
     if len(k_at) != 1:
         return None
-    k, x = _scalar(g, kx.input[k_at[0]]), kx.input[1 - k_at[0]]
+    k, x = scalar(g, kx.input[k_at[0]]), kx.input[1 - k_at[0]]
     a, b = p(s1.input[0]), p(s1.input[1])
     mx, lg = (a, b) if a is not None and a.op_type == "Max" else (b, a)
     if mx is None or lg is None or mx.op_type != "Max" or lg.op_type != "Log":
         return None
-    ys = [i for i in mx.input if not _zeros_for(g, i, _other(mx, i) or "")]
+    ys = [i for i in mx.input if not zeros_for(g, i, other(mx, i) or "")]
     if len(ys) != 1 or len(mx.input) != 2:
         return None
     ysub = p(ys[0])
-    if ysub is None or ysub.op_type != "Sub" or ysub.input[0] != x or _scalar(g, ysub.input[1]) is None:
+    if ysub is None or ysub.op_type != "Sub" or ysub.input[0] != x or scalar(g, ysub.input[1]) is None:
         return None
-    off, y = _scalar(g, ysub.input[1]), ys[0]
+    off, y = scalar(g, ysub.input[1]), ys[0]
     chain = _soft_part(g, lg, y)
     if chain is None:
         return None
@@ -205,10 +88,10 @@ def _soft_part(g: _Graph, lg, y: str):
     add = p(lg.input[0])
     if add is None or add.op_type != "Add":
         return None
-    ones = [i for i in add.input if _scalar(g, i) == 1.0]
+    ones = [i for i in add.input if scalar(g, i) == 1.0]
     if len(ones) != 1:
         return None
-    exp = p(_other(add, ones[0]))
+    exp = p(other(add, ones[0]))
     neg = p(exp.input[0]) if exp is not None and exp.op_type == "Exp" else None
     ab = p(neg.input[0]) if neg is not None and neg.op_type == "Neg" else None
     if ab is None or ab.op_type != "Abs":
@@ -217,15 +100,15 @@ def _soft_part(g: _Graph, lg, y: str):
     if ab.input[0] == y:
         return chain
     d = p(ab.input[0])
-    if d is not None and d.op_type == "Sub" and d.input[1] == y and _zeros_for(g, d.input[0], y):
+    if d is not None and d.op_type == "Sub" and d.input[1] == y and zeros_for(g, d.input[0], y):
         return chain + [d]
     return None
 
 
 def swoosh_fewer_nodes(model: onnx.ModelProto) -> int:
     g = _Graph(model)
-    uses = _Uses(g)
-    _fill_shapes(g, _zero_partners(g, ("Max",)))
+    uses = Uses(g)
+    fill_shapes(g, zero_partners(g, ("Max",)))
     edits = []
     for last in [n for n in g.g.node if n.op_type == "Sub"]:
         m = _match_swoosh(g, uses, last)
@@ -246,7 +129,7 @@ def swoosh_fewer_nodes(model: onnx.ModelProto) -> int:
         sc = g.node("Mul", [lr.output[0], g.const(np.array(1.0 - k, f32), "slope")], "swoosh_scale")
         out = g.node("Add", [lg.output[0], sc.output[0]], "swoosh", output=last.output[0])
         edits.append((old, [y, ab, neg, ex, add, lg, lr, sc, out]))
-    _splice(g, edits)
+    splice(g, edits)
     return len(edits)
 
 
@@ -254,31 +137,32 @@ def swoosh_fewer_nodes(model: onnx.ModelProto) -> int:
 
 def zero_operand_ops(model: onnx.ModelProto) -> int:
     g = _Graph(model)
-    _fill_shapes(g, _zero_partners(g, ("Max", "Sub")))
+    fill_shapes(g, zero_partners(g, ("Max", "Sub")))
     edits = []
     for node in g.g.node:
         new = None
         if node.op_type == "Max" and len(node.input) == 2:
-            y = [i for i in node.input if not _zeros_for(g, i, _other(node, i))]
+            y = [i for i in node.input if not zeros_for(g, i, other(node, i))]
             if len(y) == 1:
                 new = helper.make_node("Relu", y, list(node.output), name=g.name("relu"))
-        elif node.op_type == "Sub" and _zeros_for(g, node.input[0], node.input[1]):
+        elif node.op_type == "Sub" and zeros_for(g, node.input[0], node.input[1]):
             new = helper.make_node("Neg", [node.input[1]], list(node.output), name=g.name("neg"))
         if new is not None:
             edits.append(([node], [new]))
-    _splice(g, edits)
-    uses, producer = _Uses(g), {o: n for n in g.g.node for o in n.output}  # after the splice above
+    splice(g, edits)
+    uses, producer = Uses(g), {o: n for n in g.g.node for o in n.output}  # after the splice above
     for ab in [n for n in g.g.node if n.op_type == "Abs"]:
         neg = producer.get(ab.input[0])
         if neg is not None and neg.op_type == "Neg" and uses.only(neg.output[0], ab):
             ab.input[0] = neg.input[0]  # the Neg is then read by nothing and dropped
             edits.append(([neg], []))
-    _drop_dead_nodes(g.g)
+    drop_dead_nodes(g.g)
     return len(edits)
 
 
 REWRITES = (("swoosh_fewer_nodes", swoosh_fewer_nodes),
-            ("zero_operand_ops", zero_operand_ops))
+            ("zero_operand_ops", zero_operand_ops),
+            ("linear_chains_2d", linear_chains_2d))
 # Both paid on the 23.6 M Zipformer (paired, 1 thread; docs/benchmarks.md "ORT graph rewrites"); neither
 # matches the two conformers, whose .ort files are unchanged.
 DEFAULT: tuple[str, ...] = ("swoosh_fewer_nodes", "zero_operand_ops")

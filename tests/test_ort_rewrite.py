@@ -138,3 +138,58 @@ def test_swoosh_rewrite_fires_on_the_zipformer_packages_own_activations(tmp_path
     assert counts == {"swoosh_fewer_nodes": 4}
     for a, b in zip(_run(model), want):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-4)  # inputs up to |480|: float32 steps of ~3e-5
+
+
+def _ffn_graph(bias_shape=(8,), second_linear=True) -> onnx.ModelProto:
+    """x [1, 5, 4] -> Linear(4, 8) -> Swish -> Linear(8, 4) -> + x: a conformer's feed-forward block."""
+    rng = np.random.default_rng(0)
+    n = helper.make_node
+    nodes = [n("MatMul", ["x", "w1"], ["h"]), n("Add", ["h", "b1"], ["hb"]), n("Sigmoid", ["hb"], ["sg"]),
+             n("Mul", ["hb", "sg"], ["sw"])]
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 8)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal(bias_shape).astype(np.float32), "b1")]
+    last = "sw"
+    if second_linear:
+        nodes += [n("MatMul", ["sw", "w2"], ["o"]), n("Add", ["b2", "o"], ["ob"])]
+        inits += [numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w2"),
+                  numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b2")]
+        nodes.append(n("Add", ["x", "ob"], ["out"]))
+    else:
+        nodes.append(n("Identity", [last], ["out"]))
+    shape = [1, 5, 4]
+    g = helper.make_graph(nodes, "ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape if second_linear
+                                                         else [1, 5, 8])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _ort_optimised_ops(model, tmp_path) -> list[str]:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return [nd.op_type for nd in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+
+
+def test_linear_chain_runs_in_2d_and_ort_then_needs_fewer_reshapes(tmp_path):
+    model = _ffn_graph()
+    x = np.random.default_rng(1).standard_normal((1, 5, 4)).astype(np.float32)
+    want = _run(model, x)[0]
+    before = _ort_optimised_ops(model, tmp_path).count("Reshape")
+    model, counts = ort_rewrite.rewrite(model, ("linear_chains_2d",))
+    assert counts == {"linear_chains_2d": 1}
+    np.testing.assert_allclose(_run(model, x)[0], want, rtol=1e-6, atol=1e-6)  # the same GEMMs, other layout
+    after = _ort_optimised_ops(model, tmp_path)
+    assert before == 4 and after.count("Reshape") == 2 and after.count("Gemm") == 2  # 2 Gemms, 2 -> 1 Reshape each
+
+
+@pytest.mark.parametrize("case", ["bias_not_last_axis", "one_linear_saves_nothing"])
+def test_linear_chain_left_alone(case):
+    model = _ffn_graph(bias_shape=(5, 1, 8)) if case == "bias_not_last_axis" else _ffn_graph(second_linear=False)
+    if case == "bias_not_last_axis":  # the first Add broadcasts over T: only the second Linear could chain, alone
+        model.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 5
+        model.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 5
+    before = model.SerializeToString()
+    model, counts = ort_rewrite.rewrite(model, ("linear_chains_2d",))
+    assert counts == {"linear_chains_2d": 0}
+    assert model.SerializeToString() == before

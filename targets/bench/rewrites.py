@@ -73,7 +73,7 @@ def paired_ratio(base: Path, cand: Path, feeds: list[dict], rounds: int) -> dict
 
 
 def measure(onnx_path: Path, names, precisions, rounds: int, chunks: int, parity_chunks: int, say,
-            together: bool = True) -> list[dict]:
+            together: bool = True, on_top_of=()) -> list[dict]:
     import onnx
 
     from edge.export import read_signature
@@ -88,13 +88,19 @@ def measure(onnx_path: Path, names, precisions, rounds: int, chunks: int, parity
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-rewrites-") as tmp:
         tmp = Path(tmp)
+        if on_top_of:  # the baseline already has these: what the rewrites measured add to them
+            model, _ = ort_rewrite.rewrite(onnx.load(str(onnx_path)), tuple(on_top_of))
+            (tmp / "on-top-of").mkdir()
+            onnx_path = tmp / "on-top-of" / onnx_path.name
+            onnx.save(model, str(onnx_path))
         base = {p: ort_target.to_ort(onnx_path, tmp / "base", p, graph, signature, rewrites=()) for p in precisions}
         runs = [(n,) for n in names] + ([tuple(names)] if together and len(names) > 1 else [])
         for run in runs:
             name = "+".join(run)
             say(f"[rewrites] {onnx_path.name}: {name} ...")
             model, counts = ort_rewrite.rewrite(onnx.load(str(onnx_path)), run)
-            row = {"graph": str(onnx_path.name), "rewrite": name, "matches": sum(counts.values()), "counts": counts}
+            row = {"graph": str(onnx_path.name), "rewrite": name, "matches": sum(counts.values()), "counts": counts,
+                   "on_top_of": list(on_top_of)}
             rows.append(row)
             if not row["matches"]:
                 continue
@@ -121,7 +127,8 @@ def _line(row: dict, p: str) -> str:
     s = r["speedup"]
     rel = r["parity"].get("relative_error_vs_fp32")
     rel = f" (rel. error vs fp32 {rel[0]:.2e} -> {rel[1]:.2e})" if rel else ""
-    return (f"  {row['graph']:14s} {row['rewrite']:22s} {p:5s} nodes {r['nodes_before']} -> {r['nodes_after']}  "
+    name = row["rewrite"] + (f" after {'+'.join(row['on_top_of'])}" if row["on_top_of"] else "")
+    return (f"  {row['graph']:14s} {name:22s} {p:5s} nodes {r['nodes_before']} -> {r['nodes_after']}  "
             f"max|diff| {r['parity']['max_abs_diff']:.2e}{rel} over {r['parity']['chunks']} chunks  "
             f"speed-up x{s['median']:.3f} [{s['q25']:.3f}, {s['q75']:.3f}] ({s['rounds']} rounds x "
             f"{s['chunks_per_round']} chunks; {s['ms_per_chunk'][0]:.2f} -> {s['ms_per_chunk'][1]:.2f} ms)")
@@ -140,15 +147,18 @@ def main(argv=None) -> int:
     ap.add_argument("--chunks", type=int, default=16, help="chunks per round (states carried)")
     ap.add_argument("--parity-chunks", type=int, default=ort_rewrite.CHECK_CHUNKS)
     ap.add_argument("--no-together", action="store_true", help="skip the row of all named rewrites at once")
+    ap.add_argument("--on-top-of", default="", help="comma-separated rewrites the baseline already has (a "
+                    "rewrite that only matches after another one, e.g. linear_chains_2d after swoosh_fewer_nodes)")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
     rows = []
     for path in args.onnx:
         rows += measure(path, [n for n in args.rewrites.split(",") if n], args.precisions.split(","), args.rounds,
-                        args.chunks, args.parity_chunks, lambda m: print(m, flush=True), not args.no_together)
+                        args.chunks, args.parity_chunks, lambda m: print(m, flush=True), not args.no_together,
+                        [n for n in args.on_top_of.split(",") if n])
     for row in rows:
         if not row["matches"]:
-            print(f"  {row['graph']:14s} {row['rewrite']:22s} no match")
+            print(f"  {row['graph']:14s} {row['rewrite']:22s} no match (nodes unchanged)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     return 0
