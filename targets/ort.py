@@ -111,7 +111,7 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", 
     `recipe` (an Int8Recipe with a quantise step; default targets.quantize's:
     with the graph's spec and signature calibrated static Conv + dynamic
     MatMul, without them dynamic int8 only). `rewrites`: the graph rewrites
-    to try first (targets/ort_rewrite.py; None: its DEFAULT), which need the
+    to try first (targets/ort_rewrite.py; None: its DEFAULT for the precision), which need the
     graph and signature for their check; what ran is added to `route`."""
     if precision not in PRECISIONS:
         raise ValueError(f"ORT precision {precision!r} must be one of {PRECISIONS}")
@@ -126,7 +126,7 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", 
 
             rewritten = Path(tmp) / f"{onnx_path.stem}.rewritten.onnx"
             record = ort_rewrite.apply_checked(onnx_path, rewritten, graph, signature,
-                                               ort_rewrite.DEFAULT if rewrites is None else rewrites)
+                                               ort_rewrite.DEFAULT[precision] if rewrites is None else rewrites)
             if record is not None:
                 src = rewritten
                 if route is not None:

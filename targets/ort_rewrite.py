@@ -11,8 +11,8 @@ file as a full tensor (129 of them, 3.4 MB, in the 23.6 M Zipformer's .ort).
 Each rewrite is a function `(model) -> number of matches rewritten` that
 edits the graph in place, chosen by pattern only (never by node or model
 name), and computes the same values up to float rounding. `REWRITES` lists
-them in the order they run; `DEFAULT` are the ones the `.ort` route applies
-(targets/ort.py); the others stay for `python -m targets.bench.rewrites`,
+them in the order they run; `DEFAULT[precision]` are the ones the `.ort` route
+applies (targets/ort.py); the others stay for `python -m targets.bench.rewrites`,
 which measures every one alone (paired timing, node counts, parity) and is
 how a rewrite earns a place in `DEFAULT` (docs/benchmarks.md has the figures).
 
@@ -23,7 +23,10 @@ how a rewrite earns a place in `DEFAULT` (docs/benchmarks.md has the figures).
 - `zero_operand_ops`: `Max(zeros, y)` -> `Relu(y)`, `Sub(zeros, y)` ->
   `Neg(y)` and `Abs(Neg(y))` -> `Abs(y)`, where the zeros are a constant
   that broadcasts to y's shape (what remains of a Swoosh the first rewrite
-  did not match, and any other traced `zeros_like`).
+  did not match, and any other traced `zeros_like`);
+- `linear_chains_2d` (targets/ort_chains.py): feed-forward chains on 3-D
+  activations computed in 2-D, so ORT's Gemm fusion needs no Reshape pair
+  per Linear.
 """
 
 from __future__ import annotations
@@ -163,12 +166,14 @@ def zero_operand_ops(model: onnx.ModelProto) -> int:
 REWRITES = (("swoosh_fewer_nodes", swoosh_fewer_nodes),
             ("zero_operand_ops", zero_operand_ops),
             ("linear_chains_2d", linear_chains_2d))
-# Both paid on the 23.6 M Zipformer (paired, 1 thread; docs/benchmarks.md "ORT graph rewrites"); neither
-# matches the two conformers, whose .ort files are unchanged.
-DEFAULT: tuple[str, ...] = ("swoosh_fewer_nodes", "zero_operand_ops")
+# Per precision, the rewrites that paid in the paired measurement (docs/benchmarks.md, "ORT graph
+# rewrites"). linear_chains_2d is never on for int8: the quantised MatMuls are not fused into Gemms, so there
+# are no Reshapes to save and the chain's own two are a loss.
+DEFAULT: dict[str, tuple[str, ...]] = {"fp32": ("swoosh_fewer_nodes", "zero_operand_ops"),
+                                       "int8": ("swoosh_fewer_nodes", "zero_operand_ops")}
 
 
-def rewrite(model: onnx.ModelProto, names=DEFAULT) -> tuple[onnx.ModelProto, dict[str, int]]:
+def rewrite(model: onnx.ModelProto, names=()) -> tuple[onnx.ModelProto, dict[str, int]]:
     """Apply the rewrites named (in REWRITES' order); returns (model, {rewrite: matches})."""
     unknown = set(names) - {n for n, _ in REWRITES}
     if unknown:
@@ -208,7 +213,7 @@ def rollout_check(reference: Path, candidate: Path, graph, signature, chunks: in
     return {**out, "relative_error": rep["relative_error"]} if relative else out
 
 
-def apply_checked(onnx_path: Path, out_path: Path, graph, signature, names=DEFAULT) -> dict | None:
+def apply_checked(onnx_path: Path, out_path: Path, graph, signature, names=()) -> dict | None:
     """Write the rewritten graph to `out_path` and return the route's record
     ({"rewrites": counts, "rewrite_check": ...}); None (nothing written) when
     no rewrite matched, so a model the pass does not touch keeps its bytes.
