@@ -193,3 +193,27 @@ def test_linear_chain_left_alone(case):
     model, counts = ort_rewrite.rewrite(model, ("linear_chains_2d",))
     assert counts == {"linear_chains_2d": 0}
     assert model.SerializeToString() == before
+
+
+def test_rewrite_bench_measures_a_rewrite_on_an_exported_conformer(tmp_path):
+    """python -m targets.bench.rewrites on a tiny exported conformer: node counts, parity and a paired ratio
+    per precision (2 rounds: the figures' shape, not their value)."""
+    from edge.export import export_onnx
+    from targets.bench.rewrites import main
+    from test_families import build
+
+    paths = export_onnx(build("conformer"), tmp_path / "conformer")
+    out = tmp_path / "rows.json"
+    assert main([str(paths["encoder"]), "--rewrites", "linear_chains_2d,swoosh_fewer_nodes", "--no-together",
+                 "--rounds", "2", "--chunks", "2", "--parity-chunks", "3", "--json", str(out)]) == 0
+    import json
+    rows = {r["rewrite"]: r for r in json.loads(out.read_text())}
+    assert rows["swoosh_fewer_nodes"]["matches"] == 0 and "fp32" not in rows["swoosh_fewer_nodes"]
+    chain = rows["linear_chains_2d"]
+    assert chain["matches"] > 0 and chain["graph"] == "conformer/encoder.onnx"
+    assert chain["fp32"]["nodes_after"] < chain["fp32"]["nodes_before"]  # fewer Reshapes around ORT's Gemms
+    for p in ("fp32", "int8"):
+        assert chain[p]["parity"]["chunks"] == 3 and chain[p]["parity"]["max_abs_diff"] <= 1e-4
+        s = chain[p]["speedup"]
+        assert s["rounds"] == 2 and s["q25"] <= s["median"] <= s["q75"] and s["median"] > 0
+    assert len(chain["int8"]["parity"]["relative_error_vs_fp32"]) == 2

@@ -84,6 +84,7 @@ def measure(onnx_path: Path, names, precisions, rounds: int, chunks: int, parity
 
     signature = read_signature(onnx_path)
     graph = signature.graph(onnx_path.stem)
+    label = f"{onnx_path.parent.name}/{onnx_path.name}"  # the export folder names the model
     feeds = chunk_feeds(onnx_path, graph, signature, chunks)
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-rewrites-") as tmp:
@@ -97,9 +98,9 @@ def measure(onnx_path: Path, names, precisions, rounds: int, chunks: int, parity
         runs = [(n,) for n in names] + ([tuple(names)] if together and len(names) > 1 else [])
         for run in runs:
             name = "+".join(run)
-            say(f"[rewrites] {onnx_path.name}: {name} ...")
+            say(f"[rewrites] {label}: {name} ...")
             model, counts = ort_rewrite.rewrite(onnx.load(str(onnx_path)), run)
-            row = {"graph": str(onnx_path.name), "rewrite": name, "matches": sum(counts.values()), "counts": counts,
+            row = {"graph": label, "rewrite": name, "matches": sum(counts.values()), "counts": counts,
                    "on_top_of": list(on_top_of)}
             rows.append(row)
             if not row["matches"]:
@@ -128,7 +129,7 @@ def _line(row: dict, p: str) -> str:
     rel = r["parity"].get("relative_error_vs_fp32")
     rel = f" (rel. error vs fp32 {rel[0]:.2e} -> {rel[1]:.2e})" if rel else ""
     name = row["rewrite"] + (f" after {'+'.join(row['on_top_of'])}" if row["on_top_of"] else "")
-    return (f"  {row['graph']:14s} {name:22s} {p:5s} nodes {r['nodes_before']} -> {r['nodes_after']}  "
+    return (f"  {row['graph']:24s} {name:22s} {p:5s} nodes {r['nodes_before']} -> {r['nodes_after']}  "
             f"max|diff| {r['parity']['max_abs_diff']:.2e}{rel} over {r['parity']['chunks']} chunks  "
             f"speed-up x{s['median']:.3f} [{s['q25']:.3f}, {s['q75']:.3f}] ({s['rounds']} rounds x "
             f"{s['chunks_per_round']} chunks; {s['ms_per_chunk'][0]:.2f} -> {s['ms_per_chunk'][1]:.2f} ms)")
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
                         [n for n in args.on_top_of.split(",") if n])
     for row in rows:
         if not row["matches"]:
-            print(f"  {row['graph']:14s} {row['rewrite']:22s} no match (nodes unchanged)")
+            print(f"  {row['graph']:24s} {row['rewrite']:22s} no match (nodes unchanged)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     return 0
