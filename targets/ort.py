@@ -54,7 +54,8 @@ def convert(onnx_path, graph: GraphSpec, signature, precision: str, out_dir, *, 
     from .backends.base import Made
 
     route: dict = {}
-    path = to_ort(onnx_path, out_dir, precision, graph, signature, recipe=int8, route=route)
+    path = to_ort(onnx_path, out_dir, precision, graph, signature, recipe=int8, route=route,
+                  work=_options.get("work"))
     return Made([path], {"route": route} if route else None)
 
 
@@ -106,13 +107,15 @@ def _save_ort(onnx_path: Path, ort_path: Path, level: str = OPTIMIZATION_LEVEL) 
 
 
 def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", graph: GraphSpec | None = None,
-           signature=None, recipe=None, rewrites=None, route: dict | None = None) -> Path:
+           signature=None, recipe=None, rewrites=None, route: dict | None = None, work=None) -> Path:
     """Write `<out_dir>/<graph>.<precision>.ort` from `<graph>.onnx`. int8 by
     `recipe` (an Int8Recipe with a quantise step; default targets.quantize's:
     with the graph's spec and signature calibrated static Conv + dynamic
     MatMul, without them dynamic int8 only). `rewrites`: the graph rewrites
     to try first (targets/ort_rewrite.py; None: its DEFAULT for the precision), which need the
-    graph and signature for their check; what ran is added to `route`."""
+    graph and signature for their check; what ran is added to `route`. With
+    `work` (a scratch folder) a graph is rewritten and checked once for all
+    its precisions."""
     if precision not in PRECISIONS:
         raise ValueError(f"ORT precision {precision!r} must be one of {PRECISIONS}")
     onnx_path = Path(onnx_path)
@@ -124,13 +127,12 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", 
         if graph is not None and signature is not None:
             from . import ort_rewrite
 
-            rewritten = Path(tmp) / f"{onnx_path.stem}.rewritten.onnx"
-            record = ort_rewrite.apply_checked(onnx_path, rewritten, graph, signature,
-                                               ort_rewrite.DEFAULT[precision] if rewrites is None else rewrites)
-            if record is not None:
-                src = rewritten
-                if route is not None:
-                    route.update(record)
+            names = tuple(ort_rewrite.DEFAULT[precision] if rewrites is None else rewrites)
+            rewritten, record = ort_rewrite.apply_cached(onnx_path, graph, signature, names,
+                                                         Path(work or tmp) / "ort-rewrites")
+            src = rewritten or src
+            if record is not None and route is not None:
+                route.update(record)
         if precision == "int8":
             src = _quantize_isolated(src, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature,
                                      getattr(recipe, "quantize", None))

@@ -217,3 +217,36 @@ def test_rewrite_bench_measures_a_rewrite_on_an_exported_conformer(tmp_path):
         s = chain[p]["speedup"]
         assert s["rounds"] == 2 and s["q25"] <= s["median"] <= s["q75"] and s["median"] > 0
     assert len(chain["int8"]["parity"]["relative_error_vs_fp32"]) == 2
+
+
+def test_ort_route_records_its_rewrites_and_falls_back_when_the_check_fails(tmp_path, monkeypatch):
+    """to_ort on a tiny exported conformer: the default rewrites run once for both precisions (one cached
+    check), and the route says so; a rewritten graph that fails its check is not shipped: the .ort is then
+    the unrewritten one and the route says `rewrites_refused`."""
+    from edge.export import export_onnx
+    from targets import ort as T
+    from targets.ort_ops import op_counts
+    from test_families import build
+
+    model = build("conformer")
+    sig = model.signature()
+    enc = export_onnx(model, tmp_path / "onnx")["encoder"]
+    graph = sig.graph("encoder")
+    plain = T.to_ort(enc, tmp_path / "plain", "fp32", graph, sig, rewrites=())
+    route: dict = {}
+    done = T.to_ort(enc, tmp_path / "default", "fp32", graph, sig, route=route, work=tmp_path / "work")
+    assert route["rewrites"]["linear_chains_2d"] > 0 and route["rewrite_check"]["passed"] is True
+    assert sum(op_counts(done).values()) < sum(op_counts(plain).values())
+    assert len(list((tmp_path / "work" / "ort-rewrites").glob("*.json"))) == 1
+
+    calls = []
+    monkeypatch.setattr(ort_rewrite, "rollout_check", lambda *a, **k: calls.append(1) or
+                        {"chunks": 100, "max_abs_diff": 0.5, "state_max_scaled_diff": 0.0})
+    refused: dict = {}
+    for p in ("fp32", "int8"):
+        out = T.to_ort(enc, tmp_path / "refused", p, graph, sig, route=refused, work=tmp_path / "work2")
+    assert calls == [1]  # checked once for both precisions
+    assert refused["rewrites_refused"]["linear_chains_2d"] > 0 and "rewrites" not in refused
+    assert refused["rewrite_check"]["passed"] is False
+    assert op_counts(tmp_path / "refused" / "encoder.fp32.ort") == op_counts(plain)
+    assert out.name == "encoder.int8.ort"
