@@ -38,10 +38,10 @@ def _last_axis_const(g: _Graph, name: str, width: int):
 
 
 class _Chain:
-    """Members (in graph order) of one chain and the 2-D names of the tensors it computes."""
+    """The members of one chain, the leading axes it flattens, and the last dim of each tensor it computes."""
 
-    def __init__(self, g: _Graph, start, lead: tuple):
-        self.g, self.lead, self.nodes, self.flat = g, lead, [], {}
+    def __init__(self, g: _Graph, lead: tuple):
+        self.g, self.lead, self.nodes = g, lead, []
         self.width = {}  # chain tensor -> its last dim
 
     def joins(self, node) -> bool:
@@ -74,7 +74,7 @@ class _Chain:
 
 
 def _grow(g: _Graph, uses: Uses, start, x: str, lead: tuple, taken: set) -> _Chain:
-    chain = _Chain(g, start, lead)
+    chain = _Chain(g, lead)
     chain.width[x] = g.shapes[x][-1]
     chain.add(start)
     del chain.width[x]  # the entry is read through its flattened copy, it is not a chain tensor
