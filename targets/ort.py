@@ -45,8 +45,8 @@ PRECISIONS = ("fp32", "int8")
 # MatMul) 1.02x; session.set_denormal_as_zero 1.01x; the Swoosh activations
 # as one Softplus op instead of icefall's 8-op logaddexp 0.88x (ORT's Softplus
 # kernel is scalar). None is worth a change; the int8 recipe is (quantize.py),
-# and so is our graph pass before this step (targets/ort_rewrite.py: 1.11x fp32,
-# 1.14x int8 on the same model).
+# and so is our graph pass before this step (targets/ort_rewrite.py: 1.11-1.17x fp32,
+# 1.14-1.18x int8 on the same model).
 OPTIMIZATION_LEVEL = "extended"
 QUANTIZE_JOB = "targets.quantize:quantize_job"  # run in a child process (targets.isolated)
 
