@@ -5,7 +5,9 @@ operator ORT build, e.g. on a Raspberry Pi.
   `<graph>.<precision>.ort`. int8 is targets.quantize's recipe: static QDQ
   Conv calibrated on speech, then dynamic quantisation (int8 weights,
   activations quantised per call) of MatMul, Gemm and LSTM (see
-  INT8_OP_TYPES). The graph
+  INT8_OP_TYPES). Our own graph rewrites run first (targets/ort_rewrite.py:
+  the Swoosh activations in fewer nodes, feed-forward chains in 2-D; each
+  checked against the exported graph), then the graph
   is optimised offline at the "extended" level (see OPTIMIZATION_LEVEL) and
   saved in ORT format, so the device does not redo the fusions.
 - `optimisation_report(before_onnx, after)`: op-type counts before and after,
@@ -42,15 +44,23 @@ PRECISIONS = ("fp32", "int8")
 # portable); MatMulAddFusion disabled (its 3-D Gemm adds two Reshapes per
 # MatMul) 1.02x; session.set_denormal_as_zero 1.01x; the Swoosh activations
 # as one Softplus op instead of icefall's 8-op logaddexp 0.88x (ORT's Softplus
-# kernel is scalar). None is worth a change; the int8 recipe is (quantize.py).
+# kernel is scalar). None is worth a change; the int8 recipe is (quantize.py),
+# and so is our graph pass before this step (targets/ort_rewrite.py: 1.11-1.17x fp32,
+# 1.14-1.18x int8 on the same model).
 OPTIMIZATION_LEVEL = "extended"
 QUANTIZE_JOB = "targets.quantize:quantize_job"  # run in a child process (targets.isolated)
 
 
 def convert(onnx_path, graph: GraphSpec, signature, precision: str, out_dir, *, int8=None,
             **_options) -> list[Path]:
-    """The one converter signature (targets/backends/base.py): `to_ort`, int8 by the backend's recipe."""
-    return [to_ort(onnx_path, out_dir, precision, graph, signature, recipe=int8)]
+    """The one converter signature (targets/backends/base.py): `to_ort`, int8 by the backend's recipe; the
+    graph rewrites that ran (targets/ort_rewrite.py) go into the manifest's record as `route`."""
+    from .backends.base import Made
+
+    route: dict = {}
+    path = to_ort(onnx_path, out_dir, precision, graph, signature, recipe=int8, route=route,
+                  work=_options.get("work"))
+    return Made([path], {"route": route} if route else None)
 
 
 def _ort():
@@ -101,11 +111,15 @@ def _save_ort(onnx_path: Path, ort_path: Path, level: str = OPTIMIZATION_LEVEL) 
 
 
 def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", graph: GraphSpec | None = None,
-           signature=None, recipe=None) -> Path:
+           signature=None, recipe=None, rewrites=None, route: dict | None = None, work=None) -> Path:
     """Write `<out_dir>/<graph>.<precision>.ort` from `<graph>.onnx`. int8 by
     `recipe` (an Int8Recipe with a quantise step; default targets.quantize's:
     with the graph's spec and signature calibrated static Conv + dynamic
-    MatMul, without them dynamic int8 only)."""
+    MatMul, without them dynamic int8 only). `rewrites`: the graph rewrites
+    to try first (targets/ort_rewrite.py; None: its DEFAULT for the precision), which need the
+    graph and signature for their check; what ran is added to `route`. With
+    `work` (a scratch folder) a graph is rewritten and checked once for all
+    its precisions."""
     if precision not in PRECISIONS:
         raise ValueError(f"ORT precision {precision!r} must be one of {PRECISIONS}")
     onnx_path = Path(onnx_path)
@@ -114,8 +128,17 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", 
     target = out_dir / f"{onnx_path.stem}.{precision}.ort"
     with tempfile.TemporaryDirectory(prefix="edge-ort-") as tmp:
         src = onnx_path
+        if graph is not None and signature is not None:
+            from . import ort_rewrite
+
+            names = tuple(ort_rewrite.DEFAULT[precision] if rewrites is None else rewrites)
+            rewritten, record = ort_rewrite.apply_cached(onnx_path, graph, signature, names,
+                                                         Path(work or tmp) / "ort-rewrites")
+            src = rewritten or src
+            if record is not None and route is not None:
+                route.update(record)
         if precision == "int8":
-            src = _quantize_isolated(onnx_path, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature,
+            src = _quantize_isolated(src, Path(tmp) / f"{onnx_path.stem}.int8.onnx", graph, signature,
                                      getattr(recipe, "quantize", None))
         _save_ort(src, target)
     return target

@@ -123,6 +123,10 @@ def test_zipformer_factory_builds_a_bundle_that_verifies(tmp_path, capsys):
     bundle = Bundle(out)
     assert bundle.manifest["model"]["trained"] is False and len(bundle.tokens()) == 500
     assert verify_main([str(out)]) == 0
+    # the .ort route's graph pass (targets/ort_rewrite.py) ran on the encoder, and says so
+    route = next(a for a in bundle.manifest["artifacts"] if a["graph"] == "encoder")["conversion"]["route"]
+    assert route["rewrites"]["swoosh_fewer_nodes"] > 0 and route["rewrites"]["linear_chains_2d"] > 0
+    assert route["rewrite_check"]["max_abs_diff"] <= 1e-4 and route["rewrite_check"]["chunks"] == 100
 
 
 @needs_zipformer
