@@ -42,6 +42,12 @@ CEPSTRAL_LIFTER = 22.0  # kaldi's default MfccOptions.cepstral_lifter
 LOG_FLOOR = float(np.finfo(np.float32).eps)  # kaldi: log(max(x, FLT_EPSILON))
 MEL_BREAK_HZ = 700.0
 MEL_HIGH_FREQ_Q = 1127.0
+# The most frames whose spectra are computed at once. A frame's spectrum costs
+# ~10 kB of float64 temporaries (its samples, the pre-emphasis copy, the complex
+# FFT, the power): a whole 20 s file at once would take ~20 MB of peak memory,
+# blocks of 256 frames ~2.5 MB. The mel product stays one matmul over every
+# frame: cut into blocks it got slower with a multi-threaded BLAS on a busy machine.
+MAX_BLOCK_FRAMES = 256
 
 
 def as_spec(spec) -> FrontendSpec:
@@ -193,6 +199,19 @@ class _FeatureCore:
             return np.zeros((0, self.dim), dtype=np.float32)
         if spec.kind == "raw":
             return np.asarray(frames, dtype=np.float32).reshape(len(frames), 1)
+        power = np.empty((len(frames), self.fft_length // 2))
+        for i in range(0, len(frames), MAX_BLOCK_FRAMES):
+            power[i: i + MAX_BLOCK_FRAMES] = self.power(frames[i: i + MAX_BLOCK_FRAMES])
+        mel = power @ self.filters_t
+        out = np.log(np.maximum(mel, LOG_FLOOR))
+        if self.dct_t is not None:
+            out = out @ self.dct_t
+        return out.astype(np.float32)
+
+
+    def power(self, frames: np.ndarray) -> np.ndarray:
+        """[n, frame_length] samples -> [n, fft_length / 2] power spectrum (float64)."""
+        spec = self.spec
         x = np.array(frames, dtype=np.float64, order="C")  # private copy, modified in place
         if spec.remove_dc_offset:
             x -= x.mean(axis=1, keepdims=True)
@@ -201,13 +220,8 @@ class _FeatureCore:
             x[:, 1:] -= spec.preemphasis * x[:, :-1].copy()
             x[:, 0] *= 1.0 - spec.preemphasis
         x *= self.window
-        spectrum = np.fft.rfft(x, n=self.fft_length, axis=1)
-        power = spectrum.real ** 2 + spectrum.imag ** 2
-        mel = power[:, : self.fft_length // 2] @ self.filters_t
-        out = np.log(np.maximum(mel, LOG_FLOOR))
-        if self.dct_t is not None:
-            out = out @ self.dct_t
-        return out.astype(np.float32)
+        spectrum = np.fft.rfft(x, n=self.fft_length, axis=1)[:, : self.fft_length // 2]
+        return spectrum.real ** 2 + spectrum.imag ** 2
 
 
 def _check_samples(samples) -> np.ndarray:
@@ -264,7 +278,7 @@ def _gather(buffer: np.ndarray, buffer_start: int, first: int, count: int,
         s0 = first_sample_of_frame(lo, spec) - buffer_start
         parts.append(view[s0: s0 + (hi - lo - 1) * shift + 1: shift])
     edge(max(hi, lo), first + count)
-    return np.concatenate(parts, axis=0)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)  # a view when it can: no copy
 
 
 def compute_features(samples: np.ndarray, spec) -> np.ndarray:

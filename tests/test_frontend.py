@@ -180,3 +180,22 @@ def test_spec_as_dict_and_bad_specs():
         compute_features(np.zeros(400, dtype=np.int16), FrontendSpec())
     with pytest.raises(ValueError, match="1-D"):
         compute_features(np.zeros((400, 2)), FrontendSpec())
+
+
+@pytest.mark.parametrize("snip", [True, False])
+def test_a_long_block_gets_its_spectra_in_bounded_pieces(snip):
+    """A whole file fed at once (what edge-bench and transcribe_file do) gets
+    its spectra MAX_BLOCK_FRAMES frames at a time, which bounds the float64
+    temporaries (~10 kB a frame); the frames are still the offline ones."""
+    from runtime_py.frontend import MAX_BLOCK_FRAMES
+
+    spec = FrontendSpec(snip_edges=snip)
+    x = _noise(8.0, seed=3).astype(np.float32)  # 800 frames: more than three blocks
+    fe = StreamingFrontend(spec)
+    sizes = []
+    power = fe._core.power
+    fe._core.power = lambda frames: (sizes.append(len(frames)), power(frames))[1]
+    streamed = np.concatenate([fe.accept(x), fe.finish()])
+    np.testing.assert_array_equal(streamed, compute_features(x, spec))
+    assert len(streamed) > 3 * MAX_BLOCK_FRAMES
+    assert max(sizes) == MAX_BLOCK_FRAMES and sum(sizes) == len(streamed), sizes
