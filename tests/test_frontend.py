@@ -183,19 +183,21 @@ def test_spec_as_dict_and_bad_specs():
 
 
 @pytest.mark.parametrize("snip", [True, False])
-def test_a_long_block_gets_its_spectra_in_bounded_pieces(snip):
-    """A whole file fed at once (what edge-bench and transcribe_file do) gets
-    its spectra MAX_BLOCK_FRAMES frames at a time, which bounds the float64
-    temporaries (~10 kB a frame); the frames are still the offline ones."""
-    from runtime_py.frontend import MAX_BLOCK_FRAMES
+def test_a_long_block_goes_through_in_bounded_pieces(snip):
+    """A whole file fed at once (what edge-bench and transcribe_file do) goes
+    through in pieces of MAX_ACCEPT_FRAMES frames' samples, each piece's spectra
+    MAX_BLOCK_FRAMES at a time: that bounds the float64 temporaries (~10 kB a
+    frame) whatever the file's length; the frames are still the offline ones."""
+    from runtime_py.frontend import MAX_ACCEPT_FRAMES, MAX_BLOCK_FRAMES
 
     spec = FrontendSpec(snip_edges=snip)
-    x = _noise(8.0, seed=3).astype(np.float32)  # 800 frames: more than three blocks
+    x = _noise(25.0, seed=3).astype(np.float32)  # 2500 frames: three pieces
     fe = StreamingFrontend(spec)
-    sizes = []
-    power = fe._core.power
-    fe._core.power = lambda frames: (sizes.append(len(frames)), power(frames))[1]
+    pieces, blocks = [], []
+    accept, power = fe._accept, fe._core.power
+    fe._accept = lambda a: (pieces.append(len(a)), accept(a))[1]
+    fe._core.power = lambda frames: (blocks.append(len(frames)), power(frames))[1]
     streamed = np.concatenate([fe.accept(x), fe.finish()])
     np.testing.assert_array_equal(streamed, compute_features(x, spec))
-    assert len(streamed) > 3 * MAX_BLOCK_FRAMES
-    assert max(sizes) == MAX_BLOCK_FRAMES and sum(sizes) == len(streamed), sizes
+    assert len(pieces) == 3 and max(pieces) == MAX_ACCEPT_FRAMES * spec.frame_shift, pieces
+    assert max(blocks) == MAX_BLOCK_FRAMES and sum(blocks) == len(streamed), blocks
