@@ -245,6 +245,10 @@ def test_pi_estimate_per_thread_count():
     assert est[4]["rtf_here"] is None and "Amdahl" in est[4]["basis"]
     (no_pair,) = [e for e in pi_estimates(rows, 96.0) if e["threads"] == 2]  # the rows' own ratio
     assert no_pair["speedup"] == pytest.approx(2.0)
+    # 2 threads slower than 1 (a busy machine): measured, but no Pi figure and no 4-thread line
+    busy = {e["threads"]: e for e in pi_estimates(rows, 96.0, thread_speedups={("ort:int8", 2): 0.3})}
+    assert sorted(busy) == [1, 2] and all(busy[2][pi] is None for pi in PI_PEAK_GFLOPS)
+    assert "no estimate" in busy[2]["basis"] and busy[1][next(iter(PI_PEAK_GFLOPS))] is not None
 
 
 def test_a_refused_conversion_is_a_not_converted_row():

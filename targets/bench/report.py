@@ -142,7 +142,8 @@ def pi_lines(result: dict) -> list[str]:
     return [head] + [f"  {p['family']} {p['label']} x{p.get('threads', 1)}: "
                      + (f"here {p['rtf_here']:.4f}" if p.get("rtf_here") is not None else "not measured here")
                      + (f" (x{p['speedup']:.2f} over 1 thread, {p['basis']})" if p.get("threads", 1) > 1 else "")
-                     + " -> " + ", ".join(f"{k.split(' (')[0]} {p[k]:.3f}" for k in PI_PEAK_GFLOPS) for p in pi]
+                     + (" -> " + ", ".join(f"{k.split(' (')[0]} {p[k]:.3f}" for k in PI_PEAK_GFLOPS)
+                        if all(p[k] is not None for k in PI_PEAK_GFLOPS) else "") for p in pi]
 
 
 def markdown(result: dict) -> str:

@@ -125,14 +125,17 @@ def pi_estimates(rows: list[dict], peak_here: float | None, thread_speedups: dic
         one = {pi: r["e2e_rtf"] * peak_here / g for pi, g in PI_PEAK_GFLOPS.items()}
 
         def entry(threads, speedup, basis, rtf_here):
+            # more threads that ran slower here say the machine was busy, not how a Pi scales: no estimate
+            usable = threads == 1 or speedup > 1.0
             return {"label": label, "family": r["family"], "threads": threads, "rtf_here": rtf_here,
-                    "speedup": speedup, "basis": basis, **{pi: v / speedup for pi, v in one.items()}}
+                    "speedup": speedup, "basis": basis if usable else f"{basis}; slower than 1 thread "
+                    "(a busy machine?): no estimate", **{pi: v / speedup if usable else None for pi, v in one.items()}}
         out.append(entry(1, 1.0, "one Pi core", r["e2e_rtf"]))
         got = {}
         for tt in sorted(tt for (lb, tt) in ok if lb == label and tt > 1):
             got[tt] = speedups.get((label, tt)) or r["e2e_rtf"] / ok[(label, tt)]["e2e_rtf"]
             out.append(entry(tt, got[tt], f"1 -> {tt} thread speed-up measured here", ok[(label, tt)]["e2e_rtf"]))
-        if 2 in got and PI_CORES not in got:
+        if got.get(2, 0.0) > 1.0 and PI_CORES not in got:
             out.append(entry(PI_CORES, amdahl_speedup(got[2], PI_CORES),
                              f"Amdahl's law from the 1 -> 2 speed-up here (x{got[2]:.2f})", None))
     return out
