@@ -119,6 +119,12 @@ def ort_session_options(ort, threads: int, xnnpack: bool = False):
     opts.intra_op_num_threads = 1 if xnnpack else threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if opts.intra_op_num_threads > 1:
+        # Each session (encoder, decoder, joiner) has its own pool, whose workers spin
+        # between ops by default: they take the cores the working threads need. On 2
+        # shared cores 2 threads ran 0.23x of 1 thread spinning, 1.15x not
+        # (docs/benchmarks.md, "Threads").
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
