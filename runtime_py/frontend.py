@@ -52,8 +52,8 @@ MAX_BLOCK_FRAMES = 256
 # The most frames one accept() turns into features at once: a longer input (a
 # whole file) goes through in pieces of this many frames' samples, so neither its
 # float64 copy nor its spectra are held whole (the frames are the same whatever
-# the split). 1024 frames (10 s at a 10 ms hop) keep the one-matmul-per-piece
-# cost above negligible.
+# the split). At 1024 frames (10 s at a 10 ms hop) the one mel matmul per piece
+# costs nothing measurable; at 512 it was 0.89x with numpy's threaded OpenBLAS.
 MAX_ACCEPT_FRAMES = 1024
 
 
@@ -215,7 +215,6 @@ class _FeatureCore:
         if self.dct_t is not None:
             out = out @ self.dct_t
         return out.astype(np.float32)
-
 
     def power(self, frames: np.ndarray) -> np.ndarray:
         """[n, frame_length] samples -> [n, fft_length / 2] power spectrum (float64)."""

@@ -138,7 +138,7 @@ def pi_lines(result: dict) -> list[str]:
             f"matmul peak: " + ", ".join(f"{k} {v:.1f}" for k, v in PI_PEAK_GFLOPS.items())
             + "); assumes matmul-bound work scaling with that peak; int8 rows are rougher. N threads: the 1-core "
             "figure / the 1 -> N speed-up measured here; 4 threads, when not measured: Amdahl's law from the "
-            "1 -> 2 speed-up, an upper bound on a Pi):")
+            "1 -> 2 speed-up, an upper bound on a Pi when that comes from a quiet machine):")
     return [head] + [f"  {p['family']} {p['label']} x{p.get('threads', 1)}: "
                      + (f"here {p['rtf_here']:.4f}" if p.get("rtf_here") is not None else "not measured here")
                      + (f" (x{p['speedup']:.2f} over 1 thread, {p['basis']})" if p.get("threads", 1) > 1 else "")

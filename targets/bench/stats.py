@@ -113,7 +113,8 @@ def pi_estimates(rows: list[dict], peak_here: float | None, thread_speedups: dic
     threads here (`thread_speedups[(label, t)]`, the paired e2e ratio; else
     the ratio of the two rows' e2e RTF). PI_CORES threads when not measured:
     Amdahl's law from the 1 -> 2 speed-up here (amdahl_speedup); an upper
-    bound on a Pi, whose cores share a smaller cache and memory bus."""
+    bound on a Pi, whose cores share a smaller cache and memory bus, when
+    the speed-up comes from a quiet machine (a busy one measures less)."""
     if not peak_here:
         return []
     ok = {(r["label"], r["threads"]): r for r in rows if r["status"] == "ok" and r.get("e2e_rtf")}
