@@ -110,17 +110,29 @@ def tflite_runner(path: Path, graph: GraphSpec, threads: int = 1, strict: bool =
 
 # -- ONNX Runtime ---------------------------------------------------------------
 
+def ort_session_options(ort, threads: int, xnnpack: bool = False):
+    """The client's onnxruntime SessionOptions: the one place every session
+    of ours is configured (the client, edge-bench's columns, the parity
+    rollouts). XNNPACK runs its own thread pool: it gets the threads and
+    ORT's pool stays at 1 (ORT's recommendation)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1 if xnnpack else threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    if opts.intra_op_num_threads > 1:
+        # Each session (encoder, decoder, joiner) has its own pool, whose workers spin
+        # between ops by default: they take the cores the working threads need. On 2
+        # shared cores 2 threads ran 0.23x of 1 thread spinning, 1.15x not
+        # (docs/benchmarks.md, "Threads").
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
 def _ort_runner(path: Path, graph: GraphSpec, threads: int, providers=DEFAULT_PROVIDERS):
     ort = _require("onnxruntime")
     chosen = usable_providers(providers, ort.get_available_providers())
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    # XNNPACK runs its own thread pool: give it the threads, keep ORT's at 1 (ORT's recommendation)
+    opts = ort_session_options(ort, threads, "XnnpackExecutionProvider" in chosen)
     options = [{"intra_op_num_threads": threads} if p == "XnnpackExecutionProvider" else {} for p in chosen]
-    if "XnnpackExecutionProvider" in chosen:
-        opts.intra_op_num_threads = 1
     try:
         sess = ort.InferenceSession(str(path), opts, providers=chosen, provider_options=options)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types

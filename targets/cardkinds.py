@@ -133,7 +133,10 @@ def python_snippet(sig: Signature, ort_file: str) -> str:
 import json, numpy as np, onnxruntime as ort
 m = json.load(open("manifest.json"))
 g = next(g for g in m["signature"]["graphs"] if g["name"] == "encoder")
-sess = ort.InferenceSession("{ort_file}")
+so = ort.SessionOptions()                 # the client's options (runtime_py.runners.ort_session_options):
+so.intra_op_num_threads = so.inter_op_num_threads = 1   # one thread; with more, also turn off spinning:
+# so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+sess = ort.InferenceSession("{ort_file}", so)
 states = {{s["name"]: np.full(s["shape"], s["initial"], s["dtype"]) for s in g["states"]}}
 for chunk in chunks:                      # each [{', '.join(map(str, x.shape))}] {input_words(sig)}
     outs = sess.run(None, {{"{x.name}": chunk, **states}})

@@ -225,6 +225,32 @@ def test_pi_estimate_scales_by_the_matmul_peak():
         assert est[pi] == pytest.approx(0.02 * 96.0 / gflops)
 
 
+def test_pi_estimate_per_thread_count():
+    """2 threads: the 1-core figure / the paired speed-up given (not the rows' ratio,
+    which is used only without one); 4 threads, not measured: Amdahl's law from
+    the 1 -> 2 speed-up (S2 = 1.6 -> p = 0.75 -> S4 = 1 / (0.25 + 0.75/4) = 2.2857)."""
+    from targets.bench.stats import PI_PEAK_GFLOPS, amdahl_speedup, pi_estimates
+
+    rows = [{"status": "ok", "e2e_rtf": 0.04, "threads": 1, "label": "ort:int8", "family": "z"},
+            {"status": "ok", "e2e_rtf": 0.02, "threads": 2, "label": "ort:int8", "family": "z"}]
+    est = {e["threads"]: e for e in pi_estimates(rows, peak_here=96.0, thread_speedups={("ort:int8", 2): 1.6})}
+    assert sorted(est) == [1, 2, 4]
+    assert amdahl_speedup(1.6, 4) == pytest.approx(1 / (0.25 + 0.75 / 4))
+    assert amdahl_speedup(2.0, 4) == pytest.approx(4.0) and amdahl_speedup(0.9, 4) == pytest.approx(1.0)
+    for pi, gflops in PI_PEAK_GFLOPS.items():
+        one = 0.04 * 96.0 / gflops
+        assert est[1][pi] == pytest.approx(one)
+        assert est[2][pi] == pytest.approx(one / 1.6)
+        assert est[4][pi] == pytest.approx(one / amdahl_speedup(1.6, 4))
+    assert est[4]["rtf_here"] is None and "Amdahl" in est[4]["basis"]
+    (no_pair,) = [e for e in pi_estimates(rows, 96.0) if e["threads"] == 2]  # the rows' own ratio
+    assert no_pair["speedup"] == pytest.approx(2.0)
+    # 2 threads slower than 1 (a busy machine): measured, but no Pi figure and no 4-thread line
+    busy = {e["threads"]: e for e in pi_estimates(rows, 96.0, thread_speedups={("ort:int8", 2): 0.3})}
+    assert sorted(busy) == [1, 2] and all(busy[2][pi] is None for pi in PI_PEAK_GFLOPS)
+    assert "no estimate" in busy[2]["basis"] and busy[1][next(iter(PI_PEAK_GFLOPS))] is not None
+
+
 def test_a_refused_conversion_is_a_not_converted_row():
     """When the build raises the converter's refusal (an explicitly requested
     TFLite column of the Zipformer), the row says "not converted" and what the

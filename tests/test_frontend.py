@@ -180,3 +180,24 @@ def test_spec_as_dict_and_bad_specs():
         compute_features(np.zeros(400, dtype=np.int16), FrontendSpec())
     with pytest.raises(ValueError, match="1-D"):
         compute_features(np.zeros((400, 2)), FrontendSpec())
+
+
+@pytest.mark.parametrize("snip", [True, False])
+def test_a_long_block_goes_through_in_bounded_pieces(snip):
+    """A whole file fed at once (what edge-bench and transcribe_file do) goes
+    through in pieces of MAX_ACCEPT_FRAMES frames' samples, each piece's spectra
+    MAX_BLOCK_FRAMES at a time: that bounds the float64 temporaries (~10 kB a
+    frame) whatever the file's length; the frames are still the offline ones."""
+    from runtime_py.frontend import MAX_ACCEPT_FRAMES, MAX_BLOCK_FRAMES
+
+    spec = FrontendSpec(snip_edges=snip)
+    x = _noise(25.0, seed=3).astype(np.float32)  # 2500 frames: three pieces
+    fe = StreamingFrontend(spec)
+    pieces, blocks = [], []
+    accept, power = fe._accept, fe._core.power
+    fe._accept = lambda a: (pieces.append(len(a)), accept(a))[1]
+    fe._core.power = lambda frames: (blocks.append(len(frames)), power(frames))[1]
+    streamed = np.concatenate([fe.accept(x), fe.finish()])
+    np.testing.assert_array_equal(streamed, compute_features(x, spec))
+    assert len(pieces) == 3 and max(pieces) == MAX_ACCEPT_FRAMES * spec.frame_shift, pieces
+    assert max(blocks) == MAX_BLOCK_FRAMES and sum(blocks) == len(streamed), blocks

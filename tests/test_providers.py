@@ -81,3 +81,36 @@ def test_bench_reports_the_provider_per_row():
                     providers=["xnnpack", "cpu"], progress=None)
     row, = res["rows"]
     assert row["status"] == "ok" and row["provider"] == CPU
+
+
+def test_every_ort_session_takes_the_clients_options(monkeypatch):
+    """open_runner (the client, edge-bench's columns, the parity rollouts) gets its
+    SessionOptions from the one place, runners.ort_session_options: the threads
+    asked for and one inter-op thread (XNNPACK: ORT's pool at 1, the provider gets
+    the threads), no spinning workers with more than one thread; a change made
+    there reaches the session."""
+    import onnxruntime as ort
+
+    from runtime_py import runners
+
+    bundle, _ = cached_bundle("conformer")
+    b = Bundle(bundle)
+    enc = b.signature.graph("encoder")
+    path = b.path(b.find("encoder", "ort", "fp32").path)
+    opts = open_runner(path, enc, "ort", threads=2).session.get_session_options()
+    assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (2, 1)
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # no spinning pool workers
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # 1 thread: no pool, ORT's default left alone
+        open_runner(path, enc, "ort", threads=1).session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning")
+    assert runners.ort_session_options(ort, 3, xnnpack=True).intra_op_num_threads == 1
+    base, seen = runners.ort_session_options, []
+
+    def changed(ort_, threads, xnnpack=False):
+        seen.append(threads)
+        so = base(ort_, threads, xnnpack)
+        so.add_session_config_entry("session.disable_prepacking", "1")
+        return so
+    monkeypatch.setattr(runners, "ort_session_options", changed)
+    opts = open_runner(path, enc, "ort", threads=1).session.get_session_options()
+    assert seen == [1] and opts.get_session_config_entry("session.disable_prepacking") == "1"

@@ -134,11 +134,16 @@ def pi_lines(result: dict) -> list[str]:
     if not pi:
         return []
     peak = result.get("peak_matmul_gflops_1thread")
-    head = (f"Raspberry Pi estimate (1 core): e2e RTF here x ({peak:.1f} GFLOP/s here / the Pi core's fp32 matmul "
-            f"peak: " + ", ".join(f"{k} {v:.1f}" for k, v in PI_PEAK_GFLOPS.items())
-            + "; assumes matmul-bound work scaling with that peak; int8 rows are rougher):")
-    return [head] + [f"  {p['family']} {p['label']}: here {p['rtf_here']:.4f} -> "
-                     + ", ".join(f"{k.split(' (')[0]} {p[k]:.3f}" for k in PI_PEAK_GFLOPS) for p in pi]
+    head = (f"Raspberry Pi estimate (e2e RTF; 1 core: e2e RTF here x ({peak:.1f} GFLOP/s here / the Pi core's fp32 "
+            f"matmul peak: " + ", ".join(f"{k} {v:.1f}" for k, v in PI_PEAK_GFLOPS.items())
+            + "); assumes matmul-bound work scaling with that peak; int8 rows are rougher. N threads: the 1-core "
+            "figure / the 1 -> N speed-up measured here; 4 threads, when not measured: Amdahl's law from the "
+            "1 -> 2 speed-up, an upper bound on a Pi when that comes from a quiet machine):")
+    return [head] + [f"  {p['family']} {p['label']} x{p.get('threads', 1)}: "
+                     + (f"here {p['rtf_here']:.4f}" if p.get("rtf_here") is not None else "not measured here")
+                     + (f" (x{p['speedup']:.2f} over 1 thread, {p['basis']})" if p.get("threads", 1) > 1 else "")
+                     + (" -> " + ", ".join(f"{k.split(' (')[0]} {p[k]:.3f}" for k in PI_PEAK_GFLOPS)
+                        if all(p[k] is not None for k in PI_PEAK_GFLOPS) else "") for p in pi]
 
 
 def markdown(result: dict) -> str:

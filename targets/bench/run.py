@@ -285,7 +285,10 @@ def _result(machine, peak, seconds, audio_s, repeats, thread_list, labels, signa
         "targets": stats.project_targets({lb: rows[(lb, t1)] for lb in labels},
                                          {lb: passes[(lb, t1)] for lb in labels if (lb, t1) in passes}),
     }
-    result["pi"] = stats.pi_estimates(result["rows"], peak)
+    # 1 -> t thread speed-ups, paired (both thread counts ran in the same rounds)
+    speedups = {(lb, t): stats.paired_speedup(got, passes[(lb, 1)], "e2e")["median"]
+                for (lb, t), got in passes.items() if t > 1 and got and passes.get((lb, 1))}
+    result["pi"] = stats.pi_estimates(result["rows"], peak, speedups)
     return result
 
 

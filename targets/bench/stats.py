@@ -25,6 +25,7 @@ PAIRS = (("ort:int8", "ort:fp32"), ("tflite:fp32", "ort:fp32"), ("tflite:fp16", 
 # (two 128-bit FMA pipes, Arm Cortex-A76 Software Optimization Guide).
 PI_PEAK_GFLOPS = {"Pi 4 (Cortex-A72, 1.5 GHz)": 1.5 * 8, "Pi 5 (Cortex-A76, 2.4 GHz)": 2.4 * 16}
 E2E_RTF_TARGET = 0.025
+PI_CORES = 4  # a Raspberry Pi 4 and a Pi 5 both have four cores
 
 
 def pass_stats(res: dict, audio_s: float) -> dict:
@@ -93,16 +94,49 @@ def project_targets(rows: dict, passes: dict) -> list[dict]:
     return out
 
 
-def pi_estimates(rows: list[dict], peak_here: float | None) -> list[dict]:
-    """e2e RTF on one Pi core = RTF here x (this machine's 1-thread matmul
-    peak / the Pi core's). Assumes the pass is matmul-bound and scales with
-    fp32 matmul throughput; int8 kernels scale differently (the A72 has no
-    int8 dot-product instructions, the A76 has), so int8 rows are rougher."""
+def amdahl_speedup(speedup_2: float, threads: int) -> float:
+    """Speed-up at `threads` threads by Amdahl's law, with the parallel
+    fraction p that gives the measured 1 -> 2 thread speed-up S2:
+    S2 = 1 / (1 - p + p/2), so p = 2 (1 - 1/S2), clipped to [0, 1]."""
+    p = min(max(2.0 * (1.0 - 1.0 / speedup_2), 0.0), 1.0)
+    return 1.0 / ((1.0 - p) + p / threads)
+
+
+def pi_estimates(rows: list[dict], peak_here: float | None, thread_speedups: dict | None = None) -> list[dict]:
+    """The Raspberry Pi estimate per column and thread count.
+
+    1 thread: e2e RTF on one Pi core = RTF here x (this machine's 1-thread
+    matmul peak / the Pi core's). Assumes the pass is matmul-bound and scales
+    with fp32 matmul throughput; int8 kernels scale differently (the A72 has
+    no int8 dot-product instructions, the A76 has), so int8 rows are rougher.
+    t threads measured here: the 1-thread Pi figure / the speed-up from 1 to t
+    threads here (`thread_speedups[(label, t)]`, the paired e2e ratio; else
+    the ratio of the two rows' e2e RTF). PI_CORES threads when not measured:
+    Amdahl's law from the 1 -> 2 speed-up here (amdahl_speedup); an upper
+    bound on a Pi, whose cores share a smaller cache and memory bus, when
+    the speed-up comes from a quiet machine (a busy one measures less)."""
     if not peak_here:
         return []
+    ok = {(r["label"], r["threads"]): r for r in rows if r["status"] == "ok" and r.get("e2e_rtf")}
+    speedups = thread_speedups or {}
     out = []
-    for r in rows:
-        if r["status"] == "ok" and r.get("e2e_rtf") and r["threads"] == 1:
-            out.append({"label": r["label"], "family": r["family"], "rtf_here": r["e2e_rtf"],
-                        **{pi: r["e2e_rtf"] * peak_here / g for pi, g in PI_PEAK_GFLOPS.items()}})
+    for (label, t), r in ok.items():
+        if t != 1:
+            continue
+        one = {pi: r["e2e_rtf"] * peak_here / g for pi, g in PI_PEAK_GFLOPS.items()}
+
+        def entry(threads, speedup, basis, rtf_here):
+            # more threads that ran slower here say the machine was busy, not how a Pi scales: no estimate
+            usable = threads == 1 or speedup > 1.0
+            return {"label": label, "family": r["family"], "threads": threads, "rtf_here": rtf_here,
+                    "speedup": speedup, "basis": basis if usable else f"{basis}; slower than 1 thread "
+                    "(a busy machine?): no estimate", **{pi: v / speedup if usable else None for pi, v in one.items()}}
+        out.append(entry(1, 1.0, "one Pi core", r["e2e_rtf"]))
+        got = {}
+        for tt in sorted(tt for (lb, tt) in ok if lb == label and tt > 1):
+            got[tt] = speedups.get((label, tt)) or r["e2e_rtf"] / ok[(label, tt)]["e2e_rtf"]
+            out.append(entry(tt, got[tt], f"1 -> {tt} thread speed-up measured here", ok[(label, tt)]["e2e_rtf"]))
+        if got.get(2, 0.0) > 1.0 and PI_CORES not in got:
+            out.append(entry(PI_CORES, amdahl_speedup(got[2], PI_CORES),
+                             f"Amdahl's law from the 1 -> 2 speed-up here (x{got[2]:.2f})", None))
     return out
