@@ -8,6 +8,7 @@ chunking, decoder context or search rule changes them."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -255,7 +256,12 @@ def test_zipformer2_metadata_is_sherpas_contract(zipformer_dir):
     assert {p.key: p.value for p in onnx.load(str(out / "joiner.onnx")).metadata_props}["joiner_dim"] == "256"
     # the one exporter wrote them: the bundle's graph I/O, with our signature embedded
     sig, tokens, input_range = S.read_sherpa_dir(out)
-    assert sig.to_dict() == model.signature().to_dict() | {"extra": sig.to_dict()["extra"]}
+    # ... except the stateless decoder and joiner, which get a batch axis for sherpa's beam search
+    assert [(g.name, g.dynamic_batch) for g in sig.graphs] == [("encoder", False), ("decoder", True),
+                                                               ("joiner", True)]
+    batch_1 = [dataclasses.replace(g, dynamic_batch=False) for g in sig.graphs]
+    assert (dataclasses.replace(sig, graphs=tuple(batch_1)).to_dict()
+            == model.signature().to_dict() | {"extra": sig.to_dict()["extra"]})
     assert input_range == "unit" and tokens == model.tokens  # trained on [-1, 1] samples: sherpa's defaults
 
 
@@ -307,3 +313,50 @@ def test_declared_decoder_start_is_sherpas_and_a_wrong_start_is_caught(zipformer
         assert len(w) > 10 and ours.decode(audio) == w
         want, right, bad = want + w, right + ours.decode(audio), bad + wrong.decode(audio)
     assert agreement(want, right) == 1.0 and agreement(want, bad) < 0.99
+
+
+@needs_zipformer
+def test_zipformer2_decoder_and_joiner_stack_hypotheses(zipformer_dir):
+    """The stateless decoder and joiner keep a batch axis even in a batch-1
+    export: sherpa-onnx's modified_beam_search runs every hypothesis at once
+    (a [1, dim] decoder failed with 'Got: 4 Expected: 1', then a flattened
+    [1, 4 * dim] output), so N stacked contexts must give each one's output."""
+    import onnxruntime as ort
+
+    out, _ = zipformer_dir
+    dec = ort.InferenceSession(str(out / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    ys = np.array([[-1, 0], [0, 5], [5, 7], [7, 9]], dtype=np.int64)
+    alone = np.concatenate([dec.run(None, {"y": y[None]})[0] for y in ys])
+    stacked = dec.run(None, {"y": ys})[0]
+    assert stacked.shape == alone.shape == (4, 256) and np.abs(alone).max() > 0
+    np.testing.assert_allclose(stacked, alone, rtol=1e-5, atol=1e-6)  # fp32, only summation order may differ
+    join = ort.InferenceSession(str(out / "joiner.onnx"), providers=["CPUExecutionProvider"])
+    enc = np.random.default_rng(0).standard_normal((4, 256)).astype(np.float32)
+    logits = join.run(None, {"encoder_out": enc, "decoder_out": stacked})[0]
+    assert logits.shape == (4, 500)
+    np.testing.assert_allclose(logits[2:3], join.run(None, {"encoder_out": enc[2:3], "decoder_out": alone[2:3]})[0],
+                               rtol=1e-5, atol=1e-5)
+
+
+@needs_zipformer
+def test_zipformer2_sherpa_beam_search_decodes_what_our_beam_search_decodes(zipformer_dir):
+    """sherpa-onnx's modified_beam_search (beam 4) runs on our files and finds
+    the ids our client's modified_beam_search finds from the declared start."""
+    from tests.bundle_fixtures import speechlike
+
+    out, _ = zipformer_dir
+    ours = S.OurTransducerClient(out, declared_start=True, search="modified_beam_search")
+    rec = S.sherpa_recognizer(out, decoding_method="modified_beam_search")
+    audio = speechlike(2.5, seed=3)
+    want = ours.decode(audio)
+    assert len(want) > 10
+    assert S.decode_sherpa(rec, audio, ours.signature, ours.tokens) == want
+
+
+def test_token_agreement_is_over_reference_tokens():
+    from targets.sherpa.score import token_agreement
+
+    assert token_agreement([[1, 2, 3], [4]], [[1, 2, 3], [4]]) == 1.0
+    assert token_agreement([[1, 2, 3], [4]], [[1, 3], [4, 5]]) == 0.5  # 2 edits / 4 reference tokens
+    with pytest.raises(ValueError, match="no reference tokens"):
+        token_agreement([[], []], [[1], []])  # nothing compared is not agreement

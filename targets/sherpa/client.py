@@ -110,24 +110,29 @@ class OurTransducerClient:
     loop, frontend and greedy search, with sherpa-onnx's two rules (at most
     SHERPA_MAX_SYMBOLS per frame, the decoder context from [-1, ..., blank]).
     `signature`: decode with another one than the files say (a test of the
-    declared decoder start)."""
+    declared decoder start). declared_start: start from the signature's
+    decoder_start instead of sherpa's (what a model declares is what is
+    judged). search/beam: the client's "greedy" or "modified_beam_search"."""
 
     def __init__(self, model_dir: Path | str, threads: int = 1, precision: str = "fp32",
-                 signature: Signature | None = None):
+                 signature: Signature | None = None, declared_start: bool = False, search: str = "greedy",
+                 beam: int = 4):
         from runtime_py.backends import open_runner
         from runtime_py.stream import Model
 
         self.signature, self.tokens, self.input_range = read_sherpa_dir(model_dir)
         self.signature = signature or self.signature
+        self.declared_start = declared_start
         f = files(model_dir, precision)
         self.model = Model(self.signature, {g.name: open_runner(f[g.name], g, "onnx", threads)
                                             for g in self.signature.graphs},
-                           batch=False, max_symbols_per_frame=SHERPA_MAX_SYMBOLS)
+                           batch=False, max_symbols_per_frame=SHERPA_MAX_SYMBOLS, search=search, beam=beam)
 
     def decode(self, samples: np.ndarray) -> list[int]:
         """Token ids of one utterance (float samples in [-1, 1]), from a fresh stream."""
         stream = self.model.create_stream()
-        contract.sherpa_start(stream.decoder)
+        if not self.declared_start:
+            contract.sherpa_start(stream.decoder)
         stream.accept_waveform(self.signature.frontend.sample_rate, np.asarray(samples, dtype=np.float32))
         stream.input_finished()  # the client's tail padding (runtime_py.stream's one rule)
         while stream.is_ready():
