@@ -185,6 +185,8 @@ def add_parser(sub) -> None:
                         "agreement with its PyTorch streaming, and its bundle rows in the table")
     s.add_argument("--out", type=Path, default=None, help="write the exports here (default: a temporary folder)")
     s.add_argument("--json", type=Path, default=None, help="write every row (WER, hypotheses, ids) here")
+    s.add_argument("--from-json", type=Path, default=None,
+                   help="the rows of an earlier --json instead of decoding again (only the table is made)")
 
 
 def run(args, model, tokens) -> int:
@@ -200,13 +202,18 @@ def run(args, model, tokens) -> int:
         if search not in SHERPA_SEARCHES or not Path(path).is_file():
             return fail(f"--eval {spec!r}: expected greedy=FILE or beam=FILE, an edge-eval --json output")
         evals[search] = json.loads(Path(path).read_text())
-    utts = load_utterances(args.corpus, args.split, args.limit)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731 - progress; the table goes to stdout
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = score_routes(model, tokens, utts, args.out or Path(tmp), args.threads,
-                            tuple(args.routes.split(",")), tuple(args.searches.split(",")), say)
+    if args.from_json:
+        rows = json.loads(args.from_json.read_text())["rows"]
+        refs = [h["ref"] for h in next(iter(rows.values()))["hypotheses"]]
+    else:
+        utts = load_utterances(args.corpus, args.split, args.limit)
+        refs = [u["text"] for u in utts]
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = score_routes(model, tokens, utts, args.out or Path(tmp), args.threads,
+                                tuple(args.routes.split(",")), tuple(args.searches.split(",")), say)
     for search, e in evals.items():
-        if [h["ref"] for h in e["streaming"]["hypotheses"]] != [u["text"] for u in utts]:
+        if [h["ref"] for h in e["streaming"]["hypotheses"]] != refs:
             return fail(f"--eval {search}: its utterances are not this split's (same --corpus, --split, --limit?)")
     agree = agreements(rows, evals)
     print(table(evals, rows, agree))
