@@ -360,3 +360,42 @@ def test_token_agreement_is_over_reference_tokens():
     assert token_agreement([[1, 2, 3], [4]], [[1, 3], [4, 5]]) == 0.5  # 2 edits / 4 reference tokens
     with pytest.raises(ValueError, match="no reference tokens"):
         token_agreement([[], []], [[1], []])  # nothing compared is not agreement
+
+
+@needs_zipformer
+@pytest.mark.skipif(not (ROOT / "edge" / "checkpoints" / "zipformer" / "model.pt").is_file(),
+                    reason="no trained Zipformer shipped (edge/checkpoints/zipformer)")
+def test_trained_zipformer_wrong_decoder_start_is_caught_by_token_scores(tmp_path):
+    """On trained weights a wrong start rarely changes a token (the step-1427
+    checkpoint: 99.03 % token agreement with sherpa-onnx over the test split,
+    above a 99 % bar), so the check compares what it does change: the first
+    token's score. sherpa-onnx reports each token's log_softmax(logits / 2)
+    (ys_probs); our client's, from the declared start [-1, blank], are the
+    same to fp32 rounding (1e-3: the same files under two ONNX Runtime
+    versions), and from [blank, blank] the first one moves in every sample
+    (0.008 to 0.76 on the five shipped samples with the step-1427 checkpoint)."""
+    import dataclasses
+
+    from edge.factory import load_model
+    from runtime_py.audio import read_wav
+
+    model = load_model(f"{ROOT / 'examples' / 'zipformer_factory.py'}:build_small")
+    assert model.trained
+    S.export_sherpa(model, tmp_path, list(model.tokens))
+    ours = S.OurTransducerClient(tmp_path, declared_start=True)
+    sig = ours.signature
+    assert sig.start_context() == [-1, 0]
+    wrong = S.OurTransducerClient(tmp_path, signature=dataclasses.replace(sig, decoder_start=(0, 0)),
+                                  declared_start=True)
+    rec = S.sherpa_recognizer(tmp_path)
+    right_diff, first_shift = [], []
+    for wav in sorted(SAMPLES.glob("*.wav")):
+        audio, _ = read_wav(wav)
+        want, want_scores = S.decode_sherpa_scored(rec, audio, sig, ours.tokens)
+        got, scores = ours.decode_scored(audio)
+        assert got == want and len(want) >= 2, wav.name  # every sample has 3-4 words
+        right_diff.append(max(abs(a - b) for a, b in zip(scores, want_scores)))
+        _, bad_scores = wrong.decode_scored(audio)
+        first_shift.append(abs(bad_scores[0] - want_scores[0]))
+    assert len(right_diff) == 5 and max(right_diff) < 1e-3, right_diff
+    assert min(first_shift) > 1e-3, first_shift
