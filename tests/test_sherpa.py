@@ -399,3 +399,27 @@ def test_trained_zipformer_wrong_decoder_start_is_caught_by_token_scores(tmp_pat
         first_shift.append(abs(bad_scores[0] - want_scores[0]))
     assert len(right_diff) == 5 and max(right_diff) < 1e-3, right_diff
     assert min(first_shift) > 1e-3, first_shift
+
+
+def test_score_table_compares_each_row_with_the_right_reference():
+    """Rows of `python -m targets.sherpa score`: sherpa on our files against our client on the same
+    precision; the package's rows against our client on our fp32 files; every row against
+    PyTorch streaming's words of the same search."""
+    from targets.sherpa.score import agreements, table
+
+    def row(ids, words):
+        return {"ids": ids, "wer": 10.0, "hypotheses": [{"hyp": w} for w in words]}
+
+    rows = {"ours fp32 client greedy": row([[1, 2], [3]], ["a b", "c"]),
+            "ours fp32 sherpa-onnx greedy": row([[1, 2], [3]], ["a b", "c"]),
+            "ours int8 client greedy": row([[1, 2], [4]], ["a b", "d"]),
+            "ours int8 sherpa-onnx greedy": row([[1, 5], [4]], ["a e", "d"]),
+            "package int8 sherpa-onnx greedy": row([[1, 2], []], ["a b", ""])}
+    pytorch = {"greedy": {"streaming": row([], ["a b", "c"])}}
+    a = agreements(rows, pytorch)
+    assert "client" not in a["ours fp32 client greedy"] and a["ours fp32 sherpa-onnx greedy"]["client"] == 1.0
+    assert a["ours int8 sherpa-onnx greedy"]["client"] == pytest.approx(2 / 3)  # against int8 client ids [1, 2], [4]
+    assert a["package int8 sherpa-onnx greedy"]["client"] == pytest.approx(2 / 3)  # against the fp32 client's [1, 2], [3]
+    assert a["ours int8 client greedy"]["pytorch"] == pytest.approx(2 / 3)
+    md = table(pytorch, rows, a)
+    assert "| sherpa-onnx, our sherpa-form export int8 | 10.00 % |  | 33.33 % | 66.67 % |" in md
