@@ -175,7 +175,9 @@ class DeclaredModel(StreamingModel):
             return y
         if graph == "encoder":
             return from_layout_out(y, self.steps[graph].output_layout)
-        return y.reshape(1, -1)  # decoder_out / logits: [1, dim] whatever the step's batch/time axes
+        # decoder_out / logits: [batch, dim] whatever singleton time axes the step adds; the batch axis
+        # kept (not [1, -1]) so a graph exported with one stacks hypotheses instead of concatenating them
+        return y.reshape(y.shape[0] if y.dim() > 1 else 1, -1)
 
     # -- deriving the signature ----------------------------------------------------
     def _derive(self) -> Signature:

@@ -7,7 +7,8 @@ Install (the package pins torch<2.8 but its modules run on torch 2.13):
     pip install --no-deps zipformer && pip install kaldialign kaldifst simple-sentencepiece tensorboard
 
 Environment: ZIPFORMER_CHECKPOINT=path/to/state_dict.pt (an AsrModel
-state_dict, e.g. icefall's `checkpoint["model"]`), ZIPFORMER_TOKENS=tokens.txt.
+state_dict, e.g. icefall's `checkpoint["model"]`), ZIPFORMER_TOKENS=tokens.txt
+(default: the checkpoint's own "tokens", which edge-train saves).
 Without them the weights are seeded random ones and the bundle says UNTRAINED.
 """
 
@@ -54,10 +55,18 @@ def _checkpoint(shipped: bool):
     `shipped` sizes, the demo checkpoint when it is there; else (None, 500 placeholder tokens)."""
     path = os.environ.get("ZIPFORMER_CHECKPOINT")
     if path:
-        return path, os.environ.get("ZIPFORMER_TOKENS") or _placeholder_tokens()
+        return path, os.environ.get("ZIPFORMER_TOKENS") or _saved_tokens(path) or _placeholder_tokens()
     if shipped and (SHIPPED / "model.pt").is_file():
         return str(SHIPPED / "model.pt"), str(SHIPPED / "tokens.txt")
     return None, _placeholder_tokens()
+
+
+def _saved_tokens(path: str) -> list | None:
+    """The tokens an edge-train checkpoint saves beside its weights ({"model", "tokens", "meta"}): a
+    checkpoint of a 47-token run must not be loaded into the 500 placeholder tokens' shapes."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    tokens = state.get("tokens") if isinstance(state, dict) else None
+    return list(tokens) if tokens else None
 
 
 def _placeholder_tokens(n: int = 500):

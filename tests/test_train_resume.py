@@ -157,6 +157,20 @@ def test_build_small_loads_the_shipped_zipformer_checkpoint(tmp_path, monkeypatc
         zf.build_small()
 
 
+@needs_zipformer
+def test_zipformer_checkpoint_override_takes_the_checkpoints_own_tokens(tmp_path, monkeypatch):
+    """ZIPFORMER_CHECKPOINT naming an edge-train checkpoint (47 tokens) without ZIPFORMER_TOKENS
+    loads with the tokens saved in it, not the 500 placeholders (a size mismatch before)."""
+    from edge.training.external import save_weights
+
+    zf = _factory()
+    monkeypatch.delenv("ZIPFORMER_TOKENS", raising=False)
+    save_weights(zf.trainable_small(corpus_tokens()), tmp_path / "run.pt", corpus_tokens(), {"trained": True})
+    monkeypatch.setenv("ZIPFORMER_CHECKPOINT", str(tmp_path / "run.pt"))
+    model = zf.build_small()
+    assert model.trained is True and list(model.tokens) == corpus_tokens() and model.vocab_size == 47
+
+
 def test_shipped_checkpoints_name_no_machine_path():
     """A shipped checkpoint's meta (the command that reproduces it, the corpus,
     the teacher) names paths relative to the repository: an absolute path is

@@ -25,11 +25,12 @@ ln(32768^2) = 20.79 to its input first). A model trained on [-1, 1] samples
 tokens.txt: "symbol id" per line; "▁" becomes a space in sherpa's text.
 """
 
-from .client import (SHERPA_MAX_SYMBOLS, OurTransducerClient, _sherpa_ids, decode_sherpa, files,
-                     read_sherpa_dir, sherpa_recognizer, sherpa_tail_padding, tail_padding)
+from .client import (SHERPA_MAX_SYMBOLS, OurTransducerClient, _sherpa_ids, decode_sherpa, decode_sherpa_scored,
+                     files, read_sherpa_dir, sherpa_recognizer, sherpa_tail_padding, tail_padding)
 from .export import (FILES, INPUT_RANGES, INT8_FILES, SherpaExportError, export_sherpa, model_type,
                      quantize_sherpa, sherpa_signature)
 
 __all__ = ["FILES", "INPUT_RANGES", "INT8_FILES", "SHERPA_MAX_SYMBOLS", "OurTransducerClient", "SherpaExportError",
-           "_sherpa_ids", "decode_sherpa", "export_sherpa", "files", "model_type", "quantize_sherpa",
-           "read_sherpa_dir", "sherpa_recognizer", "sherpa_signature", "sherpa_tail_padding", "tail_padding"]
+           "_sherpa_ids", "decode_sherpa", "decode_sherpa_scored", "export_sherpa", "files", "model_type",
+           "quantize_sherpa", "read_sherpa_dir", "sherpa_recognizer", "sherpa_signature", "sherpa_tail_padding",
+           "tail_padding"]

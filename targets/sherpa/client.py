@@ -21,7 +21,7 @@ from runtime_py.recognizer import TAIL_PADDING_S, tail_padding_samples
 from runtime_py.signature import Signature
 
 from . import contract
-from .contract import SHERPA_MAX_SYMBOLS
+from .contract import SHERPA_MAX_SYMBOLS, SHERPA_TEMPERATURE
 from .export import FILES, INPUT_RANGE_KEY, INT8_FILES, SherpaExportError
 
 
@@ -94,6 +94,12 @@ def _sherpa_ids(result_tokens: list[str], tokens: list[str]) -> list[int]:
 
 def decode_sherpa(recognizer, samples: np.ndarray, sig: Signature, tokens: list[str]) -> list[int]:
     """Token ids sherpa-onnx decodes from one utterance (float samples in [-1, 1])."""
+    return decode_sherpa_scored(recognizer, samples, sig, tokens)[0]
+
+
+def decode_sherpa_scored(recognizer, samples: np.ndarray, sig: Signature,
+                         tokens: list[str]) -> tuple[list[int], list[float]]:
+    """(token ids, sherpa's ys_probs: each token's log_softmax(logits / SHERPA_TEMPERATURE))."""
     samples = np.asarray(samples, dtype=np.float32)
     stream = recognizer.create_stream()
     stream.accept_waveform(sig.frontend.sample_rate, samples)
@@ -102,7 +108,8 @@ def decode_sherpa(recognizer, samples: np.ndarray, sig: Signature, tokens: list[
     stream.input_finished()
     while recognizer.is_ready(stream):
         recognizer.decode_stream(stream)
-    return _sherpa_ids(list(recognizer.get_result_all(stream).tokens), tokens)
+    result = recognizer.get_result_all(stream)
+    return _sherpa_ids(list(result.tokens), tokens), [float(p) for p in result.ys_probs]
 
 
 class OurTransducerClient:
@@ -110,29 +117,65 @@ class OurTransducerClient:
     loop, frontend and greedy search, with sherpa-onnx's two rules (at most
     SHERPA_MAX_SYMBOLS per frame, the decoder context from [-1, ..., blank]).
     `signature`: decode with another one than the files say (a test of the
-    declared decoder start)."""
+    declared decoder start). declared_start: start from the signature's
+    decoder_start instead of sherpa's (what a model declares is what is
+    judged). search/beam: the client's "greedy" or "modified_beam_search"."""
 
     def __init__(self, model_dir: Path | str, threads: int = 1, precision: str = "fp32",
-                 signature: Signature | None = None):
+                 signature: Signature | None = None, declared_start: bool = False, search: str = "greedy",
+                 beam: int = 4):
         from runtime_py.backends import open_runner
         from runtime_py.stream import Model
 
         self.signature, self.tokens, self.input_range = read_sherpa_dir(model_dir)
         self.signature = signature or self.signature
+        self.declared_start = declared_start
         f = files(model_dir, precision)
-        self.model = Model(self.signature, {g.name: open_runner(f[g.name], g, "onnx", threads)
-                                            for g in self.signature.graphs},
-                           batch=False, max_symbols_per_frame=SHERPA_MAX_SYMBOLS)
+        runs = {g.name: open_runner(f[g.name], g, "onnx", threads) for g in self.signature.graphs}
+        self._logits: list[np.ndarray] = []
+        joiner = runs["joiner"]
+
+        def recorded(feeds):  # each call's logits, for decode_scored
+            out = joiner(feeds)
+            self._logits.append(np.asarray(next(iter(out.values()))).reshape(-1))
+            return out
+        runs["joiner"] = recorded
+        self.model = Model(self.signature, runs, batch=False, max_symbols_per_frame=SHERPA_MAX_SYMBOLS,
+                           search=search, beam=beam)
 
     def decode(self, samples: np.ndarray) -> list[int]:
         """Token ids of one utterance (float samples in [-1, 1]), from a fresh stream."""
         stream = self.model.create_stream()
-        contract.sherpa_start(stream.decoder)
+        if not self.declared_start:
+            contract.sherpa_start(stream.decoder)
         stream.accept_waveform(self.signature.frontend.sample_rate, np.asarray(samples, dtype=np.float32))
         stream.input_finished()  # the client's tail padding (runtime_py.stream's one rule)
         while stream.is_ready():
             self.model.decode_streams([stream])
         return list(stream.tokens)
+
+    def decode_scored(self, samples: np.ndarray) -> tuple[list[int], list[float]]:
+        """(token ids, each token's log-probability as sherpa-onnx's ys_probs
+        reports it). Greedy with one symbol per frame calls the joiner once a
+        frame, so the calls whose argmax is not blank are the emissions. The
+        first token's score depends on the decoder start even where the token
+        does not: a wrong start shows there on a trained model."""
+        if self.model.search != "greedy":
+            raise ValueError("decode_scored follows sherpa-onnx's greedy search; this client runs "
+                             f"{self.model.search}")
+        self._logits.clear()
+        ids = self.decode(samples)
+        blank = self.signature.blank_id
+        scores = []
+        for logits in self._logits:
+            label = int(logits.argmax())
+            if label != blank:
+                z = logits.astype(np.float64) / SHERPA_TEMPERATURE
+                z -= z.max()
+                scores.append(float(z[label] - np.log(np.exp(z).sum())))
+        if len(scores) != len(ids):
+            raise RuntimeError(f"{len(scores)} emissions among the joiner calls for {len(ids)} tokens")
+        return ids, scores
 
     def text(self, ids: list[int]) -> str:
         return tokens_to_text(ids, self.tokens)

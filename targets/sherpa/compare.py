@@ -1,5 +1,6 @@
 """`python -m targets.sherpa compare`: sherpa-onnx and our client on test
-utterances (agreement, WER, RTF); `export` writes the sherpa files."""
+utterances (agreement, WER, RTF); `export` writes the sherpa files; `score`
+judges every sherpa route on a corpus split (targets/sherpa/score.py)."""
 
 from __future__ import annotations
 
@@ -99,8 +100,13 @@ def main(argv=None) -> int:
         a.add_argument("--input-range", choices=INPUT_RANGES, default=None,
                        help="int16 (needs normalize_samples=False) or unit (sherpa's defaults); default: what the "
                             "model was trained on")
+    from . import score
+
+    score.add_parser(sub)
     args = p.parse_args(argv)
     model, tokens, info = _load_model(args.checkpoint, getattr(args, "model", None))
+    if args.cmd == "score":
+        return score.run(args, model, tokens)
     if args.cmd == "export":
         paths = export_sherpa(model, args.out, tokens, args.input_range, int8=args.int8)
         print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))

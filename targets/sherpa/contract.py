@@ -12,6 +12,9 @@ INT16_SCALE = 32768.0
 UNIT_OFFSET = 2.0 * math.log(INT16_SCALE)
 SHERPA_MAX_SYMBOLS = 1  # sherpa-onnx greedy search: one symbol per encoder frame
 SHERPA_BLANK_ID = 0  # hard-coded in sherpa-onnx's transducer decoders
+# sherpa-onnx's greedy search reports each token's log_softmax(logits / 2) (ys_probs; its
+# temperature_scale default), checked against our logits by tests/test_sherpa.py
+SHERPA_TEMPERATURE = 2.0
 INPUT_RANGE_KEY = "edge.sherpa.input_range"
 FILES = {"encoder": "encoder.onnx", "decoder": "decoder.onnx", "joiner": "joiner.onnx", "tokens": "tokens.txt"}
 INT8_FILES = {"encoder": "encoder.int8.onnx", "decoder": "decoder.onnx", "joiner": "joiner.int8.onnx"}

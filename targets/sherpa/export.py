@@ -89,8 +89,9 @@ def export_sherpa(model, out_dir: Path | str, tokens: list[str], input_range: st
 
     input_range: "int16" (features of int16-range samples: sherpa needs
     normalize_samples=False) or "unit" (sherpa's defaults); default: what the
-    model was trained on. dynamic_batch: the batch axis symbolic so
-    decode_streams can stack streams; default: the model type's choice."""
+    model was trained on. dynamic_batch: the encoder's batch axis symbolic so
+    decode_streams can stack streams; default: the model type's choice (the
+    decoder and joiner always have one, for sherpa's modified_beam_search)."""
     from edge.export import batch_layout, export_graph
 
     model = model.eval()
@@ -110,8 +111,11 @@ def export_sherpa(model, out_dir: Path | str, tokens: list[str], input_range: st
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     graphs = _SherpaGraphs(model, mt, sig, offset)
-    if dynamic:  # the exporter's opt-in batch axis, each state's batch grouping found by running PyTorch
-        ssig = dataclasses.replace(ssig, graphs=tuple(batch_layout(graphs, g, ssig) for g in ssig.graphs))
+    # the exporter's opt-in batch axis, each state's batch grouping found by running PyTorch. The
+    # stateless decoder and joiner get one whatever the model type: sherpa-onnx's modified_beam_search
+    # runs them on all hypotheses at once, and fails on a batch-1 graph ("y ... Got: 4 Expected: 1").
+    ssig = dataclasses.replace(ssig, graphs=tuple(batch_layout(graphs, g, ssig) if dynamic or not g.states else g
+                                                  for g in ssig.graphs))
     paths: dict[str, Path] = {}
     for graph in ssig.graphs:
         path = out_dir / FILES[graph.name]
