@@ -67,7 +67,7 @@ def project_targets(rows: dict, passes: dict) -> list[dict]:
             and _ok(rows, lb)]
     if int8 and _ok(rows, "ort:fp32"):
         best = max(int8, key=lambda lb: ratio(lb, "ort:fp32", "p50"))
-        add("best int8 >= 1.8x ORT fp32", ratio(best, "ort:fp32", "p50"), 1.8, ">=", f"{best}, paired p50")
+        add("best int8 >= 2.2x ORT fp32", ratio(best, "ort:fp32", "p50"), 2.2, ">=", f"{best}, paired p50")
     for prec, ours in (("fp32", ["ort:fp32"]), ("int8", int8)):
         sherpa = f"sherpa:pkg-{prec}"
         mine = [lb for lb in ours if _ok(rows, lb)]
