@@ -1,5 +1,9 @@
 """A WeNet-style U2++ conformer, written the way WeNet writes its streaming
-encoder (`forward_chunk`), small enough for the default test suite.
+encoder (`forward_chunk`). Its size is a `WenetConfig`: `TOY` (0.19 M
+parameters, small enough for the default test suite; `declare_wenet_style`)
+and `DEPLOY` (the size of WeNet's streaming U2++ conformer recipe, about
+34 M parameters with its CTC head; `declare_wenet_style_deploy`, for
+benchmarks).
 
 What makes it WeNet-like, and hard for converters:
 - `forward_chunk(xs, offset, required_cache_size, att_cache, cnn_cache,
@@ -14,23 +18,55 @@ What makes it WeNet-like, and hard for converters:
   bias-free `linear_pos`, masked by `masked_fill(-inf)`;
 - a Conv2d subsampling front end (4x) and a causal depthwise conv module.
 
-Nothing here knows about edge-speech except `declare_wenet_style` at the bottom.
+Nothing here knows about edge-speech except the `declare_*` functions at the bottom.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 import edge
 
-FEATS, D, HEADS, LAYERS, FFN, KERNEL, VOCAB = 20, 64, 4, 2, 128, 7, 32
-CHUNK, LEFT_CHUNKS = 4, 2  # encoder frames per chunk; chunks of left context
-CACHE = CHUNK * LEFT_CHUNKS  # WeNet's required_cache_size
-WINDOW = (CHUNK - 1) * 4 + 7  # feature frames per chunk (4x subsampling, 6 frames of context + 1)
 MAX_LEN = 5000  # the positional table's length, as WeNet's default
+
+
+@dataclass(frozen=True)
+class WenetConfig:
+    feats: int = 20  # mel bins
+    d: int = 64  # WeNet's output_size (attention dimension)
+    heads: int = 4
+    layers: int = 2  # num_blocks
+    ffn: int = 128  # linear_units
+    kernel: int = 7  # cnn_module_kernel
+    vocab: int = 32  # CTC output units
+    chunk: int = 4  # encoder frames per chunk (decoding_chunk_size)
+    left_chunks: int = 2  # num_decoding_left_chunks
+
+    @property
+    def cache(self) -> int:  # WeNet's required_cache_size
+        return self.chunk * self.left_chunks
+
+    @property
+    def window(self) -> int:  # feature frames per chunk (4x subsampling, 6 frames of context + 1)
+        return (self.chunk - 1) * 4 + 7
+
+
+TOY = WenetConfig()
+# WeNet's examples/aishell/s0/conf/train_u2++_conformer.yaml: 80 mel bins, output_size 256,
+# attention_heads 4, num_blocks 12, linear_units 2048, cnn_module_kernel 8 (its
+# train_unified_conformer.yaml has 15), a char table of 4233 units (<sos/eos> is id 4232);
+# its run.sh decodes with decoding_chunk_size 16, and wenet/bin/export_onnx_cpu.py's
+# "16/4 mode" streams 16-frame chunks with 4 left chunks (required_cache_size 64).
+DEPLOY = WenetConfig(feats=80, d=256, heads=4, layers=12, ffn=2048, kernel=8, vocab=4233, chunk=16, left_chunks=4)
+
+# The toy's sizes as module constants, for the tests that import them.
+FEATS, D, HEADS, LAYERS, FFN, KERNEL, VOCAB = (TOY.feats, TOY.d, TOY.heads, TOY.layers, TOY.ffn, TOY.kernel,
+                                               TOY.vocab)
+CHUNK, LEFT_CHUNKS, CACHE, WINDOW = TOY.chunk, TOY.left_chunks, TOY.cache, TOY.window
 
 
 class RelPositionalEncoding(nn.Module):
@@ -48,11 +84,12 @@ class RelPositionalEncoding(nn.Module):
 
 
 class Subsampling4(nn.Module):
-    def __init__(self):
+    def __init__(self, cfg: WenetConfig):
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(1, D, 3, 2), nn.ReLU(), nn.Conv2d(D, D, 3, 2), nn.ReLU())
-        self.out = nn.Linear(D * (((FEATS - 1) // 2 - 1) // 2), D)
-        self.pos_enc = RelPositionalEncoding(D)
+        d = cfg.d
+        self.conv = nn.Sequential(nn.Conv2d(1, d, 3, 2), nn.ReLU(), nn.Conv2d(d, d, 3, 2), nn.ReLU())
+        self.out = nn.Linear(d * (((cfg.feats - 1) // 2 - 1) // 2), d)
+        self.pos_enc = RelPositionalEncoding(d)
 
     def forward(self, x):
         x = self.conv(x.unsqueeze(1))  # [B, D, T', F']
@@ -61,11 +98,12 @@ class Subsampling4(nn.Module):
 
 
 class RelPositionAttention(nn.Module):
-    def __init__(self):
+    def __init__(self, cfg: WenetConfig):
         super().__init__()
-        self.h, self.d_k = HEADS, D // HEADS
-        self.linear_q, self.linear_k, self.linear_v, self.linear_out = (nn.Linear(D, D) for _ in range(4))
-        self.linear_pos = nn.Linear(D, D, bias=False)
+        d = cfg.d
+        self.h, self.d_k = cfg.heads, d // cfg.heads
+        self.linear_q, self.linear_k, self.linear_v, self.linear_out = (nn.Linear(d, d) for _ in range(4))
+        self.linear_pos = nn.Linear(d, d, bias=False)
         self.pos_bias_u = nn.Parameter(torch.empty(self.h, self.d_k))
         self.pos_bias_v = nn.Parameter(torch.empty(self.h, self.d_k))
         nn.init.xavier_uniform_(self.pos_bias_u)
@@ -90,13 +128,14 @@ class RelPositionAttention(nn.Module):
 
 
 class CausalConvModule(nn.Module):
-    def __init__(self):
+    def __init__(self, cfg: WenetConfig):
         super().__init__()
-        self.lorder = KERNEL - 1
-        self.pointwise_conv1 = nn.Conv1d(D, 2 * D, 1)
-        self.depthwise_conv = nn.Conv1d(D, D, KERNEL, groups=D)
-        self.norm = nn.LayerNorm(D)
-        self.pointwise_conv2 = nn.Conv1d(D, D, 1)
+        d = cfg.d
+        self.lorder = cfg.kernel - 1
+        self.pointwise_conv1 = nn.Conv1d(d, 2 * d, 1)
+        self.depthwise_conv = nn.Conv1d(d, d, cfg.kernel, groups=d)
+        self.norm = nn.LayerNorm(d)
+        self.pointwise_conv2 = nn.Conv1d(d, d, 1)
 
     def forward(self, x, cache):
         x = torch.cat((cache, x.transpose(1, 2)), dim=2)  # [B, D, lorder + T]
@@ -107,17 +146,17 @@ class CausalConvModule(nn.Module):
         return self.pointwise_conv2(x).transpose(1, 2), new_cache
 
 
-def _ffn():
-    return nn.Sequential(nn.Linear(D, FFN), nn.SiLU(), nn.Linear(FFN, D))
+def _ffn(cfg: WenetConfig):
+    return nn.Sequential(nn.Linear(cfg.d, cfg.ffn), nn.SiLU(), nn.Linear(cfg.ffn, cfg.d))
 
 
 class ConformerLayer(nn.Module):
-    def __init__(self):
+    def __init__(self, cfg: WenetConfig):
         super().__init__()
-        self.ff_macaron, self.self_attn, self.conv_module, self.ff = _ffn(), RelPositionAttention(), \
-            CausalConvModule(), _ffn()
+        self.ff_macaron, self.self_attn, self.conv_module, self.ff = _ffn(cfg), RelPositionAttention(cfg), \
+            CausalConvModule(cfg), _ffn(cfg)
         self.norm_ff_macaron, self.norm_mha, self.norm_conv, self.norm_ff, self.norm_final = (
-            nn.LayerNorm(D) for _ in range(5))
+            nn.LayerNorm(cfg.d) for _ in range(5))
 
     def forward(self, x, mask, pos_emb, att_cache, cnn_cache):
         x = x + 0.5 * self.ff_macaron(self.norm_ff_macaron(x))
@@ -130,15 +169,16 @@ class ConformerLayer(nn.Module):
 
 
 class WenetStyleEncoder(nn.Module):
-    def __init__(self):
+    def __init__(self, cfg: WenetConfig = TOY):
         super().__init__()
+        self.cfg = cfg
         g = torch.Generator().manual_seed(1)
-        self.register_buffer("cmvn_mean", torch.randn(FEATS, generator=g))
-        self.register_buffer("cmvn_istd", 0.5 + torch.rand(FEATS, generator=g))
-        self.embed = Subsampling4()
-        self.encoders = nn.ModuleList(ConformerLayer() for _ in range(LAYERS))
-        self.after_norm = nn.LayerNorm(D)
-        self.ctc = nn.Linear(D, VOCAB)
+        self.register_buffer("cmvn_mean", torch.randn(cfg.feats, generator=g))
+        self.register_buffer("cmvn_istd", 0.5 + torch.rand(cfg.feats, generator=g))
+        self.embed = Subsampling4(cfg)
+        self.encoders = nn.ModuleList(ConformerLayer(cfg) for _ in range(cfg.layers))
+        self.after_norm = nn.LayerNorm(cfg.d)
+        self.ctc = nn.Linear(cfg.d, cfg.vocab)
 
     def forward_chunk(self, xs, offset, required_cache_size: int, att_cache, cnn_cache, att_mask):
         xs = self.embed((xs - self.cmvn_mean) * self.cmvn_istd)
@@ -155,8 +195,9 @@ class WenetStyleEncoder(nn.Module):
         return self.after_norm(xs), torch.cat(r_att, dim=0), torch.cat(r_cnn, dim=0)
 
     def init_states(self) -> dict:
-        return {"att_cache": torch.zeros(LAYERS, HEADS, CACHE, 2 * (D // HEADS)),
-                "cnn_cache": torch.zeros(LAYERS, 1, D, KERNEL - 1)}
+        c = self.cfg
+        return {"att_cache": torch.zeros(c.layers, c.heads, c.cache, 2 * (c.d // c.heads)),
+                "cnn_cache": torch.zeros(c.layers, 1, c.d, c.kernel - 1)}
 
 
 def _perturb(module: nn.Module, seed: int = 0) -> None:
@@ -168,32 +209,43 @@ def _perturb(module: nn.Module, seed: int = 0) -> None:
 
 
 def declare_wenet_style():
+    """The 0.19 M-parameter toy of the default test suite."""
+    return declare_wenet_config(TOY, "wenetstyle")
+
+
+def declare_wenet_style_deploy():
+    """The size of WeNet's streaming U2++ conformer recipe (see DEPLOY), random weights: for benchmarks."""
+    return declare_wenet_config(DEPLOY, "wenetstyle_deploy")
+
+
+def declare_wenet_config(cfg: WenetConfig, name: str):
     """The offset is a counter the graph advances (it starts at the cache size,
     as WeNet's export feeds it), the cache size a constant, and the attention
     mask derived from the offset: cache frames before the stream began are hidden."""
     torch.manual_seed(0)
-    m = WenetStyleEncoder().eval()
+    m = WenetStyleEncoder(cfg).eval()
     _perturb(m)
     states = m.init_states()
+    chunk, cache, vocab = cfg.chunk, cfg.cache, cfg.vocab
 
     def mask(st):
-        cache_valid = torch.arange(CACHE) >= 2 * CACHE - st["offset"]
-        return torch.cat([cache_valid, torch.ones(CHUNK, dtype=torch.bool)]).view(1, 1, CACHE + CHUNK)
+        cache_valid = torch.arange(cache) >= 2 * cache - st["offset"]
+        return torch.cat([cache_valid, torch.ones(chunk, dtype=torch.bool)]).view(1, 1, cache + chunk)
 
     def ctc_chunk(xs, offset, required_cache_size: int, att_cache, cnn_cache, att_mask):
         """forward_chunk and the CTC head's log-softmax, as a WeNet runtime runs the two. The
         reshapes pin the outputs' shapes: the tracer cannot prove them static, since the
         position slice's length is computed from sizes (edge-export says so when they are left out)."""
         out, att, cnn = m.forward_chunk(xs, offset, required_cache_size, att_cache, cnn_cache, att_mask)
-        return (torch.log_softmax(m.ctc(out), dim=-1).reshape(1, CHUNK, VOCAB), att.reshape(att_cache.shape),
+        return (torch.log_softmax(m.ctc(out), dim=-1).reshape(1, chunk, vocab), att.reshape(att_cache.shape),
                 cnn.reshape(cnn_cache.shape))
 
     step = edge.Step(
         ctc_chunk, states=states, module=m, batch_axis={"att_cache": None, "cnn_cache": 1},
-        args=(edge.FEATURES, edge.Counter("offset", step=CHUNK, max=MAX_LEN - CHUNK, start=CACHE),
-              edge.Const(CACHE), edge.State("att_cache"), edge.State("cnn_cache"),
+        args=(edge.FEATURES, edge.Counter("offset", step=chunk, max=MAX_LEN - chunk, start=cache),
+              edge.Const(cache), edge.State("att_cache"), edge.State("cnn_cache"),
               edge.Derived(mask, doc="valid attention frames")),
         returns=("log_probs", edge.State("att_cache"), edge.State("cnn_cache")))
-    return edge.declare("wenetstyle", encoder=step, head="ctc", chunk=WINDOW, shift=CHUNK * 4,
-                        frontend=edge.FrontendSpec(num_mel_bins=FEATS), tokens=[f"w{i}" for i in range(VOCAB)],
+    return edge.declare(name, encoder=step, head="ctc", chunk=cfg.window, shift=chunk * 4,
+                        frontend=edge.FrontendSpec(num_mel_bins=cfg.feats), tokens=[f"w{i}" for i in range(vocab)],
                         trained=False)
