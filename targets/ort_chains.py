@@ -21,14 +21,15 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .ort_graph import Uses, _Graph, fill_shapes, splice
+from .onnx_graph import Graph
+from .ort_graph import Uses, fill_shapes, splice
 
 _UNARY = {"Sigmoid", "Relu", "Tanh", "Exp", "Log", "Abs", "Neg", "Erf", "Sqrt", "Softplus", "LeakyRelu", "Elu",
           "HardSigmoid", "Reciprocal", "Identity"}
 _BINARY = {"Add", "Sub", "Mul", "Div"}
 
 
-def _last_axis_const(g: _Graph, name: str, width: int):
+def _last_axis_const(g: Graph, name: str, width: int):
     """A constant that broadcasts over the last axis only (scalar, [width], [1, ..., width]) as 0-D / 1-D."""
     v = g.consts.get(name)
     if v is None or v.dtype.kind != "f" or any(d != 1 for d in v.shape[:-1]):
@@ -40,7 +41,7 @@ def _last_axis_const(g: _Graph, name: str, width: int):
 class _Chain:
     """The members of one chain, the leading axes it flattens, and the last dim of each tensor it computes."""
 
-    def __init__(self, g: _Graph, lead: tuple):
+    def __init__(self, g: Graph, lead: tuple):
         self.g, self.lead, self.nodes = g, lead, []
         self.width = {}  # chain tensor -> its last dim
 
@@ -73,7 +74,7 @@ class _Chain:
         return 2 * fused - 1 - len(exits)
 
 
-def _grow(g: _Graph, uses: Uses, start, x: str, lead: tuple, taken: set) -> _Chain:
+def _grow(g: Graph, uses: Uses, start, x: str, lead: tuple, taken: set) -> _Chain:
     chain = _Chain(g, lead)
     chain.width[x] = g.shapes[x][-1]
     chain.add(start)
@@ -90,7 +91,7 @@ def _grow(g: _Graph, uses: Uses, start, x: str, lead: tuple, taken: set) -> _Cha
 
 
 def linear_chains_2d(model: onnx.ModelProto) -> int:
-    g = _Graph(model)
+    g = Graph(model)
     uses = Uses(g)
     starts = [n for n in g.g.node if n.op_type == "MatMul" and n.input[1] in g.consts
               and g.consts[n.input[1]].ndim == 2 and n.input[0] not in g.consts]
@@ -117,7 +118,7 @@ def linear_chains_2d(model: onnx.ModelProto) -> int:
     return count
 
 
-def _flattened(g: _Graph, chain: _Chain, x: str, exits: list[str]) -> list:
+def _flattened(g: Graph, chain: _Chain, x: str, exits: list[str]) -> list:
     """Edits [(member, its new nodes)]: each member on 2-D tensors where it was, the Reshape in before the
     first, a Reshape back out right after each member whose output leaves the chain (a reader outside may
     come before the chain's last member)."""

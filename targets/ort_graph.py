@@ -8,14 +8,13 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .tflite.rewrite import _Graph  # noqa: F401 - the one graph view of both rewrite modules
-
+from .onnx_graph import Graph
 
 
 class Uses:
     """Who reads each tensor, for the 'read only inside the pattern' checks."""
 
-    def __init__(self, g: _Graph):
+    def __init__(self, g: Graph):
         self.readers: dict[str, list] = {}
         for n in g.g.node:
             for i in n.input:
@@ -28,7 +27,7 @@ class Uses:
             sorted(key(n) for n in nodes)
 
 
-def fill_shapes(g: _Graph, names: list[str]) -> None:
+def fill_shapes(g: Graph, names: list[str]) -> None:
     """Shapes ONNX shape inference left unknown (behind a data-started Slice,
     an Expand of computed sizes), as ONNX Runtime computes them for the
     graph's fixed input shapes: one run of a copy that returns those values.
@@ -42,7 +41,7 @@ def fill_shapes(g: _Graph, names: list[str]) -> None:
         return
 
 
-def _probe(g: _Graph, names: list[str]) -> None:
+def _probe(g: Graph, names: list[str]) -> None:
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -61,7 +60,7 @@ def _probe(g: _Graph, names: list[str]) -> None:
         g.shapes[n] = tuple(v.shape)
 
 
-def zero_partners(g: _Graph, ops) -> list[str]:
+def zero_partners(g: Graph, ops) -> list[str]:
     """The other inputs of binary `ops` nodes that read a constant of zeros: the shapes the rewrites need."""
     out = []
     for n in g.g.node:
@@ -73,12 +72,12 @@ def zero_partners(g: _Graph, ops) -> list[str]:
     return out
 
 
-def scalar(g: _Graph, name: str):
+def scalar(g: Graph, name: str):
     v = g.consts.get(name)
     return float(v.ravel()[0]) if v is not None and v.size == 1 and v.dtype.kind == "f" else None
 
 
-def zeros_for(g: _Graph, name: str, other: str) -> bool:
+def zeros_for(g: Graph, name: str, other: str) -> bool:
     """`name` is a constant of zeros whose broadcast with `other` keeps `other`'s shape."""
     v = g.consts.get(name)
     shape = g.shapes.get(other)
@@ -100,7 +99,7 @@ def key(node) -> str:
     return node.output[0]  # output names are unique (SSA): a node's identity across protobuf copies
 
 
-def splice(g: _Graph, edits: list) -> None:
+def splice(g: Graph, edits: list) -> None:
     """Apply `edits` [(old nodes, new nodes)]: each `old` removed and its `new`
     put where the last old node was (every input of `new` is computed before
     the pattern, every reader of its output after it). One pass: protobuf

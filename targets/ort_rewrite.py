@@ -37,16 +37,16 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .ort_graph import Uses, _Graph, drop_dead_nodes, fill_shapes, other, scalar, splice, zero_partners, zeros_for
+from .onnx_graph import Graph, drop_unused_initializers
 from .ort_chains import linear_chains_2d
-from .tflite.rewrite import _drop_unused_initializers
+from .ort_graph import Uses, drop_dead_nodes, fill_shapes, other, scalar, splice, zero_partners, zeros_for
 
 _MAX_CONSTANT_SHIFT = 30.0  # exp(-C) must stay a normal float32 for the moved constant
 
 
 # -- Swoosh-L/R: 12 nodes -> 9 ------------------------------------------------------------------
 
-def _match_swoosh(g: _Graph, uses: Uses, last):
+def _match_swoosh(g: Graph, uses: Uses, last):
     """icefall's exported Swoosh ending in `last` (Sub(Sub(Add(Max(0, y), Log(1 + Exp(-|0 - y|))),
     Mul(x, k)), c) with y = x - off) as (x, off, k, c, nodes), or None."""
     p = g.producer.get
@@ -85,7 +85,7 @@ def _match_swoosh(g: _Graph, uses: Uses, last):
     return x, off, k, c, nodes
 
 
-def _soft_part(g: _Graph, lg, y: str):
+def _soft_part(g: Graph, lg, y: str):
     """[Log, Add(1, .), Exp, Neg, Abs(, Sub(0, y))] computing log(1 + exp(-|y|)), or None."""
     p = g.producer.get
     add = p(lg.input[0])
@@ -109,7 +109,7 @@ def _soft_part(g: _Graph, lg, y: str):
 
 
 def swoosh_fewer_nodes(model: onnx.ModelProto) -> int:
-    g = _Graph(model)
+    g = Graph(model)
     uses = Uses(g)
     fill_shapes(g, zero_partners(g, ("Max",)))
     edits = []
@@ -139,7 +139,7 @@ def swoosh_fewer_nodes(model: onnx.ModelProto) -> int:
 # -- binary ops with a zero constant -------------------------------------------------------------
 
 def zero_operand_ops(model: onnx.ModelProto) -> int:
-    g = _Graph(model)
+    g = Graph(model)
     fill_shapes(g, zero_partners(g, ("Max", "Sub")))
     edits = []
     for node in g.g.node:
@@ -183,7 +183,7 @@ def rewrite(model: onnx.ModelProto, names=()) -> tuple[onnx.ModelProto, dict[str
         raise ValueError(f"unknown ORT rewrites {sorted(unknown)}; known: {[n for n, _ in REWRITES]}")
     counts = {name: fn(model) for name, fn in REWRITES if name in names}
     if any(counts.values()):
-        _drop_unused_initializers(model)
+        drop_unused_initializers(model)
         onnx.checker.check_model(model)
     return model, counts
 

@@ -29,9 +29,10 @@ import numpy as np
 def _session(path: Path):
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    from runtime_py.runners import ort_session_options
+
+    # the client's options at 1 thread: the rewrites are timed as the client runs the files
+    return ort.InferenceSession(str(path), ort_session_options(ort, 1), providers=["CPUExecutionProvider"])
 
 
 def chunk_feeds(onnx_path: Path, graph, signature, n: int) -> list[dict]:

@@ -32,44 +32,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..onnx_graph import Graph, drop_unused_initializers
+
 _SMALL = 16  # an integer tensor of at most this many elements can be followed symbolically
 
 
-class _Graph:
-    """Names, constants, producers and static shapes of one graph, and
-    fresh names for what the rewrites add."""
-
-    def __init__(self, model: onnx.ModelProto):
-        self.model, self.g = model, model.graph
-        self.consts = {i.name: numpy_helper.to_array(i) for i in self.g.initializer}
-        for n in self.g.node:
-            if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-                self.consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
-        self.producer = {o: n for n in self.g.node for o in n.output}
-        inferred = onnx.shape_inference.infer_shapes(model).graph
-        self.shapes = {}
-        for v in list(inferred.input) + list(inferred.value_info) + list(inferred.output):
-            dims = v.type.tensor_type.shape.dim
-            if v.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
-                self.shapes[v.name] = tuple(d.dim_value for d in dims)
-        self.shapes.update({k: v.shape for k, v in self.consts.items()})
-        self._n = 0
-
-    def name(self, hint: str) -> str:
-        self._n += 1
-        return f"edge_rw/{hint}_{self._n}"
-
-    def const(self, value: np.ndarray, hint: str) -> str:
-        name = self.name(hint)
-        self.g.initializer.append(numpy_helper.from_array(np.asarray(value), name))
-        self.consts[name] = np.asarray(value)
-        return name
-
-    def node(self, op: str, inputs: list, hint: str, output: str | None = None, **attrs) -> helper.NodeProto:
-        return helper.make_node(op, inputs, [output or self.name(hint)], name=self.name(hint), **attrs)
-
-
-def _replace(g: _Graph, old: onnx.NodeProto, new: list) -> None:
+def _replace(g: Graph, old: onnx.NodeProto, new: list) -> None:
     """Put `new` where `old` was (keeping the topological order)."""
     nodes = list(g.g.node)
     at = nodes.index(old)
@@ -79,7 +47,7 @@ def _replace(g: _Graph, old: onnx.NodeProto, new: list) -> None:
 
 # -- integer values followed symbolically: start and end of a slice ---------------------------------
 
-def _affine(g: _Graph, name: str, depth: int = 0):
+def _affine(g: Graph, name: str, depth: int = 0):
     """The elements of a small integer tensor as affine forms
     (constant, {(variable, element): coefficient}), or None. Anything that is
     not plain arithmetic on constants becomes a variable of its own, so two
@@ -143,7 +111,7 @@ def data_start_slices(model: onnx.ModelProto) -> int:
     of `clip(start mod dim, 0, dim - span) + s * arange(n)` (the Slice's own
     values wherever it has length n; clamped, never out of bounds, elsewhere).
     A constant table of rank >= 3 with size-1 axes is gathered as 2-D."""
-    g = _Graph(model)
+    g = Graph(model)
     changed = 0
     for node in [n for n in g.g.node if n.op_type == "Slice"]:
         plan = _dynamic_axis(g, node)
@@ -154,7 +122,7 @@ def data_start_slices(model: onnx.ModelProto) -> int:
     return changed
 
 
-def _dynamic_axis(g: _Graph, node):
+def _dynamic_axis(g: Graph, node):
     """(axis, length n, step, dim) of a one-axis Slice whose start is data
     and whose end is that start plus a constant, or None."""
     data, starts, ends = node.input[:3]
@@ -179,7 +147,7 @@ def _dynamic_axis(g: _Graph, node):
     return axis, n, step, dim
 
 
-def _gather_nodes(g: _Graph, node, axis: int, n: int, step: int, dim: int) -> list:
+def _gather_nodes(g: Graph, node, axis: int, n: int, step: int, dim: int) -> list:
     data, starts = node.input[:2]
     out = node.output[0]
     # the start as a scalar: onnx2tf gives an unsqueezed rank-0 input the shape (1, None),
@@ -213,7 +181,7 @@ def reversing_slices(model: onnx.ModelProto) -> int:
     """Slice with constant parameters and a negative step on an axis of known
     size -> Gather with those indices (numpy computes them with the same
     clamping as ONNX); the positive-step axes stay in a Slice before it."""
-    g = _Graph(model)
+    g = Graph(model)
     changed = 0
     for node in [n for n in g.g.node if n.op_type == "Slice"]:
         params = [g.consts.get(i) if i else None for i in list(node.input[1:]) + [""] * (5 - len(node.input))]
@@ -273,7 +241,7 @@ def ambiguous_transposes(model: onnx.ModelProto) -> int:
     - a perm that keeps the shape, read by a Softmax: onnx2tf keeps the
       input as it is.
     With a leading unit axis the perm starts with 0 and is applied as given."""
-    g = _Graph(model)
+    g = Graph(model)
     consumers = {}
     for n in g.g.node:
         for i in n.input:
@@ -315,13 +283,6 @@ def rewrite(model: onnx.ModelProto, simplify=None) -> tuple[onnx.ModelProto, dic
         model = simplify(model)
         counts["folded_after_slices"] = before - len(model.graph.node)
     counts.update({name: fn(model) for name, fn in CONSTANT_REWRITES})
-    _drop_unused_initializers(model)
+    drop_unused_initializers(model)
     onnx.checker.check_model(model)
     return model, counts
-
-
-def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    keep = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
