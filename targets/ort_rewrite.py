@@ -40,6 +40,7 @@ from onnx import helper
 from .onnx_graph import Graph, drop_unused_initializers
 from .ort_chains import linear_chains_2d
 from .ort_graph import Uses, drop_dead_nodes, fill_shapes, other, scalar, splice, zero_partners, zeros_for
+from .parity import rollout_check  # shared with the TFLite route's rewrite check (targets/tflite/prepare.py)
 
 _MAX_CONSTANT_SHIFT = 30.0  # exp(-C) must stay a normal float32 for the moved constant
 
@@ -196,26 +197,6 @@ CHECK_CHUNKS = 100  # a long rollout with the states carried: a rewrite inside a
 CHECK_TOLERANCE = 1e-4
 
 
-def rollout_check(reference: Path, candidate: Path, graph, signature, chunks: int = CHECK_CHUNKS,
-                  relative: bool = False) -> dict:
-    """Both graphs rolled out in ONNX Runtime over the same chunks (speech for an encoder), each carrying its
-    own states: the max abs difference of the outputs and the scaled one of the states (`relative`: also
-    the relative error over every output, the figure an int8 file is judged by)."""
-    from runtime_py.backends import open_runner
-    from runtime_py.stateloop import compare_rollouts
-
-    from .golden import parity_stream
-    from .parity import graph_chunks
-
-    speech = parity_stream(signature, chunks) if graph.name == "encoder" else []
-    inputs = graph_chunks(signature, graph, speech, chunks, seed=0)
-    rep = compare_rollouts(graph, open_runner(reference, graph, "onnx", threads=1),
-                           open_runner(candidate, graph, "onnx", threads=1), inputs)
-    out = {"chunks": rep["chunks"], "max_abs_diff": rep["max_abs_diff"],
-           "state_max_scaled_diff": rep["state_max_scaled_diff"]}
-    return {**out, "relative_error": rep["relative_error"]} if relative else out
-
-
 def apply_checked(onnx_path: Path, out_path: Path, graph, signature, names=()) -> dict | None:
     """Write the rewritten graph to `out_path` and return the route's record
     ({"rewrites": counts, "rewrite_check": ...}); None (nothing written) when
@@ -229,7 +210,7 @@ def apply_checked(onnx_path: Path, out_path: Path, graph, signature, names=()) -
     if not any(counts.values()):
         return None
     onnx.save(model, str(out_path))
-    check = rollout_check(Path(onnx_path), Path(out_path), graph, signature)
+    check = rollout_check(Path(onnx_path), Path(out_path), graph, signature, CHECK_CHUNKS)
     passed = check["max_abs_diff"] <= CHECK_TOLERANCE and check["state_max_scaled_diff"] <= CHECK_TOLERANCE
     check = {**check, "tolerance": CHECK_TOLERANCE, "against": "the exported ONNX graph in ONNX Runtime",
              "passed": bool(passed)}

@@ -13,9 +13,16 @@ and only over enough of them. So int8 and fp16 of an untrained model, of a
 model whose head is "none" (VAD, embeddings), or of a stream that decodes
 fewer than MIN_AGREEMENT_TOKENS are judged by the numeric figure instead
 (relative error of all outputs, RELATIVE_ERROR_BARS), and the record says why.
+
+`rollout_check` is the same rollout between two ONNX files of one graph in
+ONNX Runtime: how both rewrite routes (targets/ort_rewrite.py before `.ort`,
+targets/tflite/prepare.py before onnx2tf) prove a rewritten graph against
+the graph it was rewritten from.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +42,25 @@ def graph_chunks(signature: Signature, graph: GraphSpec, speech_chunks: list[np.
     if graph.name == "encoder":
         return [{graph.inputs[0].name: c.astype(np.float32)} for c in speech_chunks[:n]]
     return random_chunks(graph, signature, n, seed)
+
+
+def rollout_check(reference: Path, candidate: Path, graph: GraphSpec, signature: Signature, chunks: int,
+                  relative: bool = False) -> dict:
+    """Both ONNX files rolled out in ONNX Runtime over the same chunks (speech for an encoder), each carrying
+    its own states, so a change inside a cache path shows as it accumulates, not only for one step: the max
+    abs difference of the outputs and the scaled one of the states (`relative`: also the relative error over
+    every output, the figure an int8 file is judged by). Each caller holds its own tolerance."""
+    from runtime_py.backends import open_runner
+
+    from .golden import parity_stream
+
+    speech = parity_stream(signature, chunks) if graph.name == "encoder" else []
+    inputs = graph_chunks(signature, graph, speech, chunks, seed=0)
+    rep = compare_rollouts(graph, open_runner(reference, graph, "onnx", threads=1),
+                           open_runner(candidate, graph, "onnx", threads=1), inputs)
+    out = {"chunks": rep["chunks"], "max_abs_diff": rep["max_abs_diff"],
+           "state_max_scaled_diff": rep["state_max_scaled_diff"]}
+    return {**out, "relative_error": rep["relative_error"]} if relative else out
 
 
 def decode_tokens(signature: Signature, runs: dict, chunks: list[np.ndarray]) -> list[int]:

@@ -39,7 +39,7 @@ def test_lstm_fp32_tflite_parity(tmp_path):
     sig = model.signature()
     g = sig.graph("encoder")
     onnx_paths = export_onnx(model, tmp_path / "onnx")
-    paths = TF.onnx_to_tflite(onnx_paths["encoder"], g, tmp_path / "tflite", precisions=("fp32",))
+    paths = TF.onnx_to_tflite(onnx_paths["encoder"], g, tmp_path / "tflite", precisions=("fp32",), signature=sig)
     assert list(paths) == ["fp32"] and paths["fp32"].name == "encoder.fp32.tflite"
     print("conversion timings", paths.timings, "layout fixed:", paths.permutations)
     run = TF.runner(paths["fp32"], g, threads=1)
@@ -88,7 +88,7 @@ def test_fp16_keeps_vectors_and_small_constants_fp32(tmp_path):
     sig = model.signature()
     g = sig.graph("encoder")
     onnx_paths = export_onnx(model, tmp_path / "onnx")
-    paths = TF.onnx_to_tflite(onnx_paths["encoder"], g, tmp_path / "tflite", precisions=("fp16",))
+    paths = TF.onnx_to_tflite(onnx_paths["encoder"], g, tmp_path / "tflite", precisions=("fp16",), signature=sig)
     kept = paths.fp16_constants_kept_fp32
     assert list(paths) == ["fp16"] and kept["constants"] > 0 and kept["ambiguous"] == 0
     c16, n_deq = _constants(paths["fp16"])
@@ -113,7 +113,7 @@ def test_all_families_all_precisions(family, tmp_path):
     sig = model.signature()
     onnx_paths = export_onnx(model, tmp_path / "onnx")
     for g in sig.graphs:
-        paths = TF.onnx_to_tflite(onnx_paths[g.name], g, tmp_path / "tflite")
+        paths = TF.onnx_to_tflite(onnx_paths[g.name], g, tmp_path / "tflite", signature=sig)
         assert sorted(paths) == sorted(TF.PRECISIONS)
         chunks = random_chunks(g, sig, CHUNKS, seed=1)
         for precision, path in paths.items():
@@ -147,7 +147,8 @@ def test_runner_refuses_a_file_for_another_graph(tmp_path):
     model = build("transducer")
     sig = model.signature()
     onnx_paths = export_onnx(model, tmp_path / "onnx")
-    paths = TF.onnx_to_tflite(onnx_paths["joiner"], sig.graph("joiner"), tmp_path, precisions=("fp32",))
+    paths = TF.onnx_to_tflite(onnx_paths["joiner"], sig.graph("joiner"), tmp_path, precisions=("fp32",),
+                               signature=sig)
     from runtime_py.backends import BackendError
     with pytest.raises(BackendError, match="signature lacks"):
         TF.runner(paths["fp32"], sig.graph("decoder"))

@@ -17,7 +17,7 @@ def convert(onnx_path, graph, signature, precision, out_dir, *, work, **_options
         prepare(onnx_path, prepared)
         onnx_path = prepared
     made = tfl.onnx_to_tflite(onnx_path, graph, Path(work) / f"tflite-{graph.name}-{precision}",
-                              precisions=(precision,))
+                              precisions=(precision,), signature=signature)
     dst = Path(out_dir) / f"{graph.name}.{precision}.tflite"
     made[precision].replace(dst)
     # the route and its rewrites, not the timings: a manifest holds nothing that differs between two builds

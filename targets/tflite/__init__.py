@@ -1,8 +1,10 @@
 """LiteRT (TFLite) target via onnx2tf.
 
-`onnx_to_tflite(onnx_path, graph, out_dir)` writes `<graph>.<precision>.tflite`
-whose one signature ("serving_default") has exactly the GraphSpec's input and
-output names, shapes and dtypes, so a client feeds it by name without any map.
+`onnx_to_tflite(onnx_path, graph, out_dir, signature=sig)` writes
+`<graph>.<precision>.tflite` whose one signature ("serving_default") has
+exactly the GraphSpec's input and output names, shapes and dtypes, so a
+client feeds it by name without any map (the model's Signature is what the
+check of the ONNX rewrites rolls out over).
 `runner(path, graph)` drives a file through its signature runner.
 
 One module per concern:
@@ -12,7 +14,8 @@ One module per concern:
 - rewrite.py   generic ONNX rewrites onnx2tf needs for attention models (a
                data-start Slice and a reversing Slice become Gathers, ...);
 - prepare.py   applies them and checks the result against the simplified graph
-               in ONNX Runtime; the route goes into the manifest;
+               in ONNX Runtime (targets.parity.rollout_check, the .ort route's
+               check too); the route goes into the manifest;
 - io_names.py  output layouts and the signature's names, proven against ONNX;
 - quantize.py  converter settings per precision (fp32, fp16, int8: dynamic
                range; full-integer as an option, calibrated by targets/calibration.py);

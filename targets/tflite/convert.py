@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime_py.signature import GraphSpec
+from runtime_py.signature import GraphSpec, Signature
 from ..calibration import rollout_feeds
 from ..common import ensure_installed
 from ..conversion_errors import dynamic_shape_note
@@ -32,16 +32,19 @@ class _PathDict(dict):
 
 
 def onnx_to_tflite(onnx_path: Path | str, graph: GraphSpec, out_dir: Path | str,
-                   precisions=PRECISIONS) -> dict[str, Path]:
+                   precisions=PRECISIONS, signature: Signature | None = None) -> dict[str, Path]:
     """Convert `<graph>.onnx` to `<out_dir>/<graph>.<precision>.tflite`; int8
     is dynamic-range quantisation, which needs no calibration (quantize.py
-    says why, with the full-integer figures).
+    says why, with the full-integer figures). `signature` (the model's) is
+    what the check of the ONNX rewrites for onnx2tf rolls out over (speech
+    for an encoder, prepare.py); a graph they change is refused without it.
     Returns {precision: path}; the conversion time is in `.timings`."""
-    return convert_graph(onnx_path, graph, out_dir, precisions)
+    return convert_graph(onnx_path, graph, out_dir, precisions, signature=signature)
 
 
 def convert_graph(onnx_path: Path | str, graph: GraphSpec, out_dir: Path | str, precisions=PRECISIONS,
-                  calibration: list[dict] | None = None, full_integer: str | None = None) -> dict[str, Path]:
+                  calibration: list[dict] | None = None, full_integer: str | None = None,
+                  signature: Signature | None = None) -> dict[str, Path]:
     """onnx_to_tflite with the int8 scheme to use: dynamic range (full_integer
     None) or full-integer ("fallback" / "strict", quantize.py) calibrated on
     `calibration` (the graph's non-state inputs per chunk; the states are
@@ -54,6 +57,8 @@ def convert_graph(onnx_path: Path | str, graph: GraphSpec, out_dir: Path | str, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     job = _job(onnx_path, graph, out_dir, precisions)
+    if signature is not None:
+        job["signature"] = signature.to_dict()  # the child process rebuilds it for the rewrites' check
     with tempfile.TemporaryDirectory(prefix="edge-tflite-") as tmp:
         job["tmp"] = tmp
         if full_integer and "int8" in precisions:

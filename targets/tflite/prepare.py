@@ -1,7 +1,9 @@
 """The graph onnx2tf is given: the simplified ONNX graph after the generic
 rewrites (rewrite.py), proven to compute what the simplified graph computes
-by rolling both out in ONNX Runtime with the states carried. Runs in the
-converter's child process (worker.py)."""
+by rolling both out in ONNX Runtime, each carrying its own states, over
+speech for an encoder (targets.parity.rollout_check, the check the .ort
+route's rewrites pass too). Runs in the converter's child process
+(worker.py), which gets the signature as JSON in its job."""
 
 from __future__ import annotations
 
@@ -17,27 +19,36 @@ REWRITE_CHECK_CHUNKS = 20
 REWRITE_TOLERANCE = 1e-5
 
 
-def rewritten(sim_path: Path, g: dict, tmp: Path) -> tuple[Path, dict]:
+def rewritten(sim_path: Path, g: dict, tmp: Path, signature=None) -> tuple[Path, dict]:
     """(graph for onnx2tf, report). The report names the rewrites with their
     counts and the check's result; with no rewrite applied the simplified
-    graph itself is returned."""
+    graph itself is returned. The check needs the model's `signature` (a
+    runtime_py.signature.Signature): without it a rewritten graph is refused."""
     import onnx
 
+    from runtime_py.stateloop import within
+
+    from ..parity import rollout_check
     from .rewrite import rewrite
 
     model, counts = rewrite(onnx.load(str(sim_path)), simplify=simplify)
     report = {"rewrites": counts}
     if not any(counts.values()):
         return sim_path, report
+    if signature is None:
+        raise TfliteConversionError(f"the ONNX rewrites for onnx2tf ({counts}) changed graph {g['name']!r}, and "
+                                    "their check needs the model's signature (onnx_to_tflite(..., signature=)); "
+                                    "not converted")
     out = tmp / f"{g['name']}.rewritten.onnx"
     onnx.save(model, str(out))
-    diff = rollout_diff(sim_path, out, g, REWRITE_CHECK_CHUNKS)
-    report["rewrite_check"] = {"chunks": REWRITE_CHECK_CHUNKS, "max_abs_diff": float(diff),
-                               "tolerance": REWRITE_TOLERANCE, "against": "the simplified ONNX graph in ONNX Runtime"}
-    if not diff <= REWRITE_TOLERANCE:
+    check = rollout_check(sim_path, out, signature.graph(g["name"]), signature, REWRITE_CHECK_CHUNKS)
+    report["rewrite_check"] = {**check, "tolerance": REWRITE_TOLERANCE,
+                               "against": "the simplified ONNX graph in ONNX Runtime"}
+    if not within(check, REWRITE_TOLERANCE):
         raise TfliteConversionError(f"the ONNX rewrites for onnx2tf ({counts}) changed graph {g['name']!r}'s outputs "
-                                    f"by {diff:.3g} (tolerance {REWRITE_TOLERANCE:g}) over {REWRITE_CHECK_CHUNKS} "
-                                    "chunks; not converted")
+                                    f"by {check['max_abs_diff']:.3g} and its states by "
+                                    f"{check['state_max_scaled_diff']:.3g} (scaled; tolerance "
+                                    f"{REWRITE_TOLERANCE:g}) over {check['chunks']} chunks; not converted")
     return out, report
 
 
@@ -67,25 +78,3 @@ def start_feeds(g: dict, rng: np.random.Generator, random_float_states: bool = F
         else:
             feeds[name] = rng.standard_normal(shape).astype(np.float32)
     return feeds
-
-
-def rollout_diff(a_path: Path, b_path: Path, g: dict, chunks: int) -> float:
-    """Largest |a - b| over every output of `chunks` steps, both graphs fed
-    the same inputs and the states `a` returns."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    a, b = (ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in (a_path, b_path))
-    names = [n for n, _, _ in g["outputs"]]
-    states = [n for n in g.get("initial", {})]
-    rng = np.random.default_rng(0)
-    feeds, worst = start_feeds(g, rng), 0.0
-    for _ in range(chunks):
-        ra, rb = a.run(names, feeds), b.run(names, feeds)
-        worst = max([worst] + [float(np.max(np.abs(x.astype(np.float64) - y))) if x.size else 0.0
-                               for x, y in zip(ra, rb)])
-        nxt = start_feeds(g, rng)
-        got = dict(zip(names, ra))
-        feeds = {**nxt, **{s: got[f"{s}_next"] for s in states}}
-    return worst

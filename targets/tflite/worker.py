@@ -164,6 +164,13 @@ def _write_precisions(job: dict, frozen, module, probe: tuple[dict, list], timin
     return kept
 
 
+def _signature(job: dict):
+    """The model's Signature, sent as JSON (this process gets no Python objects), or None."""
+    from runtime_py.signature import Signature
+
+    return Signature.from_dict(job["signature"]) if job.get("signature") else None
+
+
 def convert(job: dict) -> dict:
     g = job["graph"]
     tmp = Path(job["tmp"])
@@ -173,7 +180,7 @@ def convert(job: dict) -> dict:
     sim_path = _simplify(job["onnx"], g["name"], tmp)
     timings["onnxsim_s"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
-    tf_input, route = rewritten(sim_path, g, tmp)
+    tf_input, route = rewritten(sim_path, g, tmp, _signature(job))
     timings["rewrite_s"] = round(time.perf_counter() - t0, 2)
     with contextlib.redirect_stdout(log):
         t0 = time.perf_counter()
