@@ -17,7 +17,7 @@ def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     res = run_bench(model=build("conformer"), backends=["pytorch", "ort:fp32", "ort:int8"], seconds=3,
                     repeats=2, threads=[1], json_path=out / "bench.json", png_path=out / "bench.png",
-                    parity_chunks=8, progress=None)
+                    parity_chunks=8, progress=None, fresh_processes=2)
     return res, out
 
 
@@ -32,6 +32,8 @@ def test_rows_have_every_key_and_ordered_latencies(result):
         assert row["mean_ms"] > 0 and row["compute_s"] > 0
         assert row["size_bytes"] > 0
         assert row["cold_start_ms"] > 0 and row["peak_rss_mb"] > 0
+        each = row["peak_rss_mb_each"]  # one figure per fresh process; the row gives their median
+        assert len(each) == 2 and min(each) <= row["peak_rss_mb"] <= max(each), each
         assert row["calls"]["encoder"] == row["chunks"]
         assert row["flops_per_pass"] > 0 and row["gflops"] > 0
 
