@@ -199,6 +199,26 @@ def test_project_targets_pass_and_miss():
     assert not any("TFLite" in k for k in got)  # it did not convert: no ratio to claim
 
 
+def test_int8_is_compared_with_the_fp32_column_of_the_same_search():
+    """An int8 column with one symbol per frame is judged against the fp32 column with one symbol per
+    frame (the same decoder and joiner calls per chunk), not against the client's default search."""
+    from targets.bench.stats import project_targets
+
+    ok = {"status": "ok"}
+    rows = {"ort:fp32": dict(ok, e2e_rtf=0.05), "ort:int8": dict(ok, e2e_rtf=0.03),
+            "ort:fp32+1sym": dict(ok, e2e_rtf=0.04), "ort:int8+1sym": dict(ok, e2e_rtf=0.015),
+            "sherpa:pkg-fp32": dict(ok, e2e_rtf=0.05)}
+    passes = {"ort:fp32": _passes(10.0, 3.0), "ort:int8": _passes(6.0, 1.8),
+              "ort:fp32+1sym": _passes(8.0, 2.4), "ort:int8+1sym": _passes(3.2, 0.9),
+              "sherpa:pkg-fp32": _passes(9.0, 3.0)}
+    got = {t["target"]: t for t in project_targets(rows, passes)}
+    int8 = got["best int8 >= 2.2x ORT fp32"]
+    assert int8["value"] == pytest.approx(8.0 / 3.2) and int8["passed"]  # not 10 / 3.2 against ort:fp32
+    assert int8["detail"].startswith("ort:int8+1sym vs ort:fp32+1sym")
+    fp32 = got["our e2e RTF <= 0.8x sherpa-onnx on the package's export (fp32)"]
+    assert fp32["value"] == pytest.approx(2.4 / 3.0) and "ort:fp32+1sym" in fp32["detail"]
+
+
 def test_not_converted_is_a_row_that_says_why(tmp_path):
     """A bundle that lists a target under not_converted gives that row the reason."""
     import shutil
