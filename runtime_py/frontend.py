@@ -51,10 +51,13 @@ MEL_HIGH_FREQ_Q = 1127.0
 MAX_BLOCK_FRAMES = 256
 # The most frames one accept() turns into features at once: a longer input (a
 # whole file) goes through in pieces of this many frames' samples, so neither its
-# float64 copy nor its spectra are held whole (the frames are the same whatever
-# the split). At 1024 frames (10 s at a 10 ms hop) the one mel matmul per piece
-# costs nothing measurable; at 512 it was 0.89x with numpy's threaded OpenBLAS.
-MAX_ACCEPT_FRAMES = 1024
+# float64 copy nor its frames and spectra are held whole (the frames are the same
+# whatever the split). A piece's float64 temporaries are ~10 kB a frame: for 20 s
+# fed whole, numpy's traced peak is 10.8 MiB at 1024 frames, 4.9 MiB at 256 and
+# 2.7 MiB at 128 (runtime_py's share of the client's peak RSS, docs/benchmarks.md
+# "Memory"). With one BLAS thread 256 was also faster than 1024 (9.7 vs 12.1 ms
+# for the 20 s); below 256 the per-piece Python work starts to show.
+MAX_ACCEPT_FRAMES = 256
 
 
 def as_spec(spec) -> FrontendSpec:

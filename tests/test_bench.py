@@ -17,7 +17,7 @@ def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     res = run_bench(model=build("conformer"), backends=["pytorch", "ort:fp32", "ort:int8"], seconds=3,
                     repeats=2, threads=[1], json_path=out / "bench.json", png_path=out / "bench.png",
-                    parity_chunks=8, progress=None)
+                    parity_chunks=8, progress=None, fresh_processes=2)
     return res, out
 
 
@@ -32,6 +32,8 @@ def test_rows_have_every_key_and_ordered_latencies(result):
         assert row["mean_ms"] > 0 and row["compute_s"] > 0
         assert row["size_bytes"] > 0
         assert row["cold_start_ms"] > 0 and row["peak_rss_mb"] > 0
+        each = row["peak_rss_mb_each"]  # one figure per fresh process; the row gives their median
+        assert len(each) == 2 and min(each) <= row["peak_rss_mb"] <= max(each), each
         assert row["calls"]["encoder"] == row["chunks"]
         assert row["flops_per_pass"] > 0 and row["gflops"] > 0
 
@@ -195,6 +197,26 @@ def test_project_targets_pass_and_miss():
     assert got["identical files (fp32): peak RSS <= sherpa-onnx's + 10 MB"] == (True, 5.0)
     assert got["our best e2e RTF <= 0.025"] == (True, 0.02)
     assert not any("TFLite" in k for k in got)  # it did not convert: no ratio to claim
+
+
+def test_int8_is_compared_with_the_fp32_column_of_the_same_search():
+    """An int8 column with one symbol per frame is judged against the fp32 column with one symbol per
+    frame (the same decoder and joiner calls per chunk), not against the client's default search."""
+    from targets.bench.stats import project_targets
+
+    ok = {"status": "ok"}
+    rows = {"ort:fp32": dict(ok, e2e_rtf=0.05), "ort:int8": dict(ok, e2e_rtf=0.03),
+            "ort:fp32+1sym": dict(ok, e2e_rtf=0.04), "ort:int8+1sym": dict(ok, e2e_rtf=0.015),
+            "sherpa:pkg-fp32": dict(ok, e2e_rtf=0.05)}
+    passes = {"ort:fp32": _passes(10.0, 3.0), "ort:int8": _passes(6.0, 1.8),
+              "ort:fp32+1sym": _passes(8.0, 2.4), "ort:int8+1sym": _passes(3.2, 0.9),
+              "sherpa:pkg-fp32": _passes(9.0, 3.0)}
+    got = {t["target"]: t for t in project_targets(rows, passes)}
+    int8 = got["best int8 >= 2.2x ORT fp32"]
+    assert int8["value"] == pytest.approx(8.0 / 3.2) and int8["passed"]  # not 10 / 3.2 against ort:fp32
+    assert int8["detail"].startswith("ort:int8+1sym vs ort:fp32+1sym")
+    fp32 = got["our e2e RTF <= 0.8x sherpa-onnx on the package's export (fp32)"]
+    assert fp32["value"] == pytest.approx(2.4 / 3.0) and "ort:fp32+1sym" in fp32["detail"]
 
 
 def test_not_converted_is_a_row_that_says_why(tmp_path):

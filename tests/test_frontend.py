@@ -191,7 +191,7 @@ def test_a_long_block_goes_through_in_bounded_pieces(snip):
     from runtime_py.frontend import MAX_ACCEPT_FRAMES, MAX_BLOCK_FRAMES
 
     spec = FrontendSpec(snip_edges=snip)
-    x = _noise(25.0, seed=3).astype(np.float32)  # 2500 frames: three pieces
+    x = _noise(25.0, seed=3).astype(np.float32)  # 2500 frames: several pieces
     fe = StreamingFrontend(spec)
     pieces, blocks = [], []
     accept, power = fe._accept, fe._core.power
@@ -199,5 +199,6 @@ def test_a_long_block_goes_through_in_bounded_pieces(snip):
     fe._core.power = lambda frames: (blocks.append(len(frames)), power(frames))[1]
     streamed = np.concatenate([fe.accept(x), fe.finish()])
     np.testing.assert_array_equal(streamed, compute_features(x, spec))
-    assert len(pieces) == 3 and max(pieces) == MAX_ACCEPT_FRAMES * spec.frame_shift, pieces
+    step = MAX_ACCEPT_FRAMES * spec.frame_shift
+    assert len(pieces) == -(-len(x) // step) > 1 and max(pieces) == step, pieces
     assert max(blocks) == MAX_BLOCK_FRAMES and sum(blocks) == len(streamed), blocks

@@ -11,8 +11,8 @@ greedy decoding. Columns (targets.bench.columns): PyTorch eager; a bundle's
 ORT / TFLite artifacts through runtime_py (built here unless --bundle); and
 with `sherpa-onnx`, sherpa-onnx's C++ recognizer on our sherpa-form export and
 on the zipformer package's own export, plus our client on the very files
-sherpa-onnx runs. Each column also runs once in a fresh process for cold
-start and peak memory. The run ends with paired ratios and a Raspberry Pi estimate; the project's own
+sherpa-onnx runs. Each column also runs in fresh processes for cold start
+and peak memory (the median of --fresh-processes of them). The run ends with paired ratios and a Raspberry Pi estimate; the project's own
 performance targets go to --json and docs/benchmarks.md, not to the terminal.
 """
 
@@ -22,7 +22,7 @@ import sys
 
 from .artifacts import PARITY_CHUNKS
 from .columns import ALIASES, ALL_BACKENDS, COLUMNS, ARTIFACT_BACKENDS, DEFAULT_BACKENDS, BenchError, parse_backends
-from .run import REPEATS, merge_results, run_bench
+from .run import FRESH_PROCESSES, REPEATS, merge_results, run_bench
 
 FAMILIES = ("conformer", "lstm", "transducer")
 
@@ -47,6 +47,9 @@ def build_parser():
     ap.add_argument("--repeats", type=int, default=REPEATS, help="round-robin rounds")
     ap.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS, help="parity rollout of the bundle build")
     ap.add_argument("--no-subprocess", action="store_true", help="skip cold-start/memory children")
+    ap.add_argument("--fresh-processes", type=int, default=FRESH_PROCESSES, metavar="N",
+                    help="cold start and peak memory: the median over N fresh processes per column "
+                         f"(default {FRESH_PROCESSES}; one process's peak can be 30 MB off)")
     ap.add_argument("--streams", type=int, default=0, metavar="N",
                     help="also time N streams batched on one model against one stream alone (e.g. 4)")
     ap.add_argument("--json", help="write the results as JSON")
@@ -107,6 +110,7 @@ def main(argv=None) -> int:
                              model_factory=args.model,
                              threads=args.threads, backends=labels, repeats=args.repeats,
                              parity_chunks=args.parity_chunks, subprocesses=not args.no_subprocess,
+                             fresh_processes=args.fresh_processes,
                              providers=args.providers, streams=args.streams,
                              progress=lambda m: print(m, file=sys.stderr, flush=True)) for f in fams]
     except (BenchError, ManifestError, BackendError, UserError) as e:

@@ -27,7 +27,8 @@ class Column:
     precision: str  # the bundle's quantisation label
     export: str | None = None  # sherpa/client columns: "ours" or "package"
     about: str = ""
-    search: str = "client"  # the Pipeline's search (pipeline.SEARCHES): "beam" is modified beam search, beam 4
+    search: str = "client"  # the Pipeline's search (pipeline.SEARCHES): "beam" is modified beam search, beam 4;
+    # "sherpa" is greedy with at most one symbol per frame, as sherpa-onnx searches
 
 
 _SHERPA = "sherpa-onnx C++ (OnlineRecognizer, greedy search)"
@@ -39,6 +40,11 @@ COLUMNS: dict[str, Column] = {c.label: c for c in (
            about="ONNX Runtime, the bundle's .ort fp32, transducer modified beam search (beam 4)"),
     Column("ort:int8+beam", "artifact", "ort", "int8", search="beam",
            about="ONNX Runtime, the bundle's .ort int8, transducer modified beam search (beam 4)"),
+    Column("ort:fp32+1sym", "artifact", "ort", "fp32", search="sherpa",
+           about="ONNX Runtime, the bundle's .ort fp32, greedy search with at most one symbol per frame "
+                 "(sherpa-onnx's rule; the client's default allows 3)"),
+    Column("ort:int8+1sym", "artifact", "ort", "int8", search="sherpa",
+           about="ONNX Runtime, the bundle's .ort int8, greedy search with at most one symbol per frame"),
     Column("onnx:fp32", "artifact", "onnx", "fp32", about="ONNX Runtime on the bundle's .onnx"),
     Column("onnx:int8", "artifact", "onnx", "int8", about="ONNX Runtime on the bundle's int8 .onnx"),
     Column("tflite:fp32", "artifact", "tflite", "fp32", about="LiteRT, onnx2tf fp32"),

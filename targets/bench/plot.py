@@ -32,7 +32,7 @@ def plot(result: dict, path) -> Path:
     ax3.set_title("end to end: fbank + encoder + decoding")
     ax2.bar(x, val("peak_rss_mb"), 0.6, color="tab:green")
     ax2.set_ylabel("peak resident memory (MB)")
-    ax2.set_title("peak memory (fresh process per backend)")
+    ax2.set_title("peak memory (median of fresh processes per backend)")
     for ax in (ax1, ax3, ax2):
         ax.set_xticks(x)
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)

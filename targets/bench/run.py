@@ -36,12 +36,13 @@ from .workload import workload
 # +-20 % over seconds: 21 short rounds, compared round by round, give ratios
 # whose quartiles stay within a few % of the median.
 REPEATS = 21
+FRESH_PROCESSES = 3  # per column: one process's peak moved by up to 30 MB between identical runs
 ROW_KEYS = ("family", "label", "kind", "backend", "precision", "threads", "status", "error", "about", "chunks",
             "audio_s", "compute_s", "rtf", "e2e_s", "e2e_rtf", "frontend_ms", "p50_ms", "p90_ms", "p99_ms",
             "mean_ms", "speedup_vs_pytorch", "speedup_rtf_vs_pytorch", "speedup_vs_pytorch_paired",
-            "cold_start_ms", "load_ms", "first_chunk_ms", "import_ms", "peak_rss_mb", "baseline_rss_mb",
-            "torch_imported", "size_bytes", "calls", "flops_per_pass", "gflops", "peak_fraction", "parity",
-            "provider")
+            "cold_start_ms", "load_ms", "first_chunk_ms", "import_ms", "peak_rss_mb", "peak_rss_mb_each",
+            "baseline_rss_mb", "torch_imported", "size_bytes", "calls", "flops_per_pass", "gflops", "peak_fraction",
+            "parity", "provider")
 
 
 def _empty_row(family, label, threads) -> dict:
@@ -90,6 +91,7 @@ def _spec(label, t, signature, art, work, ckpt, model_factory, providers, tail) 
 def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=None, seconds: float = 60.0,
               threads=(1,), backends=DEFAULT_BACKENDS, repeats: int | None = None, json_path=None, png_path=None,
               parity_chunks: int = PARITY_CHUNKS, subprocesses: bool = True, peak_matmul: bool = True,
+              fresh_processes: int = FRESH_PROCESSES,
               providers=None, progress=print, model_factory: str | None = None, streams: int = 0) -> dict:
     """Benchmark one model; returns {"machine", "workload", "models", "rows", "paired", "targets", "pi"}.
     `model` (in memory) wins over `checkpoint`, else the shipped model (or an
@@ -125,7 +127,7 @@ def run_bench(family: str = "conformer", *, model=None, checkpoint=None, bundle=
         passes = timing.rounds(configs, rows, audio, audio_s, repeats, say)
         paired = timing.summarise(rows, passes, configs, macs, peak, audio_s, family, thread_list)
         if subprocesses:
-            _cold_starts(run, rows, artifacts, say)
+            _cold_starts(run, rows, artifacts, say, fresh_processes)
         machine["loadavg_end"] = list(os.getloadavg())
         model_info = _model_info(family, source, trained, signature, model, macs, torch_flops, ceiling, rows,
                                  labels, thread_list[0], audio_s)
@@ -227,20 +229,32 @@ def _configs(run: _Run, labels, thread_list, artifacts: dict, model, say) -> tup
     return configs, rows
 
 
-def _cold_starts(run: _Run, rows: dict, artifacts: dict, say) -> None:
-    """Cold start and peak memory of every working row, each in a fresh process."""
-    for (lb, t), row in rows.items():
-        if row["status"] != "ok" or (lb == "pytorch" and run.ckpt is None and not run.model_factory):
-            continue  # an in-memory declared model cannot be re-made in a fresh process
-        say(f"[bench] cold start + peak memory: {lb} x{t} (fresh process) ...")
-        try:
-            res = run_child(run.spec(lb, t, artifacts[lb]), run.work)
-            row.update({k: res[k] for k in ("cold_start_ms", "load_ms", "first_chunk_ms", "import_ms",
-                                            "peak_rss_mb", "baseline_rss_mb", "torch_imported")})
-            if lb != "pytorch" and res["torch_imported"]:
-                row["error"] = "the child imported torch: memory figure includes it"
-        except Exception as e:  # noqa: BLE001
-            row["error"] = f"subprocess: {_first_line(e)}"
+def _cold_starts(run: _Run, rows: dict, artifacts: dict, say, processes: int = FRESH_PROCESSES) -> None:
+    """Cold start and peak memory of every working row, each the median over `processes` fresh processes
+    (round-robin over the rows, so a drift in the machine's load is shared). One process is not enough:
+    where glibc places the freed load buffers moved one fp32 session's settled size by 125-158 MB between
+    identical processes (docs/benchmarks.md, "Memory"). Every process's figure stays in the row."""
+    todo = [(key, row) for key, row in rows.items() if row["status"] == "ok"
+            and not (key[0] == "pytorch" and run.ckpt is None and not run.model_factory)]
+    # (an in-memory declared model cannot be re-made in a fresh process)
+    got: dict = {key: [] for key, _ in todo}
+    for i in range(max(1, processes)):
+        for (lb, t), row in todo:
+            say(f"[bench] cold start + peak memory: {lb} x{t} (fresh process {i + 1}/{processes}) ...")
+            try:
+                got[(lb, t)].append(run_child(run.spec(lb, t, artifacts[lb]), run.work))
+            except Exception as e:  # noqa: BLE001
+                row["error"] = f"subprocess: {_first_line(e)}"
+    for (lb, t), row in todo:
+        runs = got[(lb, t)]
+        if not runs:
+            continue
+        for k in ("cold_start_ms", "load_ms", "first_chunk_ms", "import_ms", "peak_rss_mb", "baseline_rss_mb"):
+            row[k] = float(np.median([r[k] for r in runs]))
+        row["peak_rss_mb_each"] = [r["peak_rss_mb"] for r in runs]
+        row["torch_imported"] = any(r["torch_imported"] for r in runs)
+        if lb != "pytorch" and row["torch_imported"]:
+            row["error"] = "the child imported torch: memory figure includes it"
 
 
 def _model_info(family, source, trained, signature, model, macs, torch_flops, ceiling, rows, labels, t1,
