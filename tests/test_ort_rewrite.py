@@ -250,3 +250,45 @@ def test_ort_route_records_its_rewrites_and_falls_back_when_the_check_fails(tmp_
     assert refused["rewrite_check"]["passed"] is False
     assert op_counts(tmp_path / "refused" / "encoder.fp32.ort") == op_counts(plain)
     assert out.name == "encoder.int8.ort"
+
+
+def test_edge_build_ort_rewrites_unknown_name_is_one_error_before_any_work(monkeypatch, capsys, tmp_path):
+    """--ort-rewrites with a name the pass does not have: one `error:` line listing the known ones, before
+    the model is loaded or any folder is made."""
+    from targets.build import main
+
+    calls = []
+    monkeypatch.setattr("edge.checkpoint.load_or_init", lambda *a, **k: calls.append(a))
+    out = tmp_path / "b"
+    code = main(["--target", "rpi", "--family", "lstm", "--ort-rewrites", "swoosh_fewer_nodes,fuse_all",
+                 "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not calls and not out.exists()
+    assert err.count("\n") == 1 and err.startswith("error: --ort-rewrites") and "'fuse_all'" in err
+    assert all(name in err for name in ort_rewrite.NAMES) and "none" in err
+
+
+def test_edge_build_without_the_ort_rewrites_says_so_in_the_manifest(tmp_path):
+    """edge-build --ort-rewrites none: the .ort files are ONNX Runtime's conversion of the exported graph as
+    it is, and each artifact's conversion.route says no rewrite was allowed and none ran. The control: the
+    same tiny conformer built with the default rewrites records matches and their check (so the switch
+    changes something)."""
+    from targets.build import build_bundle
+    from targets.ort_ops import op_counts
+    from test_families import build
+
+    model = build("conformer")
+    kw = dict(backends=[("ort", "fp32")], parity_chunks=4, stream_seconds=2.0)
+    off = build_bundle("conformer", "rpi", tmp_path / "off", model=model, ort_rewrites="none", **kw)
+    on = build_bundle("conformer", "rpi", tmp_path / "on", model=model, **kw)
+    import json
+
+    def routes(b):
+        arts = json.loads((b / "manifest.json").read_text())["artifacts"]
+        return {a["graph"]: a.get("conversion", {}).get("route") for a in arts}
+
+    assert routes(off) == {"encoder": {"rewrites_selected": []}}
+    assert routes(on)["encoder"]["rewrites"]["linear_chains_2d"] > 0  # the default pass does touch this model
+    assert routes(on)["encoder"]["rewrite_check"]["passed"] is True
+    assert "rewrites_selected" not in routes(on)["encoder"]  # the default build's manifest is unchanged
+    assert sum(op_counts(off / "encoder.fp32.ort").values()) > sum(op_counts(on / "encoder.fp32.ort").values())
