@@ -292,3 +292,54 @@ def test_edge_build_without_the_ort_rewrites_says_so_in_the_manifest(tmp_path):
     assert routes(on)["encoder"]["rewrite_check"]["passed"] is True
     assert "rewrites_selected" not in routes(on)["encoder"]  # the default build's manifest is unchanged
     assert sum(op_counts(off / "encoder.fp32.ort").values()) > sum(op_counts(on / "encoder.fp32.ort").values())
+
+
+def test_edge_verify_reports_the_recorded_rewrite_check(tmp_path):
+    """edge-verify prints, per artifact, what the manifest records of the rewrites: what ran and the build's
+    check (figure, tolerance, passed), a refusal (the unrewritten graph ships: not a failure), a build with
+    none; a record that contradicts itself fails. Read from the manifest: edge-verify does not re-run it."""
+    import copy
+    import json
+    import shutil
+
+    from targets.verify import rewrite_lines, verify
+    from tests.bundle_fixtures import cached_bundle
+
+    src, _ = cached_bundle("conformer")  # the tiny conformer: linear_chains_2d matches (see the build test)
+    bundle = Path(shutil.copytree(src, tmp_path / "b"))
+    lines: list[str] = []
+    assert verify(bundle, out=lines.append) == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    ort_files = [a["path"] for a in manifest["artifacts"] if a["backend"] == "ort"]
+    said = [ln for ln in lines if "graph rewrites" in ln]
+    assert len(said) == len(ort_files) > 0
+    for path, line in zip(ort_files, said):
+        assert line.startswith(f"  [✓] {path}: graph rewrites linear_chains_2d x") and "check passed" in line
+        assert "tolerance 0.0001" in line and "over 100 chunks" in line and "not re-run" in line
+
+    art = next(a for a in manifest["artifacts"] if a["path"] == ort_files[0])
+    route = art["conversion"]["route"]
+    refused = copy.deepcopy(manifest)
+    r = refused["artifacts"][manifest["artifacts"].index(art)]["conversion"]["route"]
+    r["rewrites_refused"] = r.pop("rewrites")
+    r["rewrite_check"].update(max_abs_diff=0.5, passed=False)
+    (mark, line), = [x for x in rewrite_lines(refused) if ort_files[0] in x[1]]
+    assert mark == "!" and "refused (linear_chains_2d x" in line and "max|diff| 5.00e-01" in line
+    assert "unrewritten graph ships" in line
+
+    forged = copy.deepcopy(manifest)
+    forged["artifacts"][manifest["artifacts"].index(art)]["conversion"]["route"]["rewrite_check"]["max_abs_diff"] = 0.5
+    (bundle / "manifest.json").write_text(json.dumps(forged))
+    lines = []
+    assert verify(bundle, out=lines.append) == 1  # says passed, figure over the tolerance
+    assert any(ln.startswith(f"  [x] {ort_files[0]}: graph rewrites") and "contradicts" in ln for ln in lines)
+
+    none = {"artifacts": [{"path": "encoder.fp32.ort", "conversion": {"route": {"rewrites_selected": []}}},
+                          {"path": "encoder.fp32.onnx"}]}
+    assert rewrite_lines(none) == [("-", "encoder.fp32.ort: no graph rewrite ran (built with --ort-rewrites none)")]
+    tflite = {"artifacts": [{"path": "encoder.fp32.tflite", "conversion": {"route": {
+        "rewrites": {"reversing_slice_to_gather": 1}, "rewrite_check": {"chunks": 20, "max_abs_diff": 2e-7,
+                                                                        "tolerance": 1e-5}}}}]}
+    (mark, line), = rewrite_lines(tflite)  # the TFLite route records no passed flag: within the tolerance is
+    assert mark == "✓" and "reversing_slice_to_gather x1" in line and "tolerance 1e-05" in line
+    assert route["rewrite_check"]["passed"] is True
