@@ -35,14 +35,13 @@ EXIT_USER_ERROR = 2
 
 def backend_choice(text: str) -> tuple[str, str | None]:
     """'ort' or 'ort:int8' -> (backend, precision or None): the backend:precision
-    syntax of edge-build --quant and edge-bench --backends. Backends and
-    precisions are the formats table's that run on this kind of host."""
-    backend, _, precision = text.lower().partition(":")
-    backends, precisions = formats.runnable(), formats.PRECISIONS
-    if backend not in backends or (precision and precision not in precisions):
-        raise argparse.ArgumentTypeError(f"unknown artifact {text!r}; use BACKEND[:PRECISION] with backend "
-                                         f"{'/'.join(backends)} and precision {'/'.join(precisions)}, e.g. ort:fp32")
-    return backend, precision or None
+    syntax of edge-build --quant and edge-bench --backends, parsed by the
+    formats table's one parser (runtime_py.formats.split_artifact, which
+    Model.from_bundle uses too)."""
+    try:
+        return formats.split_artifact(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,12 +231,13 @@ def main(argv=None, *, source_factory=None, out=None, err=None) -> int:
     try:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        backend, precision = args.backend or (None, None)
-        if precision and args.precision and precision != args.precision:
-            raise ValueError(f"--backend {backend}:{precision} and --precision {args.precision} disagree")
+        backend, precision = args.backend or (None, args.precision)
+        if args.backend:  # a precision named by both flags must agree
+            backend, precision = formats.split_artifact(":".join(filter(None, args.backend)), args.precision,
+                                                        labels=("--backend", "--precision"))
         with warnings.catch_warnings(record=True) as caught:  # a missing execution provider: one line
             warnings.simplefilter("always")
-            session = ModelSession(args.bundle, backend=backend, precision=precision or args.precision,
+            session = ModelSession(args.bundle, backend=backend, precision=precision,
                                    threads=args.threads, providers=args.providers, search=args.decoding,
                                    beam=args.beam)
         for message in dict.fromkeys(str(w.message) for w in caught):  # once, not once per graph

@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle", help="bundle folder made by edge-build")
     parser.add_argument("wav", help="a WAV file (any rate: it is resampled to the model's)")
-    parser.add_argument("--backend", default=None, help="ort, onnx or tflite (default: the best one here)")
+    parser.add_argument("--backend", default=None, help="ort, onnx or tflite, or with a precision: ort:int8 (default: the best one here)")
     parser.add_argument("--threads", type=int, default=1, help="threads for the model (default: %(default)s)")
     args = parser.parse_args(argv)
 

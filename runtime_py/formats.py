@@ -90,6 +90,25 @@ def runnable() -> tuple[str, ...]:
     return tuple(b for b, f in FORMATS.items() if f.runs_here)
 
 
+def split_artifact(text: str, precision: str | None = None, *, backends=None,
+                   labels: tuple[str, str] = ("backend", "precision")) -> tuple[str, str | None]:
+    """'ort:int8' -> ('ort', 'int8'); 'ort' -> ('ort', precision): the
+    BACKEND[:PRECISION] form of edge-demo --backend, edge-bench --backends and
+    Model.from_bundle(backend=...). The backend must be one of `backends`
+    (default: those that run here), the precision one of PRECISIONS. A
+    precision named both ways must agree (`labels` name the two arguments in
+    that error). Raises ValueError."""
+    backend, sep, named = str(text).strip().lower().partition(":")
+    backends = runnable() if backends is None else tuple(backends)
+    if backend not in backends or (sep and named not in PRECISIONS):
+        raise ValueError(f"unknown artifact {text!r}; use BACKEND[:PRECISION] with backend {'/'.join(backends)} "
+                         f"and precision {'/'.join(PRECISIONS)}, e.g. ort:fp32")
+    if sep and precision is not None and precision != named:
+        raise ValueError(f"{labels[0]} {text!r} and {labels[1]} {precision!r} disagree; name the precision once "
+                         f"({labels[0]} {backend}:{precision} or {backend}:{named})")
+    return backend, named or precision
+
+
 def preference_order() -> tuple[tuple[str, str], ...]:
     """(backend, precision) pairs, best first, from every row's `preference`."""
     ranked = sorted((rank, b, p) for b, f in FORMATS.items() for p, rank in f.preference)
@@ -97,4 +116,4 @@ def preference_order() -> tuple[tuple[str, str], ...]:
 
 
 __all__ = ["Format", "FORMATS", "PRECISIONS", "register", "get_format", "backends", "runnable",
-           "preference_order"]
+           "preference_order", "split_artifact"]

@@ -110,6 +110,11 @@ def tflite_runner(path: Path, graph: GraphSpec, threads: int = 1, strict: bool =
 
 # -- ONNX Runtime ---------------------------------------------------------------
 
+# ONNX Runtime's session config entry that stops intra-op pool workers spinning between ops
+# (onnxruntime_session_options_config_keys.h); the model card's Kotlin and Swift set the same one.
+SPINNING_OFF = ("session.intra_op.allow_spinning", "0")
+
+
 def ort_session_options(ort, threads: int, xnnpack: bool = False):
     """The client's onnxruntime SessionOptions: the one place every session
     of ours is configured (the client, edge-bench's columns, the parity
@@ -124,7 +129,7 @@ def ort_session_options(ort, threads: int, xnnpack: bool = False):
         # between ops by default: they take the cores the working threads need. On 2
         # shared cores 2 threads ran 0.23x of 1 thread spinning, 1.15x not
         # (docs/benchmarks.md, "Threads").
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry(*SPINNING_OFF)
     return opts
 
 

@@ -122,7 +122,13 @@ class SessionError(ValueError):
 def choose_backend(bundle, backend: str | None = None, precision: str | None = None,
                    check_installed: bool = True) -> tuple[str, str]:
     """The (backend, precision) to run: the user's choice if given (each half
-    may be left to the preference order), available for every graph."""
+    may be left to the preference order; `backend` may name both, as
+    'ort:int8'), available for every graph."""
+    if backend is not None:  # 'ort:int8', the form every CLI takes; coreml passes to its own message below
+        try:
+            backend, precision = formats.split_artifact(backend, precision, backends=formats.backends())
+        except ValueError as e:
+            raise SessionError(str(e)) from None
     graphs = [g.name for g in bundle.signature.graphs]
     have = bundle.backends()
     complete = [bp for bp in have if all(
@@ -188,7 +194,8 @@ class Model:
                     threads: int = 1, providers=None, batch: bool | None = None, search: str = "greedy",
                     beam: int = 4) -> "Model":
         """A bundle's artifacts (sha256-checked), on the best backend here
-        unless one is named (see choose_backend)."""
+        unless one is named: backend="ort" (with or without precision="int8")
+        or backend="ort:int8", as the CLIs take it (see choose_backend)."""
         from .backends import MISMATCH, BackendError, IOMismatch, open_runner
         from .manifest import Bundle
 

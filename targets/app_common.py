@@ -10,6 +10,7 @@ import re
 from runtime_py import vad
 from runtime_py.audio_in import AudioInPlan
 from runtime_py.decoding import MAX_SYMBOLS_PER_FRAME
+from runtime_py.runners import SPINNING_OFF
 from runtime_py.signature import Signature
 from runtime_py.stream import TAIL_PADDING_S
 
@@ -94,6 +95,46 @@ def comment(sentences: list[str], indent: str = "", width: int = 116) -> str:
     return "\n".join([f"{indent}/** {lines[0]}", *[f"{indent} *  {x}" for x in lines[1:]]]) + " */"
 
 
+# -- ONNX Runtime session options: the Python client's (runtime_py.runners.ort_session_options) in Kotlin and Swift
+
+THREADS_DOC = ["The options of every ONNX Runtime session (encoder, decoder, joiner). One intra-op thread by default:",
+               "the files were verified on the CPU provider (README: parity table), a streaming step is small, and",
+               "ONNX Runtime's own default would take every core for each small call. With more threads (time 1, 2",
+               "and 4 on the phone), ONNX Runtime's spinning goes off, as in the Python client: each session has",
+               "its own pool, and workers spinning between ops took the cores the working threads needed (2 threads",
+               "ran about 4x slower than 1 with spinning on, on a 2-core machine)."]
+
+
+def ort_options_kotlin(body_notes: tuple[str, ...] = ()) -> str:
+    """`fun sessionOptions(threads: Int = 1)` on ai.onnxruntime's
+    OrtSession.SessionOptions (setIntraOpNumThreads, addConfigEntry);
+    `body_notes`: comment lines inside it (e.g. the execution providers)."""
+    key, value = SPINNING_OFF
+    return "\n".join([comment(THREADS_DOC),
+                      "fun sessionOptions(threads: Int = 1): OrtSession.SessionOptions = "
+                      "OrtSession.SessionOptions().apply {",
+                      "    setIntraOpNumThreads(threads)",
+                      f'    if (threads > 1) addConfigEntry("{key}", "{value}")',
+                      *[f"    // {note}" for note in body_notes],
+                      "}"])
+
+
+def ort_options_swift() -> str:
+    """`func sessionOptions(threads: Int32 = 1) throws` on onnxruntime-objc's
+    ORTSessionOptions (`setIntraOpNumThreads:error:` and
+    `addConfigEntryWithKey:value:error:`, as Swift imports them)."""
+    key, value = SPINNING_OFF
+    return "\n".join([comment(THREADS_DOC),
+                      "func sessionOptions(threads: Int32 = 1) throws -> ORTSessionOptions {",
+                      "    let options = try ORTSessionOptions()",
+                      "    try options.setIntraOpNumThreads(threads)",
+                      "    if threads > 1 {",
+                      f'        try options.addConfigEntry(withKey: "{key}", value: "{value}")',
+                      "    }",
+                      "    return options",
+                      "}"])
+
+
 def loop_numbers(sig: Signature, plan: AudioInPlan) -> dict:
     enc = sig.graph("encoder")
     x, out = enc.inputs[0], enc.outputs[0]
@@ -116,6 +157,7 @@ def loop_numbers(sig: Signature, plan: AudioInPlan) -> dict:
     v["ENDPOINT_DOC"] = comment(endpoint_sentences(v))
     v["TAIL_DOC"] = comment(tail_sentences(v), indent="    ")
     v["TAIL_DOC_KT"] = comment(tail_sentences(v), indent="        ")
+    v["ORT_OPTIONS_KT"], v["ORT_OPTIONS_SWIFT"] = ort_options_kotlin(), ort_options_swift()
     if sig.decoder == "transducer":
         dg, jg = sig.graph("decoder"), sig.graph("joiner")
         y, dec_out = dg.inputs[0], dg.outputs[0]
@@ -135,5 +177,5 @@ def loop_numbers(sig: Signature, plan: AudioInPlan) -> dict:
     return v
 
 
-__all__ = ["comment", "endpoint_numbers", "endpoint_sentences", "fill", "loop_numbers", "shape_literal",
-           "tail_sentences"]
+__all__ = ["comment", "endpoint_numbers", "endpoint_sentences", "fill", "loop_numbers", "ort_options_kotlin",
+           "ort_options_swift", "shape_literal", "tail_sentences"]

@@ -12,12 +12,10 @@ import ai.onnxruntime.*
 import java.nio.FloatBuffer
 import java.nio.LongBuffer
 
+@@ORT_OPTIONS_KT@@
+
 /** The encoder on ONNX Runtime: states allocated from manifest.json and fed by name; each `<state>_next` output
  *  is copied into a tensor we own, so a call's Result can be closed at once. */
-/** The options of every session (encoder, decoder, joiner): one intra-op thread, as the files were verified on
- *  the CPU provider (README: parity table); the default would take every core for each small call. */
-fun sessionOptions(): OrtSession.SessionOptions = OrtSession.SessionOptions().apply { setIntraOpNumThreads(1) }
-
 class OrtEncoder(private val env: OrtEnvironment, manifest: JSONObject, model: ByteArray) : SpeechEncoder {
     private val session = env.createSession(model, sessionOptions())
     private val specs = objects(graph(manifest, "encoder").getJSONArray("states"))

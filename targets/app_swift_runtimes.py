@@ -10,13 +10,7 @@ ORT = """\
 // onnxruntime-objc: @@POD@@ (Podfile), or Swift Package Manager @@SPM@@
 @@IMPORT@@
 
-/** The options of every session (encoder, decoder, joiner): one intra-op thread, as the files were verified on
- *  the CPU provider (README: parity table); the default would take every core for each small call. */
-func sessionOptions() throws -> ORTSessionOptions {
-    let options = try ORTSessionOptions()
-    try options.setIntraOpNumThreads(1)
-    return options
-}
+@@ORT_OPTIONS_SWIFT@@
 
 func ortValue(_ values: [Float], _ shape: [Int]) throws -> ORTValue {
     let data = values.withUnsafeBufferPointer { NSMutableData(bytes: $0.baseAddress, length: $0.count * 4) }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from runtime_py.decoding import word_vocabulary
 from runtime_py.signature import Signature
 
+from .app_common import ort_options_swift
 from .appdeps import library, pod_line
 
 
@@ -133,9 +134,9 @@ def python_snippet(sig: Signature, ort_file: str) -> str:
 import json, numpy as np, onnxruntime as ort
 m = json.load(open("manifest.json"))
 g = next(g for g in m["signature"]["graphs"] if g["name"] == "encoder")
-so = ort.SessionOptions()                 # the client's options (runtime_py.runners.ort_session_options):
-so.intra_op_num_threads = so.inter_op_num_threads = 1   # one thread; with more, also turn off spinning:
-# so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+from runtime_py.runners import ort_session_options
+threads = 1                               # intra-op threads: the client's options for that count, which
+so = ort_session_options(ort, threads)    # with threads > 1 also turn ONNX Runtime's spinning off
 sess = ort.InferenceSession("{ort_file}", so)
 states = {{s["name"]: np.full(s["shape"], s["initial"], s["dtype"]) for s in g["states"]}}
 for chunk in chunks:                      # each [{', '.join(map(str, x.shape))}] {input_words(sig)}
@@ -181,8 +182,9 @@ for chunk in chunks {{                      // MLMultiArray shape {_shape(x.shap
         outs = ", ".join(f'"{t.name}"' for t in enc.outputs)
         return f"""```swift
 // onnxruntime-objc ({pod_line(library("ios", "ort"), tools)}) on {ort_file}
+{ort_options_swift()}
 let env = try ORTEnv(loggingLevel: ORTLoggingLevel.warning)
-let session = try ORTSession(env: env, modelPath: path, sessionOptions: nil)
+let session = try ORTSession(env: env, modelPath: path, sessionOptions: sessionOptions())
 {_FEATURES_IN_NOTE}
 var states: [String: ORTValue] = try initialStates(manifest)   // {state_names}
 let names: Set<String> = Set([{outs}] + states.keys.map {{ $0 + "_next" }})

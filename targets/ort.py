@@ -51,14 +51,15 @@ OPTIMIZATION_LEVEL = "extended"
 QUANTIZE_JOB = "targets.quantize:quantize_job"  # run in a child process (targets.isolated)
 
 
-def convert(onnx_path, graph: GraphSpec, signature, precision: str, out_dir, *, int8=None,
+def convert(onnx_path, graph: GraphSpec, signature, precision: str, out_dir, *, int8=None, rewrites=None,
             **_options) -> list[Path]:
     """The one converter signature (targets/backends/base.py): `to_ort`, int8 by the backend's recipe; the
-    graph rewrites that ran (targets/ort_rewrite.py) go into the manifest's record as `route`."""
+    graph rewrites that ran (targets/ort_rewrite.py) go into the manifest's record as `route`. `rewrites`
+    (edge-build --ort-rewrites): the ones allowed, None for the precision's DEFAULT."""
     from .backends.base import Made
 
     route: dict = {}
-    path = to_ort(onnx_path, out_dir, precision, graph, signature, recipe=int8, route=route,
+    path = to_ort(onnx_path, out_dir, precision, graph, signature, recipe=int8, rewrites=rewrites, route=route,
                   work=_options.get("work"))
     return Made([path], {"route": route} if route else None)
 
@@ -117,7 +118,9 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", 
     with the graph's spec and signature calibrated static Conv + dynamic
     MatMul, without them dynamic int8 only). `rewrites`: the graph rewrites
     to try first (targets/ort_rewrite.py; None: its DEFAULT for the precision), which need the
-    graph and signature for their check; what ran is added to `route`. With
+    graph and signature for their check; what ran is added to `route`, and a
+    choice other than the default as `rewrites_selected` (so a build with
+    none says none was allowed). With
     `work` (a scratch folder) a graph is rewritten and checked once for all
     its precisions."""
     if precision not in PRECISIONS:
@@ -132,6 +135,8 @@ def to_ort(onnx_path: Path | str, out_dir: Path | str, precision: str = "fp32", 
             from . import ort_rewrite
 
             names = tuple(ort_rewrite.DEFAULT[precision] if rewrites is None else rewrites)
+            if rewrites is not None and route is not None:  # the user's choice: said even when nothing ran
+                route["rewrites_selected"] = list(names)
             rewritten, record = ort_rewrite.apply_cached(onnx_path, graph, signature, names,
                                                          Path(work or tmp) / "ort-rewrites")
             src = rewritten or src

@@ -177,6 +177,32 @@ DEFAULT: dict[str, tuple[str, ...]] = {
 }
 
 
+NAMES = tuple(n for n, _ in REWRITES)
+
+
+def parse_names(spec) -> tuple[str, ...] | None:
+    """edge-build --ort-rewrites: "default" (or None) -> None, each precision's DEFAULT; "none" (or an
+    empty sequence) -> (); else a comma list (or a sequence) of REWRITES' names -> those, in the order they
+    run. An unknown name is a UserError listing the known ones."""
+    from edge.errors import UserError
+
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        word = spec.strip().lower()
+        if word in ("default", "none"):
+            return None if word == "default" else ()
+        items = [s.strip() for s in spec.split(",") if s.strip()]
+    else:
+        items = [str(s) for s in spec]
+    unknown = [s for s in items if s not in NAMES]
+    if unknown or (isinstance(spec, str) and not items):
+        what = f"unknown rewrite {', '.join(map(repr, unknown))}" if unknown else "names no rewrite"
+        raise UserError(f"--ort-rewrites {spec if isinstance(spec, str) else ','.join(items)!r}: {what}; use "
+                        f"default, none, or a comma list of {', '.join(NAMES)}")
+    return tuple(n for n in NAMES if n in items)
+
+
 def rewrite(model: onnx.ModelProto, names=()) -> tuple[onnx.ModelProto, dict[str, int]]:
     """Apply the rewrites named (in REWRITES' order); returns (model, {rewrite: matches})."""
     unknown = set(names) - {n for n, _ in REWRITES}

@@ -20,6 +20,7 @@ from __future__ import annotations
 from runtime_py.signature import Signature
 
 from . import appdeps
+from .app_common import ort_options_kotlin
 
 
 def _knf_options(fe) -> list[tuple[str, object]]:
@@ -89,6 +90,12 @@ fun shapeOf(spec: JSONObject): LongArray = spec.getJSONArray("shape").let { a ->
 fun argmax(v: FloatArray): Int = v.indices.maxBy { v[it] }"""
 
 
+# execution providers go in sessionOptions: the files were verified on the CPU provider
+_PROVIDER_NOTES = ('execution providers in order, CPU is always the fallback: addXnnpack(mapOf("intra_op_num_threads" '
+                   'to "2"))', "or addNnapi() (XNNPACK runs its own pool: keep threads at 1 with it); the files were verified "
+                   "on the CPU provider (see the parity table)")
+
+
 def _gradle(backend: str, tools: dict | None) -> str:
     return appdeps.gradle_line(appdeps.library("android", backend), tools)
 
@@ -111,14 +118,12 @@ def kotlin_ort(sig: Signature, files: dict[str, str], tools: dict | None = None)
              "",
              _KOTLIN_HELPERS,
              "",
+             ort_options_kotlin(_PROVIDER_NOTES),
+             "",
              "/** The encoder's state loop. Every state is allocated from manifest.json and owned here: each",
              " *  `<state>_next` output is copied into a fresh tensor, so a Result can be closed at once. */",
              "class StreamingEncoder(private val env: OrtEnvironment, manifest: JSONObject, model: ByteArray) : AutoCloseable {",
-             "    private val session = env.createSession(model, OrtSession.SessionOptions().apply {",
-             "        setIntraOpNumThreads(1)",
-             "        // execution providers in order, CPU is always the fallback: addXnnpack(mapOf(\"intra_op_num_threads\" to \"2\"))",
-             "        // or addNnapi(); the files were verified on the CPU provider (see the parity table)",
-             "    })",
+             "    private val session = env.createSession(model, sessionOptions())",
              "    private val specs = objects(graph(manifest, \"encoder\").getJSONArray(\"states\"))",
              "    private var states: Map<String, OnnxTensor> = specs.associate { it.getString(\"name\") to initial(it) }",
              "",
@@ -224,8 +229,10 @@ def kotlin_ort(sig: Signature, files: dict[str, str], tools: dict | None = None)
                   "    }",
                   "}"]
     dec_files = "" if sig.decoder != "transducer" else (
-        f"\nval decoder = env.createSession(assets.open(\"{files.get('decoder', 'decoder.fp32.ort')}\").readBytes())"
-        f"\nval joiner = env.createSession(assets.open(\"{files.get('joiner', 'joiner.fp32.ort')}\").readBytes())")
+        f"\nval decoder = env.createSession(assets.open(\"{files.get('decoder', 'decoder.fp32.ort')}\").readBytes(), "
+        "sessionOptions())"
+        f"\nval joiner = env.createSession(assets.open(\"{files.get('joiner', 'joiner.fp32.ort')}\").readBytes(), "
+        "sessionOptions())")
     load = ["val env = OrtEnvironment.getEnvironment()",
             "val manifest = JSONObject(assets.open(\"manifest.json\").bufferedReader().readText())",
             f"val encoder = StreamingEncoder(env, manifest, assets.open(\"{files.get('encoder', 'encoder.fp32.ort')}\").readBytes())"

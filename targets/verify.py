@@ -10,7 +10,9 @@
    re-run on golden/encoder_inputs.npz (states carried) against PyTorch's
    golden/encoder_outputs.npz within the tolerance of its precision, and the
    decoded golden utterance against golden/transcript.txt;
-4. artifacts this host cannot execute (CoreML on Linux) are listed as such.
+4. artifacts this host cannot execute (CoreML on Linux) are listed as such;
+5. per artifact whose graph our rewrites changed, the build's recorded check
+   of the rewritten graph (read from the manifest, not re-run).
 
 Torch-free: it uses the client's own runners, so it runs on a Raspberry Pi.
 Exit status 0 when everything checkable passed, 1 on any mismatch, 2 on a
@@ -97,6 +99,45 @@ def golden_check(bundle: Bundle, backend: str, precision: str) -> tuple[bool, st
         ("" if got == want else f" != golden {' '.join(want)!r}")
 
 
+def _matches(counts: dict) -> str:
+    ran = [f"{name} x{n}" for name, n in counts.items() if n]
+    return ", ".join(ran) or "none matched"
+
+
+def rewrite_lines(manifest: dict) -> list[tuple[str, str]]:
+    """(mark, line) per artifact whose manifest record says how our graph rewrites went
+    (`conversion.route`: the .ort pass, targets/ort_rewrite.py, and the TFLite route's): what ran, the
+    build's check of the rewritten graph against the unrewritten one (passed or refused, the figure, the
+    tolerance), or that none was allowed (edge-build --ort-rewrites). Read from the manifest, not re-run:
+    the golden check above judges the shipped file itself. Mark "x": the record contradicts itself."""
+    lines = []
+    for a in manifest.get("artifacts", []):
+        route = (a.get("conversion") or {}).get("route") or {}
+        check, name = route.get("rewrite_check"), a.get("path", "?")
+        if not isinstance(check, dict):
+            if route.get("rewrites_selected") == []:
+                lines.append(("-", f"{name}: no graph rewrite ran (built with --ort-rewrites none)"))
+            continue
+        refused = "rewrites_refused" in route
+        diff, tol = check.get("max_abs_diff"), check.get("tolerance")
+        within = isinstance(diff, (int, float)) and isinstance(tol, (int, float)) and diff <= tol
+        passed = check.get("passed", within and not refused)  # the TFLite route records no flag: within is passed
+        figure = (f"max|diff| {diff:.2e}" if isinstance(diff, (int, float)) else "max|diff| ?") + (
+            f", states {check['state_max_scaled_diff']:.2e}" if "state_max_scaled_diff" in check else "") + (
+            f" (tolerance {tol:g})" if isinstance(tol, (int, float)) else "")
+        where = f"over {check.get('chunks', '?')} chunks against {check.get('against', 'the unrewritten graph')}"
+        if refused:
+            lines.append(("!", f"{name}: graph rewrites refused ({_matches(route['rewrites_refused'])}): the build's "
+                          f"check failed, {figure} {where}; the unrewritten graph ships"))
+        elif passed and within:
+            lines.append(("✓", f"{name}: graph rewrites {_matches(route.get('rewrites', {}))}; the build's check "
+                          f"passed, {figure} {where} (from the manifest, not re-run)"))
+        else:
+            lines.append(("x", f"{name}: graph rewrites {_matches(route.get('rewrites', {}))}; the manifest says "
+                          f"passed={passed} but {figure}: the record contradicts itself"))
+    return lines
+
+
 def verify(bundle_dir: Path | str, out=print) -> int:
     from edge.errors import fail  # one line on stderr, exit 2, like every command's error
 
@@ -144,6 +185,9 @@ def verify(bundle_dir: Path | str, out=print) -> int:
             ok, msg = False, f"{type(e).__name__}: {e}"
         out(f"  [{'✓' if ok else 'x'}] {label} golden: {msg}")
         failures += not ok
+    for mark, line in rewrite_lines(bundle.manifest):
+        out(f"  [{mark}] {line}")
+        failures += mark == "x"
     from .loads import not_converted_line
     missing = not_converted_line(bundle.manifest, bundle.artifacts)
     if missing:  # not a failure of what the bundle holds, but what the app gets differs from the target's default

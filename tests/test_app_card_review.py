@@ -18,6 +18,7 @@ from runtime_py import vad
 from runtime_py.audio_in import AudioInPlan
 from runtime_py.manifest import Bundle
 from tests.test_app_code import _blocks, _card_with, _section, _transducer_sig, bundles  # noqa: F401 (fixture)
+from tests.test_snippets import assert_kotlin_threads, assert_swift_threads
 
 # Names a Swift app target already has (Swift standard library, Foundation): a top-level type of ours with one of
 # these names shadows it in the whole module (`protocol Encoder` breaks every Encodable).
@@ -63,6 +64,7 @@ def test_every_ort_session_has_the_same_options_and_errors_reach_the_app():
     assert "sessionOptions: nil" not in ort
     # the encoder, the decoder and the joiner: the same one-thread options
     assert len(re.findall(r"sessionOptions: sessionOptions\(\)", ort)) == 3
+    assert_swift_threads(ort)  # a thread count, and with more than one spinning off, as the Python client
     swift = "".join(blocks.values())
     assert "try?" not in swift  # an error is never dropped silently
     assert re.search(r"catch \{ onError\(error\) \}", blocks["shared"])
@@ -72,6 +74,7 @@ def test_every_ort_session_has_the_same_options_and_errors_reach_the_app():
     k = kotlin_blocks(sig, AudioInPlan.of(sig), files, None, "serving_default")
     sessions = re.findall(r"createSession\(([^\n]*)\)", k["ort"])
     assert len(sessions) == 3 and all("sessionOptions()" in s for s in sessions), sessions
+    assert_kotlin_threads(k["ort"])
     interpreters = re.findall(r"\bInterpreter\(", k["litert"])
     assert len(interpreters) == 1  # only inside `interpreter()`, which sets one thread
     assert "interface SpeechEncoder" in k["shared"]

@@ -320,3 +320,35 @@ def test_project_targets_stay_out_of_the_terminal():
     assert "target MISS" in markdown(result) or "target PASS" in markdown(result)
     printed = format_table(result)
     assert "target PASS" not in printed and "target MISS" not in printed
+
+
+def test_int8_column_describes_the_recipe_its_manifest_records(result, tmp_path):
+    """The ort:int8 column's description is the bundle's own recipe, not a fixed "static Conv + dynamic
+    MatMul": an LSTM has no Conv and its manifest records matmul-dynamic; a bundle without the record keeps
+    the column's neutral wording."""
+    import json
+    import shutil
+
+    from targets.bench.artifacts import prepare_artifacts
+    from targets.bench.columns import COLUMNS
+    from tests.bundle_fixtures import tiny_bundle
+
+    bundle, model = tiny_bundle("lstm", tmp_path, backends=(("ort", "int8"),))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    recipe = next(a for a in manifest["artifacts"] if a["graph"] == "encoder")["parity"]["int8_recipe"]
+    assert recipe["recipe"] == "matmul-dynamic" and "static" not in recipe["ops_quantised"]
+    art = prepare_artifacts(["ort:int8"], model.signature(), tmp_path, bundle=bundle)["ort:int8"]
+    about = art["about"]
+    assert "int8 recipe from the manifest: encoder matmul-dynamic (" in about and "static Conv" not in about
+    ops = {op.split(".")[-1]: n for by_op in recipe["ops_quantised"].values() for op, n in by_op.items()}
+    assert ops and all(f"{op} x{n}" in about for op, n in ops.items())
+    # an older bundle without the record: the column's own words, which name no recipe
+    for a in manifest["artifacts"]:
+        a["parity"].pop("int8_recipe", None)
+    old = shutil.copytree(bundle, tmp_path / "old")
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert "about" not in prepare_artifacts(["ort:int8"], model.signature(), tmp_path, bundle=old)["ort:int8"]
+    assert "static Conv" not in COLUMNS["ort:int8"].about
+    # the timed rows carry it (the module's run built its own conformer bundle)
+    row = next(r for r in result[0]["rows"] if r["label"] == "ort:int8")
+    assert "int8 recipe from the manifest: encoder " in row["about"]

@@ -166,6 +166,9 @@ def test_not_a_bundle_and_unavailable_backend(tmp_path):
     assert code == 2 and "manifest.json" in err
     code, _, err = _main([str(path), "--wav", str(wav), "--backend", "tflite"])
     assert code == 2 and "tflite" in err and "Traceback" not in err
+    code, _, err = _main([str(path), "--wav", str(wav), "--backend", "ort:int8", "--precision", "fp32"])
+    assert code == 2 and err == "error: --backend 'ort:int8' and --precision 'fp32' disagree; name the precision " \
+        "once (--backend ort:fp32 or ort:int8)\n"
 
 
 def test_sources_deliver_all_samples_in_about_100ms_blocks(tmp_path):

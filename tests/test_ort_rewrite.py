@@ -250,3 +250,96 @@ def test_ort_route_records_its_rewrites_and_falls_back_when_the_check_fails(tmp_
     assert refused["rewrite_check"]["passed"] is False
     assert op_counts(tmp_path / "refused" / "encoder.fp32.ort") == op_counts(plain)
     assert out.name == "encoder.int8.ort"
+
+
+def test_edge_build_ort_rewrites_unknown_name_is_one_error_before_any_work(monkeypatch, capsys, tmp_path):
+    """--ort-rewrites with a name the pass does not have: one `error:` line listing the known ones, before
+    the model is loaded or any folder is made."""
+    from targets.build import main
+
+    calls = []
+    monkeypatch.setattr("edge.checkpoint.load_or_init", lambda *a, **k: calls.append(a))
+    out = tmp_path / "b"
+    code = main(["--target", "rpi", "--family", "lstm", "--ort-rewrites", "swoosh_fewer_nodes,fuse_all",
+                 "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not calls and not out.exists()
+    assert err.count("\n") == 1 and err.startswith("error: --ort-rewrites") and "'fuse_all'" in err
+    assert all(name in err for name in ort_rewrite.NAMES) and "none" in err
+
+
+def test_edge_build_without_the_ort_rewrites_says_so_in_the_manifest(tmp_path):
+    """edge-build --ort-rewrites none: the .ort files are ONNX Runtime's conversion of the exported graph as
+    it is, and each artifact's conversion.route says no rewrite was allowed and none ran. The control: the
+    same tiny conformer built with the default rewrites records matches and their check (so the switch
+    changes something)."""
+    from targets.build import build_bundle
+    from targets.ort_ops import op_counts
+    from test_families import build
+
+    model = build("conformer")
+    kw = dict(backends=[("ort", "fp32")], parity_chunks=4, stream_seconds=2.0)
+    off = build_bundle("conformer", "rpi", tmp_path / "off", model=model, ort_rewrites="none", **kw)
+    on = build_bundle("conformer", "rpi", tmp_path / "on", model=model, **kw)
+    import json
+
+    def routes(b):
+        arts = json.loads((b / "manifest.json").read_text())["artifacts"]
+        return {a["graph"]: a.get("conversion", {}).get("route") for a in arts}
+
+    assert routes(off) == {"encoder": {"rewrites_selected": []}}
+    assert routes(on)["encoder"]["rewrites"]["linear_chains_2d"] > 0  # the default pass does touch this model
+    assert routes(on)["encoder"]["rewrite_check"]["passed"] is True
+    assert "rewrites_selected" not in routes(on)["encoder"]  # the default build's manifest is unchanged
+    assert sum(op_counts(off / "encoder.fp32.ort").values()) > sum(op_counts(on / "encoder.fp32.ort").values())
+
+
+def test_edge_verify_reports_the_recorded_rewrite_check(tmp_path):
+    """edge-verify prints, per artifact, what the manifest records of the rewrites: what ran and the build's
+    check (figure, tolerance, passed), a refusal (the unrewritten graph ships: not a failure), a build with
+    none; a record that contradicts itself fails. Read from the manifest: edge-verify does not re-run it."""
+    import copy
+    import json
+    import shutil
+
+    from targets.verify import rewrite_lines, verify
+    from tests.bundle_fixtures import cached_bundle
+
+    src, _ = cached_bundle("conformer")  # the tiny conformer: linear_chains_2d matches (see the build test)
+    bundle = Path(shutil.copytree(src, tmp_path / "b"))
+    lines: list[str] = []
+    assert verify(bundle, out=lines.append) == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    ort_files = [a["path"] for a in manifest["artifacts"] if a["backend"] == "ort"]
+    said = [ln for ln in lines if "graph rewrites" in ln]
+    assert len(said) == len(ort_files) > 0
+    for path, line in zip(ort_files, said):
+        assert line.startswith(f"  [✓] {path}: graph rewrites linear_chains_2d x") and "check passed" in line
+        assert "tolerance 0.0001" in line and "over 100 chunks" in line and "not re-run" in line
+
+    art = next(a for a in manifest["artifacts"] if a["path"] == ort_files[0])
+    route = art["conversion"]["route"]
+    refused = copy.deepcopy(manifest)
+    r = refused["artifacts"][manifest["artifacts"].index(art)]["conversion"]["route"]
+    r["rewrites_refused"] = r.pop("rewrites")
+    r["rewrite_check"].update(max_abs_diff=0.5, passed=False)
+    (mark, line), = [x for x in rewrite_lines(refused) if ort_files[0] in x[1]]
+    assert mark == "!" and "refused (linear_chains_2d x" in line and "max|diff| 5.00e-01" in line
+    assert "unrewritten graph ships" in line
+
+    forged = copy.deepcopy(manifest)
+    forged["artifacts"][manifest["artifacts"].index(art)]["conversion"]["route"]["rewrite_check"]["max_abs_diff"] = 0.5
+    (bundle / "manifest.json").write_text(json.dumps(forged))
+    lines = []
+    assert verify(bundle, out=lines.append) == 1  # says passed, figure over the tolerance
+    assert any(ln.startswith(f"  [x] {ort_files[0]}: graph rewrites") and "contradicts" in ln for ln in lines)
+
+    none = {"artifacts": [{"path": "encoder.fp32.ort", "conversion": {"route": {"rewrites_selected": []}}},
+                          {"path": "encoder.fp32.onnx"}]}
+    assert rewrite_lines(none) == [("-", "encoder.fp32.ort: no graph rewrite ran (built with --ort-rewrites none)")]
+    tflite = {"artifacts": [{"path": "encoder.fp32.tflite", "conversion": {"route": {
+        "rewrites": {"reversing_slice_to_gather": 1}, "rewrite_check": {"chunks": 20, "max_abs_diff": 2e-7,
+                                                                        "tolerance": 1e-5}}}}]}
+    (mark, line), = rewrite_lines(tflite)  # the TFLite route records no passed flag: within the tolerance is
+    assert mark == "✓" and "reversing_slice_to_gather x1" in line and "tolerance 1e-05" in line
+    assert route["rewrite_check"]["passed"] is True

@@ -158,6 +158,15 @@ def test_backend_preference_and_errors():
         choose_backend(_fake_bundle(every + [("coreml", "fp16")]), backend="coreml")
     with pytest.raises(SessionError, match="no ort/fp16"):
         choose_backend(_fake_bundle(every), backend="ort", precision="fp16")
+    # the BACKEND[:PRECISION] form every CLI takes (edge-demo --backend ort:int8) works here too
+    assert choose_backend(_fake_bundle(every), backend="ort:int8") == ("ort", "int8")
+    assert choose_backend(_fake_bundle(every), backend="TFLite:fp16", precision="fp16") == ("tflite", "fp16")
+    with pytest.raises(SessionError, match="'ort:int8' and precision 'fp32' disagree"):
+        choose_backend(_fake_bundle(every), backend="ort:int8", precision="fp32")
+    with pytest.raises(SessionError, match="unknown artifact 'ort:int4'"):
+        choose_backend(_fake_bundle(every), backend="ort:int4")
+    with pytest.raises(SessionError, match="CoreML"):
+        choose_backend(_fake_bundle(every + [("coreml", "fp16")]), backend="coreml:fp16")
     # a pair present for the encoder only does not count
     partial = _fake_bundle([("ort", "fp32")], graphs=("encoder", "decoder", "joiner"))
     partial.artifacts = partial.artifacts[:1]
@@ -208,6 +217,19 @@ def test_strict_tflite_names_accept_only_the_signatures_own():
     outs = [tflite_tensor(n, {"shape": s, "dtype": "float32"}) for n, s in (("y", [1, 2, 3]), ("h_next", [1, 5]))]
     with pytest.raises(backends.IOMismatch, match=r"input 'x' .* declared \[1, 8, 4\], but m.tflite has \[1, 4, 8\]"):
         backends.check_io(g, [x, h], outs, Path("m.tflite"), "tflite")
+
+
+def test_from_bundle_takes_the_cli_form_of_backend():
+    """Model.from_bundle(dir, backend="ort:fp32") loads what backend="ort",
+    precision="fp32" loads; a contradiction is refused before any file opens."""
+    from runtime_py.stream import Model
+    path, _ = cached_bundle("lstm")  # ort fp32 only
+    m = Model.from_bundle(path, backend="ort:fp32")
+    assert (m.backend, m.precision) == ("ort", "fp32")
+    with pytest.raises(SessionError, match="no ort/int8 artifact"):  # parsed, then looked for
+        Model.from_bundle(path, backend="ort:int8")
+    with pytest.raises(SessionError, match="disagree"):
+        Model.from_bundle(path, backend="ort:fp32", precision="int8")
 
 
 def test_signature_from_the_manifest_is_the_models():

@@ -19,6 +19,30 @@ def _blocks(card: str, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", card, re.S)
 
 
+def assert_kotlin_threads(kotlin: str) -> None:
+    """The card's Kotlin sessionOptions: the thread count it is given, and with more than one the Python
+    client's spinning entry (runtime_py.runners.SPINNING_OFF) through OrtSession.SessionOptions.addConfigEntry."""
+    from runtime_py.runners import SPINNING_OFF
+
+    fn, = re.findall(r"^fun sessionOptions\(threads: Int = 1\): OrtSession\.SessionOptions = .*?^}", kotlin, re.M | re.S)
+    assert "    setIntraOpNumThreads(threads)\n" in fn
+    assert f'    if (threads > 1) addConfigEntry("{SPINNING_OFF[0]}", "{SPINNING_OFF[1]}")\n' in fn
+    assert SPINNING_OFF == ("session.intra_op.allow_spinning", "0")
+
+
+def assert_swift_threads(swift: str) -> None:
+    """The same in Swift: ORTSessionOptions' setIntraOpNumThreads(_:) and addConfigEntry(withKey:value:)
+    (Objective-C `setIntraOpNumThreads:error:`, `addConfigEntryWithKey:value:error:`)."""
+    from runtime_py.runners import SPINNING_OFF
+
+    fn, = re.findall(r"^func sessionOptions\(threads: Int32 = 1\) throws -> ORTSessionOptions \{.*?^}", swift,
+                     re.M | re.S)
+    assert "    try options.setIntraOpNumThreads(threads)\n" in fn
+    assert ("    if threads > 1 {\n        try options.addConfigEntry(withKey: "
+            f'"{SPINNING_OFF[0]}", value: "{SPINNING_OFF[1]}")\n    }}\n') in fn
+    assert "sessionOptions: nil" not in swift
+
+
 @pytest.mark.parametrize("family", ["conformer", "transducer"])
 def test_card_fbank_block_reproduces_the_golden_features(family):
     pytest.importorskip("kaldi_native_fbank")
@@ -53,6 +77,11 @@ def test_card_kotlin_uses_the_signatures_names_and_real_apis(family):
     assert fed and fed <= inputs, fed - inputs
     assert read and read <= outputs, read - outputs
     assert '+ "_next"' in kotlin and "session.run(states + (" in kotlin  # states by name, *_next fed back
+    # every session (encoder; a transducer's decoder and joiner too) takes the one sessionOptions(threads),
+    # which turns ONNX Runtime's spinning off with more than one thread, as the Python client does
+    sessions = re.findall(r"createSession\(([^\n]*)\)", kotlin)
+    assert len(sessions) == len(sig.graphs) and all(s.endswith("sessionOptions()") for s in sessions), sessions
+    assert_kotlin_threads(kotlin)
     if sig.decoder == "transducer":
         assert {"decoder_out", "logits"} <= read and "TransducerGreedy" in kotlin
     else:
@@ -83,6 +112,15 @@ def test_card_python_state_loop_reproduces_the_golden_outputs(family, monkeypatc
     exec(by_hand, scope)
     assert np.abs(scope["res"][out] - last).max() < 1e-4  # states carried through every chunk
     assert x in by_hand
+    # the thread count the card shows how to set: 2 threads get the client's options (spinning off) and the
+    # same outputs (fp32; only the order of a reduction's partial sums may change: same 1e-4)
+    assert by_hand.count("threads = 1 ") == 1
+    scope = {"chunks": chunks}
+    exec(by_hand.replace("threads = 1 ", "threads = 2 "), scope)
+    so = scope["so"]
+    assert so.intra_op_num_threads == 2
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert np.abs(scope["res"][out] - last).max() < 1e-4
 
 
 @pytest.mark.parametrize("family", ["conformer", "transducer"])
@@ -174,6 +212,9 @@ def test_an_ios_card_names_only_the_files_the_bundle_holds(vad_bundle):
     assert ".mlpackage" not in card.split("**Not converted")[0] and "MLModel(" not in card
     assert "ORTSession(env: env" in card and "on encoder.fp32.ort" in card
     assert "Run with: `onnxruntime-objc ORTSession`" in card
+    swift = "\n".join(_blocks(card, "swift"))
+    assert "ORTSession(env: env, modelPath: path, sessionOptions: sessionOptions())" in swift
+    assert_swift_threads(swift)
 
 
 def test_an_untrained_ctc_card_gives_its_own_vocabulary_not_the_command_words(tmp_path):

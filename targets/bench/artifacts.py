@@ -28,7 +28,7 @@ def _artifact_set(bundle_dir: Path, signature, backend, precision) -> dict:
     from runtime_py.manifest import Bundle
 
     b = Bundle(bundle_dir)
-    files, size, parity = {}, 0, {}
+    files, size, parity, recipes = {}, 0, {}, {}
     skipped = next((nc for nc in b.manifest.get("not_converted") or []
                     if nc.get("backend") == backend and nc.get("precision") == precision), None)
     if skipped:
@@ -39,8 +39,27 @@ def _artifact_set(bundle_dir: Path, signature, backend, precision) -> dict:
         files[g.name] = b.path(art.path)  # sha256-checked
         size += int(art.bytes)
         parity[g.name] = art.parity.get("passed") if isinstance(art.parity, dict) else None
+        if isinstance(art.parity, dict) and isinstance(art.parity.get("int8_recipe"), dict):
+            recipes[g.name] = art.parity["int8_recipe"]
     return {"bundle": str(bundle_dir), "files": files, "size_bytes": size,
-            "parity_passed": all(v is not False for v in parity.values()) if parity else None}
+            "parity_passed": all(v is not False for v in parity.values()) if parity else None,
+            **({"int8_recipe": recipes} if recipes else {})}
+
+
+def _about(label: str, art: dict) -> dict:
+    """The column's description with the int8 recipe the bundle's manifest records (the recipe depends on
+    the model: no Conv, no static part), where it records one; else the column's own neutral wording."""
+    recipes = art.get("int8_recipe")
+    if not recipes:
+        return art
+
+    def said(r: dict) -> str:
+        ops = [f"{op.split('.')[-1]} x{n}" for by_op in (r.get("ops_quantised") or {}).values()
+               for op, n in by_op.items()]
+        return f"{r.get('recipe', '?')}" + (f" ({', '.join(ops)})" if ops else "")
+
+    per_graph = "; ".join(f"{g} {said(r)}" for g, r in recipes.items())
+    return {**art, "about": f"{COLUMNS[label].about}; int8 recipe from the manifest: {per_graph}"}
 
 
 def _not_converted(e: BaseException) -> str | None:
@@ -67,7 +86,7 @@ def prepare_artifacts(labels, signature, work: Path, *, model=None, bundle=None,
     if bundle is not None:
         for lb in wanted:
             try:
-                out[lb] = _artifact_set(Path(bundle), signature, *split_label(lb))
+                out[lb] = _about(lb, _artifact_set(Path(bundle), signature, *split_label(lb)))
             except Exception as e:  # noqa: BLE001 - a missing artifact is a row, not a crash
                 out[lb] = {"error": _error(e)}
         return out
@@ -90,7 +109,7 @@ def prepare_artifacts(labels, signature, work: Path, *, model=None, bundle=None,
                                 stream_seconds=BUNDLE_STREAM_CHECK_S)
             for lb in group:
                 try:
-                    out[lb] = _artifact_set(Path(path), signature, *split_label(lb))
+                    out[lb] = _about(lb, _artifact_set(Path(path), signature, *split_label(lb)))
                 except Exception as e:  # noqa: BLE001 - e.g. not converted: a row that says why
                     out[lb] = {"error": _error(e)}
             say(f"[bench]   done in {time.perf_counter() - t0:.1f}s")

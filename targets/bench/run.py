@@ -216,7 +216,8 @@ def _configs(run: _Run, labels, thread_list, artifacts: dict, model, say) -> tup
             if "error" in art:
                 row.update(status="failed", error=art["error"])
                 continue
-            row.update(size_bytes=art.get("size_bytes"), parity=art.get("parity_passed"))
+            row.update(size_bytes=art.get("size_bytes"), parity=art.get("parity_passed"),
+                       about=art.get("about", row["about"]))  # a bundle's own int8 recipe, when recorded
             try:
                 with warnings.catch_warnings(record=True) as caught:  # e.g. a missing execution provider
                     warnings.simplefilter("always")

@@ -44,16 +44,18 @@ def parity_plan(source: Source, chunks: int, trained: bool, say) -> ParityPlan:
 
 
 def convert_and_check(bw, source: Source, plan: ParityPlan, pairs, onnx_paths: dict, work: Path, explicit: bool,
-                      skipped: list, say) -> tuple[list[str], list[dict]]:
+                      skipped: list, say, backend_options: dict | None = None) -> tuple[list[str], list[dict]]:
     """Every pair's artifacts into the bundle folder `bw`, checked; returns
     ("file: why" of each artifact that failed its check, the not-converted
     records: `skipped`, target defaults no converter takes from this source,
     then the defaults whose conversion failed). A pair the user asked for
-    (`explicit`) that does not convert raises instead."""
+    (`explicit`) that does not convert raises instead. `backend_options`:
+    backend -> options for its converter alone (convert.convert_graphs)."""
     failed, not_converted = [], list(skipped)
     for backend, precision in ((BACKENDS[b], p) for b, p in pairs):  # the backend objects: targets/backends
         t0 = time.perf_counter()
-        files = _convert(backend, precision, source, onnx_paths, bw, work, explicit, not_converted, say)
+        files = _convert(backend, precision, source, onnx_paths, bw, work, explicit, not_converted, say,
+                         backend_options)
         if files is None:
             continue
         if backend.client.runs_here:
@@ -70,7 +72,7 @@ def convert_and_check(bw, source: Source, plan: ParityPlan, pairs, onnx_paths: d
 
 
 def _convert(backend, precision: str, source: Source, onnx_paths: dict, bw, work: Path, explicit: bool,
-             not_converted: list, say):
+             not_converted: list, say, backend_options: dict | None = None):
     """graph -> file of one pair, or None when a target default did not
     convert (recorded in `not_converted` and said)."""
     say(f"{backend.name} {precision}: converting {len(onnx_paths)} graph(s)...")
@@ -79,8 +81,8 @@ def _convert(backend, precision: str, source: Source, onnx_paths: dict, bw, work
         if earlier:  # every precision of a backend starts from the same conversion: do not retry it
             raise ConversionError(f"not tried: {backend.name} {earlier['precision']} did not convert "
                                   f"(same converter)\n{earlier['reason']}")
-        return convert_graphs(backend.name, precision, source.signature, onnx_paths, bw.tmp, work=work,
-                              torch_model=source.torch_model)
+        return convert_graphs(backend.name, precision, source.signature, onnx_paths, bw.tmp, backend_options,
+                              work=work, torch_model=source.torch_model)
     except ConversionError as e:
         if explicit:  # the user asked for this one: fail, saying why
             raise

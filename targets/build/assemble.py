@@ -44,7 +44,7 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
                  spec: dict | None = None, name: str | None = None, backends=None, quant: str | None = None,
                  keep_failed: bool = False, parity_chunks: int = PARITY_CHUNKS, progress=None,
                  stream_seconds: float | None = None, stream_budget_s: float | None = None,
-                 audio_in: bool | None = None) -> Path:
+                 audio_in: bool | None = None, ort_rewrites=None) -> Path:
     """Build dist/<name>-<family>-<target>/ and return its path. The model is
     `model` (in memory: a built-in family's model, or a user's model from
     edge.declare), else `onnx_model` + `spec` (third-party ONNX with state
@@ -58,7 +58,10 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
     bundle's encoder takes PCM; every artifact is also checked against the
     features-in reference (targets/audio_in_parity.py). None: the target's
     default (android and ios: yes, where the model's frontend allows;
-    plan.takes_audio)."""
+    plan.takes_audio).
+    `ort_rewrites`: the .ort route's graph rewrites (targets/ort_rewrite.py):
+    None for each precision's default, () for none, or names; the manifest's
+    `conversion.route.rewrites_selected` then records the choice."""
     from edge.checkpoint import load_or_init
     from edge.families import get_family
 
@@ -66,6 +69,12 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
     tgt = get_target(target)
     pairs = tuple(backends) if backends else parse_quant(tgt, quant)
     check_backends(pairs)
+    backend_options = {}
+    if ort_rewrites is not None:  # an unknown name: one error, before any work
+        from ..ort_rewrite import parse_names
+
+        rewrites = parse_names(ort_rewrites)
+        backend_options = {} if rewrites is None else {"ort": {"rewrites": rewrites}}
     skipped: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="edge-build-") as work_s:
         work = Path(work_s)
@@ -98,7 +107,7 @@ def build_bundle(family: str | None = DEFAULT_FAMILY, target: str = "rpi", out_d
         with one_torch_thread():
             return _build(source, tgt, pairs, out, work, name, keep_failed, parity_chunks, progress,
                           stream_seconds, explicit=bool(backends or quant), stream_budget_s=stream_budget_s,
-                          skipped=skipped)
+                          skipped=skipped, backend_options=backend_options)
 
 
 def _without_torch(pairs, target: str, explicit: bool):
@@ -119,7 +128,8 @@ def _without_torch(pairs, target: str, explicit: bool):
 
 def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str, keep_failed: bool,
            parity_chunks: int, progress, stream_seconds: float | None = None, explicit: bool = True,
-           stream_budget_s: float | None = None, skipped: list | None = None) -> Path:
+           stream_budget_s: float | None = None, skipped: list | None = None,
+           backend_options: dict | None = None) -> Path:
     """The build's steps, in order: plan what every artifact is checked
     against, export the ONNX graphs, convert and check every pair, prove the
     streaming graph, write the golden files, manifest and card."""
@@ -132,7 +142,7 @@ def _build(source: Source, tgt: Target, pairs, out: Path, work: Path, name: str,
     with BundleWriter(out) as bw:
         onnx_paths = source.onnx(work)
         failed, not_converted = convert_and_check(bw, source, plan, pairs, onnx_paths, work, explicit,
-                                                  skipped or [], say)
+                                                  skipped or [], say, backend_options)
         proofs = prove(source, source.signature, onnx_paths, plan.speech, stream_seconds, say, stream_budget_s)
         if failed and not keep_failed:
             raise UserError("parity failed, bundle not written (use --keep-failed to keep it, marked failed):\n  "

@@ -29,6 +29,14 @@ from ..proofs import STREAM_BUDGET_S
 from .assemble import AUDIO_SUFFIX, PARITY_CHUNKS, build_bundle
 from .plan import DEFAULT_FAMILY, TARGETS, get_target, list_targets, parse_quant, takes_audio
 
+def _rewrite_names() -> str:
+    try:  # the rewrites' module needs onnx; without it --help still works and the build names the extra
+        from ..ort_rewrite import NAMES
+    except ImportError:
+        return "the rewrites in docs/exporting.md"
+    return ", ".join(NAMES)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edge.cliutil import add_model, add_verbose, family_names, make_parser
 
@@ -54,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     kind.add_argument("--features-in", dest="audio_in", action="store_false",
                       help="the encoder takes fbank frames and the app computes them (the default for rpi)")
     g.add_argument("--name", help="bundle name (default: the --onnx spec's \"name\", else demo)")
+    g.add_argument("--ort-rewrites", metavar="LIST", default=None,
+                   help="our graph rewrites before ONNX Runtime makes the .ort files: default (each precision's "
+                   "own), none, or a comma list of " + _rewrite_names() + "; the manifest's "
+                   "conversion.route says which ran (docs/exporting.md)")
     o = p.add_argument_group("output and checks")
     o.add_argument("-o", "--output", type=Path, help="bundle folder (default: dist/<name>-<family>-<target>, -audio-<target> for PCM in)")
     o.add_argument("--parity-chunks", type=int, default=PARITY_CHUNKS,
@@ -99,8 +111,12 @@ def _main(argv) -> int:
         return fail("--parity-chunks must be at least 1")
     if args.proof_budget is not None and not args.proof_budget > 0:
         return fail("--proof-budget must be a positive number of seconds")
-    try:  # a mistyped target, precision or family is reported before torch is imported (2 s)
+    try:  # a mistyped target, precision, rewrite or family is reported before torch is imported (2 s)
         pairs = parse_quant(get_target(args.target), args.quant)  # --quant is read here, once
+        ort_rewrites = None
+        if args.ort_rewrites is not None:
+            from ..ort_rewrite import parse_names
+            ort_rewrites = parse_names(args.ort_rewrites)
     except UserError as e:
         return fail(str(e))
     from edge.cliutil import family_error
@@ -165,7 +181,8 @@ def _main(argv) -> int:
                                checkpoint=args.checkpoint, name=name, onnx_model=args.onnx, spec=spec,
                                backends=pairs if args.quant else None,  # named pairs: a failure is an error
                                keep_failed=args.keep_failed, parity_chunks=args.parity_chunks,
-                               progress=progress, stream_budget_s=args.proof_budget, audio_in=audio_in)
+                               progress=progress, stream_budget_s=args.proof_budget, audio_in=audio_in,
+                               ort_rewrites=ort_rewrites)
         finally:
             progress.close()
     except (UserError, CheckpointError, ExportError, RolloutError) as e:

@@ -5,7 +5,9 @@ the result.
 Every converter has one signature (targets/backends/base.py):
     convert(onnx_path, graph, signature, precision, out_dir, **options) -> list[Path]
 with options `work`, `torch_model` and `int8` (the backend's int8 recipe,
-added here); a converter ignores the ones it does not need.
+added here); a converter ignores the ones it does not need. Options for
+one backend only (edge-build --ort-rewrites: {"ort": {"rewrites": ...}})
+reach that backend's converter alone, through `backend_options`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class Converted(dict):
 
 
 def convert_graphs(backend: Backend | str, precision: str, signature, onnx_paths: dict, out_dir: Path,
-                   **options) -> dict[str, Path]:
+                   backend_options: dict | None = None, **options) -> dict[str, Path]:
     """Convert every graph for one (backend, precision); returns graph -> file
     (a Converted: `.reports` holds what each converter said about its route).
     A converter's failure becomes a ConversionError naming the operation
@@ -36,6 +38,7 @@ def convert_graphs(backend: Backend | str, precision: str, signature, onnx_paths
         backend = BACKENDS[backend]
     out = Converted()
     out.reports = {}
+    options = {**options, **(backend_options or {}).get(backend.name, {})}
     for g, p in onnx_paths.items():
         try:
             made = backend.convert(p, signature.graph(g), signature, precision, out_dir, int8=backend.int8, **options)
