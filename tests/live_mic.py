@@ -119,6 +119,13 @@ class PulseMic:
         assert self._pactl("suspend-sink", SINK, "1") is not None, "could not suspend the sink"
 
 
+def _ctrl_c_reaches_the_child() -> None:
+    """A shell that runs the tests in the background (`cmd &`, nohup) starts them with SIGINT ignored,
+    and an ignored signal stays ignored across exec: the demo would never see the Ctrl-C this harness
+    sends and would be reported as hung. The child gets the default disposition, as in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_demo(bundle: Path, wav: Path, end: str = "ctrl-c", hang_s: float = 60.0, extra=()) -> dict:
     """edge-demo BUNDLE --mic while `wav` plays into the microphone; once the demo
     has printed the utterance (or after hang_s), `end` it: "ctrl-c", "unplug"
@@ -130,7 +137,8 @@ def run_demo(bundle: Path, wav: Path, end: str = "ctrl-c", hang_s: float = 60.0,
     with PulseMic() as mic, tempfile.TemporaryFile("w+") as err:
         env = {**mic.env, "PYTHONFAULTHANDLER": "1"}  # a hang killed with SIGABRT shows every thread's stack
         p = subprocess.Popen([*cmd, str(bundle), "--mic", "--partials", "off", *extra], env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True)
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
+                             preexec_fn=_ctrl_c_reaches_the_child)
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)  # the demo flushes finals
         reader.start()
