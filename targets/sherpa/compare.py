@@ -110,6 +110,10 @@ def main(argv=None) -> int:
     if args.cmd == "export":
         paths = export_sherpa(model, args.out, tokens, args.input_range, int8=args.int8)
         print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+        from .rewrite import summary  # on stderr: stdout stays the JSON of the paths
+
+        for line in summary(json.loads(paths["rewrites"].read_text(encoding="utf-8"))):
+            print(line, file=sys.stderr)
         return 0
     import tempfile
 
