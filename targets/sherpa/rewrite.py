@@ -52,7 +52,8 @@ def summary(report: dict[str, dict]) -> list[str]:
         if "rewrite_error" in rec:
             lines.append(f"{name}: graph pass failed ({rec['rewrite_error']}); shipped the exported graph")
         elif check is None:
-            lines.append(f"{name}: no rewrite matched ({ran}); the exported graph")
+            lines.append(f"{name}: " + (f"no rewrite matched ({ran})" if counts else "no rewrite tried")
+                         + "; the exported graph")
         else:
             verdict = "passed" if check["passed"] else "FAILED: shipped the exported graph instead"
             lines.append(f"{name}: rewrites {ran}; checked over {check['chunks']} chunks in ONNX Runtime: "
