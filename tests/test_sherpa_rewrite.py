@@ -49,7 +49,8 @@ def test_rewrites_ran_on_the_encoder_and_kept_sherpas_contract(exports):
     assert report["encoder.int8.onnx"] == enc  # quantised from the rewritten graph
     assert any(line.startswith("encoder.onnx: rewrites ") and "passed" in line for line in summary(report))
     plain_report = json.loads((exports["plain"] / REPORT).read_text(encoding="utf-8"))
-    assert all(not any(r["rewrites"].values()) for r in plain_report.values())
+    assert all(r["rewrites_selected"] == [] and not r["rewrites"] for r in plain_report.values())
+    assert "rewrites_selected" not in enc  # the default: said only when the caller chose
     for f in ("encoder.onnx", "encoder.int8.onnx"):
         new, old = (onnx.load(str(exports[k] / f)) for k in ("rewritten", "plain"))
         assert len(new.graph.node) < len(old.graph.node)  # the rewrite is in the shipped file
@@ -98,3 +99,12 @@ def test_refused_or_crashing_pass_ships_the_exported_graph(exports, tmp_path, mo
     monkeypatch.setattr(ort_rewrite, "rewrite", crash)
     src, rec = rewrite_graph(plain, graph, sig, "fp32", tmp_path / "crashed")
     assert src == plain and rec["rewrite_error"] == "RuntimeError: boom"
+
+
+def test_export_cli_refuses_an_unknown_rewrite_before_any_work(tmp_path, capsys):
+    from targets.sherpa.compare import main
+
+    assert main(["export", "--out", str(tmp_path / "out"), "--ort-rewrites", "swoosh_fewer_nodes,fuse_all"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --ort-rewrites") and "'fuse_all'" in err and "linear_chains_2d" in err
+    assert not (tmp_path / "out").exists()

@@ -25,14 +25,17 @@ def rewrite_graph(plain: Path, graph, signature, precision: str, work: Path,
     (None: ort_rewrite.DEFAULT[precision]); the work folder caches one check per (graph, rewrites)."""
     from targets import ort_rewrite
 
+    # a choice other than the default is said, as targets/ort.py says it in the manifest
+    chosen = {} if names is None else {"rewrites_selected": list(names)}
     names = tuple(ort_rewrite.DEFAULT[precision] if names is None else names)
     try:
         rewritten, record = ort_rewrite.apply_cached(plain, graph, signature, names, work)
     except Exception as e:  # noqa: BLE001 - a crash in the pass ships the exported graph, never fails the export
-        return plain, {"rewrites": {}, "rewrite_error": f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"}
+        return plain, {**chosen, "rewrites": {},
+                       "rewrite_error": f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"}
     if record is None:  # nothing requested, or nothing matched: the exported graph as it is
-        return plain, {"rewrites": {n: 0 for n in names}}
-    return rewritten or plain, record
+        return plain, {**chosen, "rewrites": {n: 0 for n in names}}
+    return rewritten or plain, {**chosen, **record}
 
 
 def write_report(out_dir: Path, records: dict[str, dict]) -> Path:
