@@ -9,7 +9,8 @@
     python -m targets.sherpa export --model examples/zipformer_factory.py:build --int8 --out dist/zf-sherpa
     python -m targets.sherpa compare --utterances 50
 
-Modules: export (our one exporter + sherpa metadata + file names), lstm and
+Modules: export (our one exporter + sherpa metadata + file names), rewrite
+(the .ort route's graph rewrites and their check on these files), lstm and
 zipformer2 (the two sherpa-onnx model types, each its metadata contract),
 client (sherpa's recognizer and ours on the same files), package (the
 zipformer package's own export, the baseline edge-bench compares with),

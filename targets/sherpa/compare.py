@@ -89,6 +89,9 @@ def main(argv=None) -> int:
     e.add_argument("--model", default=None, metavar="FILE.py:FACTORY",
                    help="your own transducer, e.g. examples/zipformer_factory.py:build (sherpa's zipformer2 type)")
     e.add_argument("--int8", action="store_true", help="also encoder.int8.onnx / joiner.int8.onnx")
+    e.add_argument("--ort-rewrites", metavar="LIST", default=None,
+                   help="the .ort route's graph rewrites on these files, as edge-build's option: default (each "
+                   "precision's own), none, or a comma list of them; edge-rewrites.json says which ran")
     c = sub.add_parser("compare", help="sherpa-onnx vs our client on test utterances")
     c.add_argument("--utterances", type=int, default=20)
     c.add_argument("--corpus", type=Path, default=Path("data/corpus"),
@@ -104,12 +107,25 @@ def main(argv=None) -> int:
 
     score.add_parser(sub)
     args = p.parse_args(argv)
+    rewrites = None
+    if getattr(args, "ort_rewrites", None) is not None:  # a mistyped name is one error line, before any work
+        from edge.errors import UserError, fail
+        from targets.ort_rewrite import parse_names
+
+        try:
+            rewrites = parse_names(args.ort_rewrites)
+        except UserError as e:
+            return fail(str(e))
     model, tokens, info = _load_model(args.checkpoint, getattr(args, "model", None))
     if args.cmd == "score":
         return score.run(args, model, tokens)
     if args.cmd == "export":
-        paths = export_sherpa(model, args.out, tokens, args.input_range, int8=args.int8)
+        paths = export_sherpa(model, args.out, tokens, args.input_range, int8=args.int8, rewrites=rewrites)
         print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
+        from .rewrite import summary  # on stderr: stdout stays the JSON of the paths
+
+        for line in summary(json.loads(paths["rewrites"].read_text(encoding="utf-8"))):
+            print(line, file=sys.stderr)
         return 0
     import tempfile
 

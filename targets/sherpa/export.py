@@ -10,6 +10,7 @@ graph module as sherpa feeds it; most return the model's own), and
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import warnings
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .contract import (FILES, INPUT_RANGE_KEY, INPUT_RANGES, INT8_FILES, INT16_S
                        SHERPA_BLANK_ID, UNIT_OFFSET, SherpaExportError)
 
 MODEL_TYPES = (lstm, zipformer2)
+QUANTIZED_GRAPHS = ("encoder", "joiner")  # the decoder stays fp32, as in sherpa-onnx's published int8 models
 
 
 def model_type(sig: Signature):
@@ -82,17 +84,26 @@ class _SherpaGraphs:
 
 
 def export_sherpa(model, out_dir: Path | str, tokens: list[str], input_range: str | None = None,
-                  dynamic_batch: bool | None = None, int8: bool = False) -> dict[str, Path]:
+                  dynamic_batch: bool | None = None, int8: bool = False,
+                  rewrites: tuple[str, ...] | None = None) -> dict[str, Path]:
     """Write encoder.onnx, decoder.onnx, joiner.onnx and tokens.txt (and with
     int8, encoder.int8.onnx / joiner.int8.onnx as targets.ort quantises them)
-    for the sherpa-onnx model type the signature matches. Returns {name: path}.
+    for the sherpa-onnx model type the signature matches, and edge-rewrites.json
+    (the .ort route's graph rewrites that ran on each file and their check,
+    targets/sherpa/rewrite.py). Returns {name: path}.
 
     input_range: "int16" (features of int16-range samples: sherpa needs
     normalize_samples=False) or "unit" (sherpa's defaults); default: what the
     model was trained on. dynamic_batch: the encoder's batch axis symbolic so
     decode_streams can stack streams; default: the model type's choice (the
-    decoder and joiner always have one, for sherpa's modified_beam_search)."""
+    decoder and joiner always have one, for sherpa's modified_beam_search).
+    rewrites: the graph rewrites to try on every file (None: ort_rewrite.DEFAULT
+    per precision; (): none, the exported graphs as they are)."""
+    import tempfile
+
     from edge.export import batch_layout, export_graph
+
+    from .rewrite import rewrite_graph, write_report
 
     model = model.eval()
     sig = model.signature()
@@ -117,33 +128,45 @@ def export_sherpa(model, out_dir: Path | str, tokens: list[str], input_range: st
     ssig = dataclasses.replace(ssig, graphs=tuple(batch_layout(graphs, g, ssig) if dynamic or not g.states else g
                                                   for g in ssig.graphs))
     paths: dict[str, Path] = {}
-    for graph in ssig.graphs:
-        path = out_dir / FILES[graph.name]
-        meta = mt.metadata(model, ssig, graph.name) | {INPUT_RANGE_KEY: input_range}
-        with warnings.catch_warnings():
-            # h0/c0 are graph inputs, so the exporter's LSTM batch warning does not apply
-            warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
-            warnings.filterwarnings("ignore", category=DeprecationWarning)  # the legacy exporter, chosen on purpose
-            paths[graph.name] = export_graph(graphs, graph, path, ssig, meta)
-    tok = out_dir / FILES["tokens"]
-    tok.write_text("".join(f"{t} {i}\n" for i, t in enumerate(tokens)), encoding="utf-8")
-    paths["tokens"] = tok
-    if int8:
-        paths.update({f"{g}.int8": p for g, p in quantize_sherpa(out_dir, ssig).items()})
+    records: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="edge-sherpa-") as tmp:
+        int8_sources = {}
+        for graph in ssig.graphs:
+            plain = Path(tmp) / FILES[graph.name]  # as exported; the rewrites start from it
+            meta = mt.metadata(model, ssig, graph.name) | {INPUT_RANGE_KEY: input_range}
+            with warnings.catch_warnings():
+                # h0/c0 are graph inputs, so the exporter's LSTM batch warning does not apply
+                warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
+                warnings.filterwarnings("ignore", category=DeprecationWarning)  # the legacy exporter, on purpose
+                export_graph(graphs, graph, plain, ssig, meta)
+            work = Path(tmp) / "rewrites"  # one check per (graph, rewrites), shared by the precisions
+            src, records[FILES[graph.name]] = rewrite_graph(plain, graph, ssig, "fp32", work, rewrites)
+            paths[graph.name] = Path(shutil.copyfile(src, out_dir / FILES[graph.name]))
+            if int8 and graph.name in QUANTIZED_GRAPHS:  # quantised from the rewritten graph, as targets/ort.py
+                int8_sources[graph.name], records[INT8_FILES[graph.name]] = rewrite_graph(
+                    plain, graph, ssig, "int8", work, rewrites)
+        tok = out_dir / FILES["tokens"]
+        tok.write_text("".join(f"{t} {i}\n" for i, t in enumerate(tokens)), encoding="utf-8")
+        paths["tokens"] = tok
+        if int8:
+            paths.update({f"{g}.int8": p for g, p in quantize_sherpa(out_dir, ssig, int8_sources).items()})
+    paths["rewrites"] = write_report(out_dir, records)
     return paths
 
 
-def quantize_sherpa(out_dir: Path | str, signature: Signature | None = None) -> dict[str, Path]:
+def quantize_sherpa(out_dir: Path | str, signature: Signature | None = None,
+                    sources: dict[str, Path] | None = None) -> dict[str, Path]:
     """encoder.int8.onnx and joiner.int8.onnx beside the fp32 files, with the
     bundle's int8 recipe (targets.quantize: Conv static, calibrated on speech
     through the files' signature; MatMul dynamic; dynamic only without a
-    signature); the decoder stays fp32, as sherpa-onnx's published int8 models keep it."""
+    signature); the decoder stays fp32, as sherpa-onnx's published int8 models keep it.
+    sources: the fp32 graph to quantise per graph name (default: the fp32 file in out_dir)."""
     from targets.quantize import quantize
 
     out_dir = Path(out_dir)
     done = {}
-    for g in ("encoder", "joiner"):
+    for g in QUANTIZED_GRAPHS:
         graph = signature.graph(g) if signature is not None else None
-        quantize(out_dir / FILES[g], out_dir / INT8_FILES[g], graph, signature)
+        quantize((sources or {}).get(g, out_dir / FILES[g]), out_dir / INT8_FILES[g], graph, signature)
         done[g] = out_dir / INT8_FILES[g]
     return done
