@@ -25,7 +25,7 @@ from . import formats
 from .manifest import MANIFEST
 from .modelio import coreml_io
 from .runners import (BackendError, DEFAULT_PROVIDERS, IOMismatch, PIP_NAMES, PROVIDERS,  # noqa: F401 - re-exported
-                      TFLITE_SIGNATURE, ProviderFallback, _require, _strict_names, check_io, match_names,
+                      TFLITE_SIGNATURE, ProviderFallback, _require, _strict_names, check_io, graph_threads, match_names,
                       native_stderr_silenced, ort_runner, provider_names, tflite_runner, usable_providers)
 from .signature import GraphSpec
 
@@ -85,4 +85,5 @@ def open_runner(path: Path | str, graph: GraphSpec, backend: str, threads: int =
         raise BackendError(f"unknown backend {backend!r}; use one of {formats.runnable()}")
     if not fmt.runs_here:
         raise BackendError(fmt.not_here)
-    return fmt.runner(Path(path), graph, threads=threads, strict=strict, providers=providers)
+    return fmt.runner(Path(path), graph, threads=graph_threads(graph.name, threads), strict=strict,
+                      providers=providers)

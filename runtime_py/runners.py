@@ -111,25 +111,35 @@ def tflite_runner(path: Path, graph: GraphSpec, threads: int = 1, strict: bool =
 # -- ONNX Runtime ---------------------------------------------------------------
 
 # ONNX Runtime's session config entry that stops intra-op pool workers spinning between ops
-# (onnxruntime_session_options_config_keys.h); the model card's Kotlin and Swift set the same one.
+# (onnxruntime_session_options_config_keys.h). The client leaves spinning on (ORT's default); the model
+# card names this entry for an app whose cores are busy with other work.
 SPINNING_OFF = ("session.intra_op.allow_spinning", "0")
+# A transducer's decoder and joiner run one row per call, many times a chunk: a thread pool there only
+# adds wake-ups (and its spinning workers take the cores the encoder's need), so they get one thread.
+PER_TOKEN_GRAPHS = ("decoder", "joiner")
+
+
+def graph_threads(graph_name: str, threads: int) -> int:
+    """The intra-op threads a graph's session gets when the client runs `threads`: the encoder (any chunk
+    graph) all of them, the per-token graphs one. Measured on 2 free cores, 23.6 M Zipformer fp32, whole
+    client pass, 2 threads against 1: 1.20x this way, 0.57x with every session spinning on 2 threads,
+    0.93-0.95x with spinning off (docs/benchmarks.md, "Threads")."""
+    return 1 if graph_name in PER_TOKEN_GRAPHS else threads
 
 
 def ort_session_options(ort, threads: int, xnnpack: bool = False):
     """The client's onnxruntime SessionOptions: the one place every session
     of ours is configured (the client, edge-bench's columns, the parity
     rollouts). XNNPACK runs its own thread pool: it gets the threads and
-    ORT's pool stays at 1 (ORT's recommendation)."""
+    ORT's pool stays at 1 (ORT's recommendation). Spinning is ORT's default
+    (on): with more than one thread the pool's workers wait for the next op
+    spinning, which is what makes a second thread pay on free cores; on
+    cores busy with other work the same workers cost (2 threads 0.75x of 1
+    there), and one thread, the default, has no pool at all."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1 if xnnpack else threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    if opts.intra_op_num_threads > 1:
-        # Each session (encoder, decoder, joiner) has its own pool, whose workers spin
-        # between ops by default: they take the cores the working threads need. On 2
-        # shared cores 2 threads ran 0.23x of 1 thread spinning, 1.15x not
-        # (docs/benchmarks.md, "Threads").
-        opts.add_session_config_entry(*SPINNING_OFF)
     return opts
 
 

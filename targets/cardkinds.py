@@ -135,8 +135,8 @@ import json, numpy as np, onnxruntime as ort
 m = json.load(open("manifest.json"))
 g = next(g for g in m["signature"]["graphs"] if g["name"] == "encoder")
 from runtime_py.runners import ort_session_options
-threads = 1                               # intra-op threads: the client's options for that count, which
-so = ort_session_options(ort, threads)    # with threads > 1 also turn ONNX Runtime's spinning off
+threads = 1                               # intra-op threads for the encoder (the client's options; ORT's
+so = ort_session_options(ort, threads)    # spinning stays on: more threads pay only on free cores)
 sess = ort.InferenceSession("{ort_file}", so)
 states = {{s["name"]: np.full(s["shape"], s["initial"], s["dtype"]) for s in g["states"]}}
 for chunk in chunks:                      # each [{', '.join(map(str, x.shape))}] {input_words(sig)}

@@ -87,7 +87,8 @@ def test_every_ort_session_takes_the_clients_options(monkeypatch):
     """open_runner (the client, edge-bench's columns, the parity rollouts) gets its
     SessionOptions from the one place, runners.ort_session_options: the threads
     asked for and one inter-op thread (XNNPACK: ORT's pool at 1, the provider gets
-    the threads), no spinning workers with more than one thread; a change made
+    the threads), ONNX Runtime's spinning left on; a transducer's decoder and joiner
+    one thread whatever the client runs (runners.graph_threads); a change made
     there reaches the session."""
     import onnxruntime as ort
 
@@ -99,10 +100,15 @@ def test_every_ort_session_takes_the_clients_options(monkeypatch):
     path = b.path(b.find("encoder", "ort", "fp32").path)
     opts = open_runner(path, enc, "ort", threads=2).session.get_session_options()
     assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (2, 1)
-    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # no spinning pool workers
-    with pytest.raises(RuntimeError, match="allow_spinning"):  # 1 thread: no pool, ORT's default left alone
-        open_runner(path, enc, "ort", threads=1).session.get_session_options().get_session_config_entry(
-            "session.intra_op.allow_spinning")
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # no entry: ORT's default, spinning on
+        opts.get_session_config_entry("session.intra_op.allow_spinning")
+    tb, _ = cached_bundle("transducer")
+    t = Bundle(tb)
+    for name in ("decoder", "joiner"):  # one row per call: no pool, whatever the client's count
+        g = t.signature.graph(name)
+        run = open_runner(t.path(t.find(name, "ort", "fp32").path), g, "ort", threads=2)
+        assert run.session.get_session_options().intra_op_num_threads == 1, name
+    assert runners.graph_threads("encoder", 3) == 3
     assert runners.ort_session_options(ort, 3, xnnpack=True).intra_op_num_threads == 1
     base, seen = runners.ort_session_options, []
 

@@ -20,26 +20,25 @@ def _blocks(card: str, lang: str) -> list[str]:
 
 
 def assert_kotlin_threads(kotlin: str) -> None:
-    """The card's Kotlin sessionOptions: the thread count it is given, and with more than one the Python
-    client's spinning entry (runtime_py.runners.SPINNING_OFF) through OrtSession.SessionOptions.addConfigEntry."""
+    """The card's Kotlin sessionOptions: the thread count it is given through
+    OrtSession.SessionOptions.setIntraOpNumThreads, ONNX Runtime's spinning left on as in the Python client
+    (runtime_py.runners.ort_session_options), and the entry that turns it off named for busy cores."""
     from runtime_py.runners import SPINNING_OFF
 
     fn, = re.findall(r"^fun sessionOptions\(threads: Int = 1\): OrtSession\.SessionOptions = .*?^}", kotlin, re.M | re.S)
     assert "    setIntraOpNumThreads(threads)\n" in fn
-    assert f'    if (threads > 1) addConfigEntry("{SPINNING_OFF[0]}", "{SPINNING_OFF[1]}")\n' in fn
-    assert SPINNING_OFF == ("session.intra_op.allow_spinning", "0")
+    assert "addConfigEntry" not in fn and SPINNING_OFF[0] in kotlin
+    assert "More threads go to the encoder's session only" in kotlin
 
 
 def assert_swift_threads(swift: str) -> None:
-    """The same in Swift: ORTSessionOptions' setIntraOpNumThreads(_:) and addConfigEntry(withKey:value:)
-    (Objective-C `setIntraOpNumThreads:error:`, `addConfigEntryWithKey:value:error:`)."""
+    """The same in Swift: ORTSessionOptions' setIntraOpNumThreads(_:) (Objective-C `setIntraOpNumThreads:error:`)."""
     from runtime_py.runners import SPINNING_OFF
 
     fn, = re.findall(r"^func sessionOptions\(threads: Int32 = 1\) throws -> ORTSessionOptions \{.*?^}", swift,
                      re.M | re.S)
     assert "    try options.setIntraOpNumThreads(threads)\n" in fn
-    assert ("    if threads > 1 {\n        try options.addConfigEntry(withKey: "
-            f'"{SPINNING_OFF[0]}", value: "{SPINNING_OFF[1]}")\n    }}\n') in fn
+    assert "addConfigEntry" not in fn and SPINNING_OFF[0] in swift
     assert "sessionOptions: nil" not in swift
 
 
@@ -112,14 +111,15 @@ def test_card_python_state_loop_reproduces_the_golden_outputs(family, monkeypatc
     exec(by_hand, scope)
     assert np.abs(scope["res"][out] - last).max() < 1e-4  # states carried through every chunk
     assert x in by_hand
-    # the thread count the card shows how to set: 2 threads get the client's options (spinning off) and the
-    # same outputs (fp32; only the order of a reduction's partial sums may change: same 1e-4)
+    # the thread count the card shows how to set: 2 threads get the client's options (ORT's spinning left on)
+    # and the same outputs (fp32; only the order of a reduction's partial sums may change: same 1e-4)
     assert by_hand.count("threads = 1 ") == 1
     scope = {"chunks": chunks}
     exec(by_hand.replace("threads = 1 ", "threads = 2 "), scope)
     so = scope["so"]
     assert so.intra_op_num_threads == 2
-    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # no entry: ORT's default (spinning on)
+        so.get_session_config_entry("session.intra_op.allow_spinning")
     assert np.abs(scope["res"][out] - last).max() < 1e-4
 
 
