@@ -225,8 +225,8 @@ def kotlin_blocks(sig: Signature, plan: AudioInPlan, files: dict[str, dict[str, 
                  f'val encoder = OrtEncoder(env, manifest, assets.open("{f["encoder"]}").readBytes())']
         if sig.decoder == "transducer":
             w["ORT_TRANSDUCER"] = fill(ORT_TRANSDUCER, w)
-            open_ += [f'val decoder = env.createSession(assets.open("{f["decoder"]}").readBytes(), sessionOptions())',
-                      f'val joiner = env.createSession(assets.open("{f["joiner"]}").readBytes(), sessionOptions())',
+            open_ += [f'val decoder = env.createSession(assets.open("{f["decoder"]}").readBytes(), sessionOptions(1))',
+                      f'val joiner = env.createSession(assets.open("{f["joiner"]}").readBytes(), sessionOptions(1))',
                       "val search = TransducerGreedy(ortDecoder(env, decoder), ortJoiner(env, joiner))"]
         else:
             w["ORT_TRANSDUCER"] = ""

@@ -285,8 +285,8 @@ def swift_blocks(sig: Signature, plan: AudioInPlan, files: dict[str, dict[str, s
                  f'let encoder = try OrtEncoder(env: env, manifest: manifest, modelPath: path("{f["encoder"]}"))']
         if sig.decoder == "transducer":
             w["ORT_TRANSDUCER"] = fill(ORT_TRANSDUCER, w)
-            open_ += [f'let decoder = try ORTSession(env: env, modelPath: path("{f["decoder"]}"), sessionOptions: sessionOptions())',
-                      f'let joiner = try ORTSession(env: env, modelPath: path("{f["joiner"]}"), sessionOptions: sessionOptions())',
+            open_ += [f'let decoder = try ORTSession(env: env, modelPath: path("{f["decoder"]}"), sessionOptions: sessionOptions(threads: 1))',
+                      f'let joiner = try ORTSession(env: env, modelPath: path("{f["joiner"]}"), sessionOptions: sessionOptions(threads: 1))',
                       "let search = try TransducerGreedy(decoder: ortDecoder(decoder), joiner: ortJoiner(joiner))"]
         else:
             w["ORT_TRANSDUCER"] = ""

@@ -230,9 +230,9 @@ def kotlin_ort(sig: Signature, files: dict[str, str], tools: dict | None = None)
                   "}"]
     dec_files = "" if sig.decoder != "transducer" else (
         f"\nval decoder = env.createSession(assets.open(\"{files.get('decoder', 'decoder.fp32.ort')}\").readBytes(), "
-        "sessionOptions())"
+        "sessionOptions(1))  // one row per call: one thread"
         f"\nval joiner = env.createSession(assets.open(\"{files.get('joiner', 'joiner.fp32.ort')}\").readBytes(), "
-        "sessionOptions())")
+        "sessionOptions(1))")
     load = ["val env = OrtEnvironment.getEnvironment()",
             "val manifest = JSONObject(assets.open(\"manifest.json\").bufferedReader().readText())",
             f"val encoder = StreamingEncoder(env, manifest, assets.open(\"{files.get('encoder', 'encoder.fp32.ort')}\").readBytes())"

@@ -62,9 +62,10 @@ def test_every_ort_session_has_the_same_options_and_errors_reach_the_app():
     blocks = _swift_files()
     ort = blocks["ort"]
     assert "sessionOptions: nil" not in ort
-    # the encoder, the decoder and the joiner: the same one-thread options
-    assert len(re.findall(r"sessionOptions: sessionOptions\(\)", ort)) == 3
-    assert_swift_threads(ort)  # a thread count, and with more than one spinning off, as the Python client
+    # the encoder takes the options' thread count (1 by default); the decoder and the joiner one thread
+    assert len(re.findall(r"sessionOptions: sessionOptions\(\)", ort)) == 1
+    assert len(re.findall(r"sessionOptions: sessionOptions\(threads: 1\)", ort)) == 2
+    assert_swift_threads(ort)  # a thread count, ORT's spinning left on, as in the Python client
     swift = "".join(blocks.values())
     assert "try?" not in swift  # an error is never dropped silently
     assert re.search(r"catch \{ onError\(error\) \}", blocks["shared"])
@@ -73,7 +74,8 @@ def test_every_ort_session_has_the_same_options_and_errors_reach_the_app():
              "tflite": {g.name: f"{g.name}.int8.tflite" for g in sig.graphs}}
     k = kotlin_blocks(sig, AudioInPlan.of(sig), files, None, "serving_default")
     sessions = re.findall(r"createSession\(([^\n]*)\)", k["ort"])
-    assert len(sessions) == 3 and all("sessionOptions()" in s for s in sessions), sessions
+    assert len(sessions) == 3 and sum("sessionOptions()" in s for s in sessions) == 1, sessions
+    assert sum("sessionOptions(1)" in s for s in sessions) == 2, sessions  # decoder, joiner: one thread
     assert_kotlin_threads(k["ort"])
     interpreters = re.findall(r"\bInterpreter\(", k["litert"])
     assert len(interpreters) == 1  # only inside `interpreter()`, which sets one thread
