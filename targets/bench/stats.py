@@ -74,7 +74,7 @@ def project_targets(rows: dict, passes: dict) -> list[dict]:
             "paired p50 per chunk")
     int8 = [lb for lb, c in COLUMNS.items() if c.kind == "artifact" and c.precision.startswith("int8")
             and _ok(rows, lb)]
-    paired_int8 = [(lb, _fp32_for(rows, lb)) for lb in int8 if _fp32_for(rows, lb)]
+    paired_int8 = [(lb, base) for lb in int8 if (base := _fp32_for(rows, lb))]
     if paired_int8:
         best, base = max(paired_int8, key=lambda p: ratio(p[0], p[1], "p50"))
         add("best int8 >= 2.2x ORT fp32", ratio(best, base, "p50"), 2.2, ">=", f"{best} vs {base}, paired p50")
