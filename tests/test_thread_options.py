@@ -54,8 +54,10 @@ def test_each_setup_configures_the_sessions_it_names(monkeypatch):
         assert {g: (n, spin) for g, n, spin in made} == want, (setup, made)
 
 
-def test_one_thread_is_one_error_line(capsys):
+def test_bad_input_is_one_error_line(capsys, tmp_path):
     bundle, _ = cached_bundle("transducer")
-    assert _tool().main(["--bundle", str(bundle), "--threads", "1"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for args in (["--bundle", str(bundle), "--threads", "1"], ["--bundle", str(tmp_path / "none")],
+                 ["--bundle", str(bundle), "--precision", "fp16"]):
+        assert _tool().main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, (args, err)
