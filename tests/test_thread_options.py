@@ -1,5 +1,6 @@
 """tools/thread-options on the shipped transducer's bundle: every set-up is timed against 1 thread, each
-session gets the threads and spinning its set-up says, and bad input (a thread count, a path, a precision) is one error line."""
+session gets the threads and spinning its set-up says, and bad input (a thread count, a path, a precision)
+is one error line."""
 
 from __future__ import annotations
 
